@@ -1,0 +1,366 @@
+"""`switchboard ...`: the command line. Errors are one line on stderr with a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.config import Settings, get_settings
+from core.errors import SwitchboardError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard: one RAG assistant, every channel.")
+kb_app = typer.Typer(no_args_is_help=True, help="Manage knowledge bases.")
+weaviate_app = typer.Typer(
+    no_args_is_help=True, help="The local Weaviate server the kit runs when WEAVIATE_URL is unset."
+)
+app.add_typer(kb_app, name="kb")
+app.add_typer(weaviate_app, name="weaviate")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+KBOption = Annotated[str | None, typer.Option("--kb", help="Knowledge base (default: SWITCHBOARD_KB).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "examples" / "docs"
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        _fail(f"invalid configuration: {where}: {first['msg']}")
+    except SwitchboardError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to finish (nothing is duplicated)", 130)
+
+
+def _kb(settings: Settings, kb: str | None) -> str:
+    from core.kb import validate_kb_name
+
+    try:
+        return validate_kb_name(kb or settings.default_kb)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+
+
+def _embedder(settings: Settings) -> Any:
+    from core.embed import create_embedder
+
+    try:
+        return create_embedder(settings)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress):
+        self._progress = progress
+        self._task: Any = None
+
+    def stage(self, description: str, total: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=self._progress.tasks[self._task].total)
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, count: int) -> None:
+        self._progress.advance(self._task, count)
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Files, directories, http(s) URLs or sitemap.xml URLs.")],
+    kb: KBOption = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove documents gone from these sources.")] = False,
+) -> None:
+    """Add or update documents in a knowledge base (only changed chunks are embedded)."""
+    from core.ingest import ingest as run_ingest
+    from core.store import open_store
+
+    settings = _settings()
+    name = _kb(settings, kb)
+    embedder = _embedder(settings)
+
+    async def go() -> Any:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+        ) as bar:
+            async with open_store(settings) as store:
+                return await run_ingest(
+                    store, embedder, sources, kb=name, settings=settings, prune=prune, progress=_RichProgress(bar)
+                )
+
+    report = _run(go)
+    out.print(
+        f"[bold]{name}[/bold]: {report.documents} documents ({report.documents_unchanged} unchanged"
+        f"{f', {report.documents_pruned} pruned' if report.documents_pruned else ''}); chunks "
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted "
+        f"in {report.seconds:.1f}s",
+        highlight=False,
+    )
+    for source, reason in report.failures:
+        err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False, soft_wrap=True)
+    if report.failures:
+        _fail(f"{len(report.failures)} source(s) could not be read; fix or remove them and run again")
+
+
+@app.command()
+def search(
+    query: str,
+    kb: KBOption = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Number of results.")] = 5,
+    alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="0 = keyword only, 1 = vector only.")] = None,
+    source_prefix: Annotated[str | None, typer.Option(help="Only sources starting with this path or URL.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hybrid search (BM25 + vectors) in a knowledge base."""
+    from core.search import SearchOptions, retrieve
+    from core.store import open_store
+
+    settings = _settings()
+    name = _kb(settings, kb)
+    embedder = _embedder(settings)
+    options = SearchOptions(
+        top_k=k, alpha=settings.search_alpha if alpha is None else alpha, source_prefix=source_prefix
+    )
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            await store.require_chunks(name)
+            return await retrieve(store, embedder, name, query, options)
+
+    results = _run(go)
+    if as_json:
+        rows = [{k: getattr(r, k) for k in ("title", "source", "section", "snippet", "score")} for r in results]
+        print(json.dumps({"query": query, "results": rows}, ensure_ascii=False, indent=2))
+        return
+    if not results:
+        out.print("no results")
+    for i, r in enumerate(results, 1):
+        out.print(f"[bold][{i}] {r.title}[/bold] [dim]{r.section}[/dim]  score {r.score:.3f}", highlight=False)
+        out.print(f"    [cyan]{r.source}[/cyan]", highlight=False)
+        out.print(f"    {r.snippet}\n", highlight=False)
+
+
+@app.command("eval")
+def eval_command(
+    qa_file: Annotated[Path, typer.Argument(help='JSONL: {"question": ..., "expected_sources": [...]} per line.')],
+    kb: KBOption = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+    alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure retrieval: recall@k and MRR@10."""
+    from core.evaluate import evaluate, load_qa
+    from core.store import open_store
+
+    settings = _settings()
+    name = _kb(settings, kb)
+    try:
+        qa = load_qa(qa_file)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    embedder = _embedder(settings)
+    chosen_alpha = settings.search_alpha if alpha is None else alpha
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            return await evaluate(store, embedder, name, qa, k=k, alpha=chosen_alpha)
+
+    report = _run(go)
+    if as_json:
+        payload = {"kb": name, "alpha": chosen_alpha, "questions": len(report.questions), **asdict(report)}
+        payload[f"recall@{k}"] = payload.pop("recall_at_k")
+        payload["mrr@10"] = payload.pop("mrr_at_10")
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    misses = [q for q in report.questions if q.reciprocal_rank == 0.0]
+    for q in misses:
+        out.print(f"[yellow]miss[/yellow] {q.question}  (expected {', '.join(q.expected)})", highlight=False)
+    out.print(
+        f"{len(report.questions)} questions, alpha {chosen_alpha}: recall@{k} {report.recall_at_k:.3f}, "
+        f"MRR@10 {report.mrr_at_10:.3f}",
+        highlight=False,
+    )
+
+
+@kb_app.command("list")
+def kb_list(as_json: JsonOption = False) -> None:
+    """Knowledge bases with document and chunk counts."""
+    from core.store import open_store
+
+    settings = _settings()
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            return await store.list_kbs()
+
+    kbs = _run(go)
+    if as_json:
+        print(
+            json.dumps([{"name": s.name, "documents": s.documents, "chunks": s.chunks, **asdict(s.meta)} for s in kbs])
+        )
+        return
+    table = Table("KB", "documents", "chunks", "embedder")
+    for s in kbs:
+        table.add_row(s.name, str(s.documents), str(s.chunks), f"{s.meta.embed_model} ({s.meta.embed_dim})")
+    out.print(table if kbs else "no knowledge bases yet; add one with `switchboard ingest PATH`")
+
+
+@kb_app.command("delete")
+def kb_delete(
+    name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False
+) -> None:
+    """Delete a knowledge base and all its chunks."""
+    from core.store import open_store
+
+    settings = _settings()
+    kb = _kb(settings, name)
+    if not yes and not typer.confirm(f"Delete knowledge base {kb!r} and all its chunks?"):
+        _fail("not deleted")
+
+    async def go() -> None:
+        async with open_store(settings) as store:
+            await store.delete_kb(kb)
+
+    _run(go)
+    out.print(f"deleted {kb}")
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Is Weaviate reachable, which embedder is configured, which KBs exist."""
+    from core.store import open_store
+
+    settings = _settings()
+    embedder_name = f"{settings.embed_provider}: {settings.embed_model}"
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            return await store.server_version(), await store.list_kbs()
+
+    version, kbs = _run(go)
+    where = settings.weaviate_url or f"local (127.0.0.1:{settings.weaviate_local_port}, {settings.weaviate_dir})"
+    if as_json:
+        rows = [{"name": s.name, "documents": s.documents, "chunks": s.chunks, **asdict(s.meta)} for s in kbs]
+        print(json.dumps({"weaviate": {"url": where, "version": version}, "embedder": embedder_name, "kbs": rows}))
+        return
+    out.print(f"Weaviate {version} at {where}: reachable", highlight=False)
+    out.print(f"Embedder {embedder_name}", highlight=False)
+    for s in kbs:
+        mismatch = "" if s.meta.embed_model == settings.embed_model else "  [red](built with another embedder)[/red]"
+        out.print(
+            f"KB {s.name}: {s.documents} documents, {s.chunks} chunks, {s.meta.embed_model}{mismatch}", highlight=False
+        )
+    if not kbs:
+        out.print("No knowledge bases yet: `switchboard ingest PATH`")
+
+
+def _local() -> Any:
+    from core.weaviate_local import LocalWeaviate
+
+    settings = _settings()
+    if settings.weaviate_url:
+        _fail(f"WEAVIATE_URL is set ({settings.weaviate_url}); the kit does not run a local Weaviate")
+    return LocalWeaviate.from_settings(settings)
+
+
+@weaviate_app.command("start")
+def weaviate_start() -> None:
+    """Start the local Weaviate and leave it running (later commands reuse it)."""
+    local = _local()
+    try:
+        started = local.start()
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    out.print(f"Weaviate {'started' if started else 'already running'} on {local.url} (data in {local.root})")
+
+
+@weaviate_app.command("stop")
+def weaviate_stop() -> None:
+    """Stop the local Weaviate cleanly."""
+    _local().stop()
+    out.print("Weaviate stopped")
+
+
+@weaviate_app.command("install")
+def weaviate_install(
+    method: Annotated[str, typer.Option(help="auto (download, else go build), download, or go.")] = "auto",
+) -> None:
+    """Get the pinned Weaviate server binary."""
+    if method not in ("auto", "download", "go"):
+        _fail("--method must be auto, download or go")
+    try:
+        path = _local().install(method)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    out.print(f"Weaviate server binary: {path}")
+
+
+@app.command()
+def demo() -> None:
+    """The main job on the embedded defaults: local Weaviate, local embedder, the sample docs, a sample search."""
+    from core.ingest import ingest as run_ingest
+    from core.search import SearchOptions, retrieve
+    from core.store import open_store
+
+    settings = _settings()
+    embedder = _embedder(settings)
+    question = "How do I connect Switchboard to my own Weaviate server?"
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            report = await run_ingest(store, embedder, [str(SAMPLE_DOCS)], kb="demo", settings=settings, prune=True)
+            hits = await retrieve(
+                store, embedder, "demo", question, SearchOptions(top_k=3, alpha=settings.search_alpha)
+            )
+            return report, hits
+
+    report, hits = _run(go)
+    out.print(
+        f"Ingested {report.documents} sample documents into KB 'demo' ({report.added} chunks added) "
+        f"in {report.seconds:.1f}s.",
+        highlight=False,
+    )
+    out.print(f"\n[bold]Search:[/bold] {question}")
+    for i, r in enumerate(hits, 1):
+        out.print(f"[bold][{i}] {r.title}[/bold] › {r.section}  [dim]{r.source}[/dim]", highlight=False)
+        out.print(f"    {r.snippet}", highlight=False)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

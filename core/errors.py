@@ -1,0 +1,39 @@
+"""A small error hierarchy. Messages are one line and say what to do; the CLI prints them as they are."""
+
+from __future__ import annotations
+
+
+class SwitchboardError(Exception):
+    """Base of every error the kit reports to a person."""
+
+
+class ConfigError(SwitchboardError, ValueError):
+    """A setting is missing or contradicts another (a ValueError, so pydantic validators report it)."""
+
+
+class StoreError(SwitchboardError):
+    """Weaviate is unreachable or refused an operation."""
+
+
+class KBNotFound(StoreError):
+    """The named knowledge base does not exist."""
+
+
+class EmptyKB(StoreError):
+    """The knowledge base exists but holds no chunks."""
+
+
+class EmbedderMismatch(StoreError):
+    """The knowledge base was built with another embedding model."""
+
+
+class EmbedError(SwitchboardError):
+    """The embedding model could not be loaded or called."""
+
+
+class IngestError(SwitchboardError):
+    """A source could not be read, fetched or parsed."""
+
+
+class UnsupportedSource(IngestError):
+    """A file type or URL scheme the kit does not ingest."""

@@ -1,0 +1,193 @@
+"""Text extraction: every supported format becomes (title, Markdown) with well-kept libraries."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from core.errors import IngestError, UnsupportedSource
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
+_H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
+_NOISE_TAGS = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg", "template")
+
+
+@dataclass(frozen=True)
+class Extracted:
+    title: str
+    markdown: str
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        from bs4 import UnicodeDammit
+
+        guess = UnicodeDammit(data).unicode_markup
+        if guess is None:
+            raise IngestError("not valid text in any known encoding") from None
+        return guess
+
+
+def _markdown(data: bytes, fallback_title: str) -> Extracted:
+    text = _decode(data)
+    title = ""
+    front = _FRONT_MATTER.match(text)
+    if front:
+        text = text[front.end() :]
+        found = re.search(r"^title:\s*['\"]?(.+?)['\"]?\s*$", front.group(1), re.M)
+        title = found.group(1) if found else ""
+    if not title:
+        h1 = _H1.search(text)
+        title = h1.group(1).strip() if h1 else fallback_title
+    return Extracted(title, text)
+
+
+def _text(data: bytes, fallback_title: str) -> Extracted:
+    return Extracted(fallback_title, _decode(data))
+
+
+def html_to_markdown(html: str | bytes, fallback_title: str) -> Extracted:
+    from bs4 import BeautifulSoup
+    from markdownify import MarkdownConverter
+
+    soup = BeautifulSoup(html, "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(_NOISE_TAGS):
+        tag.decompose()
+    main = soup.find("main") or soup.find("article") or soup.select_one('[role="main"]') or soup.body or soup
+    if not title:
+        h1 = main.find("h1")
+        title = h1.get_text(" ", strip=True) if h1 else fallback_title
+    converter = MarkdownConverter(heading_style="ATX", bullets="-", code_language_callback=_code_language)
+    markdown = converter.convert_soup(main)
+    return Extracted(title, re.sub(r"\n{3,}", "\n\n", markdown).strip() + "\n")
+
+
+def _code_language(el: Any) -> str:
+    """The language from `<pre class="language-x">` or the usual `<pre><code class="language-x">`."""
+    code = el.find("code")
+    classes = list(el.get("class") or []) + list((code.get("class") if code is not None else None) or [])
+    for cls in classes:
+        for prefix in ("language-", "lang-"):
+            if cls.startswith(prefix):
+                return str(cls[len(prefix) :])
+    return ""
+
+
+def _html(data: bytes, fallback_title: str) -> Extracted:
+    return html_to_markdown(data, fallback_title)
+
+
+def _rst(data: bytes, fallback_title: str) -> Extracted:
+    from docutils.core import publish_parts
+
+    # No title promotion: a lone section would otherwise vanish into the document subtitle.
+    # No file inclusion or raw HTML: documents are untrusted input.
+    parts = publish_parts(
+        _decode(data),
+        writer="html5",
+        settings_overrides={
+            "report_level": 5,
+            "halt_level": 5,
+            "doctitle_xform": False,
+            "sectsubtitle_xform": False,
+            "initial_header_level": 1,
+            "file_insertion_enabled": False,
+            "raw_enabled": False,
+        },
+    )
+    return html_to_markdown(f"<html><body>{parts['body']}</body></html>", fallback_title)
+
+
+def _pdf(data: bytes, fallback_title: str) -> Extracted:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise IngestError("the PDF is encrypted; decrypt it first")
+        title = (reader.metadata.title if reader.metadata else None) or fallback_title
+        # Page headings make the page number the section, so citations point at a page.
+        pages = [f"## Page {i}\n\n{(page.extract_text() or '').strip()}" for i, page in enumerate(reader.pages, 1)]
+    except PyPdfError as exc:
+        raise IngestError(f"unreadable PDF ({exc})") from exc
+    return Extracted(str(title), "\n\n".join(pages))
+
+
+def _docx(data: bytes, fallback_title: str) -> Extracted:
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise IngestError(f"unreadable .docx ({exc.__class__.__name__})") from exc
+    title = document.core_properties.title or ""
+    lines: list[str] = []
+    for block in document.iter_inner_content():
+        if isinstance(block, docx.table.Table):
+            rows = [[cell.text.strip().replace("|", "\\|") for cell in row.cells] for row in block.rows]
+            if rows:
+                lines.append("| " + " | ".join(rows[0]) + " |")
+                lines.append("|" + " --- |" * len(rows[0]))
+                lines.extend("| " + " | ".join(r) + " |" for r in rows[1:])
+                lines.append("")
+            continue
+        text = block.text.strip()
+        if not text:
+            continue
+        style = (block.style.name if block.style is not None else "") or ""
+        if style == "Title":
+            title = title or text
+            lines.append(f"# {text}\n")
+        elif style.startswith("Heading") and style[-1:].isdigit():
+            lines.append(f"{'#' * min(int(style[-1]) + 1, 6)} {text}\n")
+        elif "List" in style:
+            lines.append(f"- {text}")
+        else:
+            lines.append(f"{text}\n")
+    return Extracted(title or fallback_title, "\n".join(lines))
+
+
+EXTRACTORS: dict[str, Callable[[bytes, str], Extracted]] = {
+    ".md": _markdown,
+    ".markdown": _markdown,
+    ".txt": _text,
+    ".rst": _rst,
+    ".html": _html,
+    ".htm": _html,
+    ".pdf": _pdf,
+    ".docx": _docx,
+}
+
+CONTENT_TYPES = {
+    "text/html": ".html",
+    "application/xhtml+xml": ".html",
+    "text/markdown": ".md",
+    "text/x-markdown": ".md",
+    "text/plain": ".txt",
+    "text/x-rst": ".rst",
+    "application/pdf": ".pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+}
+
+
+def suffix_of(name: str) -> str:
+    return PurePosixPath(name).suffix.lower()
+
+
+def extract(data: bytes, suffix: str, fallback_title: str) -> Extracted:
+    extractor = EXTRACTORS.get(suffix)
+    if extractor is None:
+        supported = ", ".join(sorted(EXTRACTORS))
+        raise UnsupportedSource(f"unsupported file type {suffix or '(none)'!r}; supported: {supported}")
+    return extractor(data, fallback_title)

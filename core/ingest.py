@@ -1,0 +1,188 @@
+"""Ingestion: discover → extract → chunk → hash → (embed what changed) → upsert → delete stale → prune.
+
+Crash-safe by construction: chunk ids are derived from (document, position), so every write is an
+upsert, and each run compares what is stored with what should be stored chunk by chunk. A run that was
+interrupted anywhere (Ctrl-C, Weaviate killed mid-batch) is repaired by simply running it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.chunk import chunk_markdown
+from core.config import Settings
+from core.embed import Embedder
+from core.errors import IngestError
+from core.extract import extract
+from core.kb import KBMeta
+from core.sources import RawDoc, discover, normalise_origin
+from core.store import Store, StoredChunk, chunk_uuid
+from core.types import Chunk
+
+logger = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """How ingestion reports progress; the CLI renders it with rich, tests ignore it."""
+
+    def stage(self, description: str, total: int) -> None: ...
+
+    def advance(self, count: int) -> None: ...
+
+
+class _Silent:
+    def stage(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+
+@dataclass
+class IngestReport:
+    documents: int = 0
+    documents_unchanged: int = 0
+    documents_pruned: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def doc_id_for(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:32]
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """Title and section travel with the text, so a chunk that says "run it" still matches "install Docker"."""
+    return "\n".join(part for part in (chunk.title, chunk.section, chunk.text) if part)
+
+
+def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
+    fallback = doc.source.rstrip("/").rsplit("/", 1)[-1]
+    extracted = extract(doc.data, doc.suffix, fallback)
+    doc_id = doc_id_for(doc.source)
+    pieces = chunk_markdown(extracted.markdown, size=settings.chunk_size, overlap=settings.chunk_overlap)
+    chunks = []
+    for position, piece in enumerate(pieces):
+        digest = hashlib.sha256("\x1f".join((extracted.title, piece.section, piece.text)).encode()).hexdigest()
+        chunks.append(
+            Chunk(
+                doc_id=doc_id,
+                source=doc.source,
+                origin=doc.origin,
+                title=extracted.title,
+                section=piece.section,
+                position=position,
+                text=piece.text,
+                content_hash=digest,
+            )
+        )
+    return chunks
+
+
+def _needs_write(chunk: Chunk, stored: StoredChunk | None) -> bool:
+    return stored is None or stored.content_hash != chunk.content_hash or stored.origin != chunk.origin
+
+
+async def ingest(
+    store: Store,
+    embedder: Embedder,
+    inputs: Sequence[str],
+    *,
+    kb: str,
+    settings: Settings,
+    prune: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    progress = progress or _Silent()
+    started = time.perf_counter()
+    report = IngestReport()
+
+    progress.stage("Reading sources", len(inputs))
+    found = await discover(list(inputs), settings)
+    report.failures.extend(found.failures)
+
+    progress.stage("Extracting and chunking", len(found.docs))
+    planned: dict[str, list[Chunk]] = {}
+    for doc in found.docs:
+        try:
+            planned[doc_id_for(doc.source)] = await asyncio.to_thread(chunks_for, doc, settings)
+        except IngestError as exc:
+            if doc.explicit:
+                raise IngestError(f"{doc.source}: {exc}") from exc
+            report.failures.append((doc.source, str(exc)))
+        progress.advance(1)
+    failed_ids = {doc_id_for(source) for source, _ in report.failures}
+
+    meta = KBMeta(
+        embed_model=embedder.name,
+        embed_dim=embedder.dim,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+    )
+    await store.ensure_kb(kb, meta)
+    stored = await store.stored_chunks(kb)
+
+    to_write: list[Chunk] = []
+    stale: list[str] = []
+    for doc_id, chunks in planned.items():
+        have = stored.get(doc_id, {})
+        wanted = {chunk_uuid(c.doc_id, c.position): c for c in chunks}
+        changed = [c for uid, c in wanted.items() if _needs_write(c, have.get(uid))]
+        to_write.extend(changed)
+        report.added += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) not in have)
+        report.updated += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) in have)
+        report.unchanged += len(chunks) - len(changed)
+        stale.extend(uid for uid in have if uid not in wanted)
+        report.documents_unchanged += int(not changed and len(have) == len(wanted))
+    report.documents = len(planned)
+
+    if prune:
+        origins = {normalise_origin(raw) for raw in inputs}
+        for doc_id, have in stored.items():
+            if doc_id in planned or doc_id in failed_ids:
+                continue
+            if any(c.origin in origins for c in have.values()):
+                stale.extend(have)
+                report.documents_pruned += 1
+
+    progress.stage("Embedding and storing", len(to_write))
+    await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress)
+    if stale:
+        await store.delete_chunks(kb, stale)
+    report.deleted = len(stale)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _embed_and_store(
+    store: Store, embedder: Embedder, kb: str, chunks: list[Chunk], batch: int, progress: Progress
+) -> None:
+    """Embed batch n+1 in a worker thread while batch n is written, so Weaviate time hides behind the CPU."""
+    batches = [chunks[i : i + batch] for i in range(0, len(chunks), batch)]
+    if not batches:
+        return
+
+    def embed(group: list[Chunk]) -> list[list[float]]:
+        return embedder.embed_documents([embedding_text(c) for c in group])
+
+    pending = asyncio.create_task(asyncio.to_thread(embed, batches[0]))
+    try:
+        for i, group in enumerate(batches):
+            vectors = await pending
+            if i + 1 < len(batches):
+                pending = asyncio.create_task(asyncio.to_thread(embed, batches[i + 1]))
+            await store.upsert(kb, group, vectors)
+            progress.advance(len(group))
+    finally:
+        if not pending.done():
+            pending.cancel()

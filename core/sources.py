@@ -1,0 +1,183 @@
+"""Finding and reading what to ingest: files, directories (recursively), http(s) URLs and sitemaps.
+
+Problems with a source the user named are raised at once, before anything is written; problems with
+a file found inside a directory or a page listed in a sitemap are collected and reported, so one bad
+file does not block a whole folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+from core.config import Settings
+from core.errors import IngestError, UnsupportedSource
+from core.extract import CONTENT_TYPES, EXTRACTORS, suffix_of
+
+logger = logging.getLogger(__name__)
+
+MAX_SITEMAP_URLS = 10_000
+_FETCH_CONCURRENCY = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class RawDoc:
+    source: str
+    origin: str
+    suffix: str
+    data: bytes
+    explicit: bool  # named by the user, so a failure to read it is fatal
+
+
+@dataclass
+class Found:
+    docs: list[RawDoc] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+
+
+def is_url(value: str) -> bool:
+    return "://" in value
+
+
+def normalise_origin(value: str) -> str:
+    return value if is_url(value) else str(Path(value).expanduser().resolve())
+
+
+def _read_file(path: Path, origin: str, explicit: bool, max_bytes: int) -> RawDoc:
+    suffix = suffix_of(path.name)
+    if suffix not in EXTRACTORS:
+        raise UnsupportedSource(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; supported: {', '.join(sorted(EXTRACTORS))}"
+        )
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise IngestError(f"{path}: {size / 1e6:.1f} MB is over INGEST_MAX_FILE_MB")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read ({exc.strerror})") from exc
+    return RawDoc(source=str(path), origin=origin, suffix=suffix, data=data, explicit=explicit)
+
+
+def _walk(root: Path, found: Found, max_bytes: int) -> None:
+    origin = str(root)
+    for path in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # .git, .venv, editor files
+        if not path.is_file() or suffix_of(path.name) not in EXTRACTORS:
+            continue
+        try:
+            found.docs.append(_read_file(path, origin, False, max_bytes))
+        except IngestError as exc:
+            found.failures.append((str(path), str(exc)))
+
+
+async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[bytes, str]:
+    try:
+        async with client.stream("GET", url) as response:
+            if response.status_code >= 400:
+                raise IngestError(f"{url}: HTTP {response.status_code}")
+            chunks: list[bytes] = []
+            total = 0
+            async for block in response.aiter_bytes():
+                total += len(block)
+                if total > max_bytes:
+                    raise IngestError(f"{url}: larger than FETCH_MAX_MB")
+                chunks.append(block)
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            return b"".join(chunks), content_type
+    except httpx.InvalidURL as exc:
+        raise IngestError(f"{url}: invalid URL ({exc})") from exc
+    except httpx.HTTPError as exc:
+        raise IngestError(f"{url}: cannot fetch ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _sitemap_locations(data: bytes) -> tuple[list[str], bool] | None:
+    """(urls, is_index) when data is a sitemap or sitemap index, else None."""
+    try:
+        root = ElementTree.fromstring(data)
+    except (ElementTree.ParseError, DefusedXmlException):
+        return None
+    tag = root.tag.rsplit("}", 1)[-1]
+    if tag not in ("urlset", "sitemapindex"):
+        return None
+    locs = [el.text.strip() for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "loc" and el.text]
+    return locs, tag == "sitemapindex"
+
+
+def _url_suffix(url: str, content_type: str) -> str:
+    from_path = suffix_of(urlparse(url).path)
+    if from_path in EXTRACTORS and content_type in ("", "application/octet-stream", "text/plain"):
+        return from_path
+    return CONTENT_TYPES.get(content_type, from_path if from_path in EXTRACTORS else ".html")
+
+
+async def _url(client: httpx.AsyncClient, url: str, found: Found, max_bytes: int) -> None:
+    data, content_type = await _fetch(client, url, max_bytes)
+    sitemap = _sitemap_locations(data) if "xml" in content_type or url.endswith(".xml") else None
+    if sitemap is None:
+        found.docs.append(
+            RawDoc(source=url, origin=url, suffix=_url_suffix(url, content_type), data=data, explicit=True)
+        )
+        return
+    pages: list[str] = []
+    pending, is_index = sitemap
+    for _ in range(3):  # sitemap indexes nest; three levels is plenty
+        if not is_index:
+            pages.extend(pending)
+            break
+        nested: list[str] = []
+        for child in pending:
+            try:
+                child_data, _ = await _fetch(client, child, max_bytes)
+            except IngestError as exc:
+                found.failures.append((child, str(exc)))
+                continue
+            parsed = _sitemap_locations(child_data)
+            if parsed is not None:
+                (pages if not parsed[1] else nested).extend(parsed[0])
+        pending, is_index = nested, True
+    pages = list(dict.fromkeys(pages))[:MAX_SITEMAP_URLS]
+    gate = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+    async def page(link: str) -> RawDoc | None:
+        async with gate:
+            try:
+                body, ctype = await _fetch(client, link, max_bytes)
+            except IngestError as exc:
+                found.failures.append((link, str(exc)))
+                return None
+        return RawDoc(source=link, origin=url, suffix=_url_suffix(link, ctype), data=body, explicit=False)
+
+    found.docs.extend(doc for doc in await asyncio.gather(*(page(link) for link in pages)) if doc is not None)
+
+
+async def discover(inputs: list[str], settings: Settings) -> Found:
+    found = Found()
+    max_file = int(settings.max_file_mb * 1e6)
+    max_fetch = int(settings.fetch_max_mb * 1e6)
+    async with httpx.AsyncClient(
+        timeout=settings.fetch_timeout, follow_redirects=True, headers={"User-Agent": settings.fetch_user_agent}
+    ) as client:
+        for raw in inputs:
+            if is_url(raw):
+                scheme = urlparse(raw).scheme
+                if scheme not in ("http", "https"):
+                    raise UnsupportedSource(f"{raw}: only http(s) URLs can be ingested")
+                await _url(client, raw, found, max_fetch)
+                continue
+            path = Path(raw).expanduser().resolve()
+            if path.is_dir():
+                _walk(path, found, max_file)
+            elif path.is_file():
+                found.docs.append(_read_file(path, str(path), True, max_file))
+            else:
+                raise IngestError(f"{raw}: no such file or directory")
+    return found

@@ -1,0 +1,332 @@
+"""The vector store: Weaviate client lifecycle, one collection per knowledge base, upserts and hybrid search.
+
+The only module that imports weaviate. Why one collection per KB rather than multi-tenancy: each KB records
+its own embedding model and vector size, keeps its own BM25 statistics, and is deleted in one call; tenants
+suit thousands of same-shaped KBs, which is not this kit's case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import weaviate
+from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.data import DataObject
+from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.exceptions import WeaviateBaseError
+from weaviate.util import generate_uuid5
+
+from core.config import Settings
+from core.errors import EmbedderMismatch, EmptyKB, KBNotFound, StoreError
+from core.kb import KBMeta, collection_name, kb_from_collection
+from core.types import Chunk, Source
+from core.weaviate_local import LocalWeaviate
+
+logger = logging.getLogger(__name__)
+
+SNIPPET_CHARS = 300
+T = TypeVar("T")
+_INSERT_BATCH = 200
+
+
+def chunk_uuid(doc_id: str, position: int) -> str:
+    """Deterministic ids make every write an upsert: a re-run after a crash overwrites, never duplicates."""
+    return str(generate_uuid5(f"{doc_id}:{position}"))
+
+
+def _keyword(name: str, data_type: DataType = DataType.TEXT) -> Property:
+    """Exact-match, filterable, kept out of BM25."""
+    return Property(
+        name=name, data_type=data_type, tokenization=Tokenization.FIELD, index_searchable=False, index_filterable=True
+    )
+
+
+_PROPERTIES = [
+    Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
+    Property(name="title", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
+    Property(name="section", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
+    _keyword("doc_id"),
+    _keyword("source"),
+    _keyword("origin"),
+    _keyword("content_hash"),
+    Property(name="position", data_type=DataType.INT, index_filterable=True),
+    Property(name="ingested_at", data_type=DataType.DATE),
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KBStats:
+    name: str
+    documents: int
+    chunks: int
+    meta: KBMeta
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredChunk:
+    position: int
+    content_hash: str
+    origin: str
+    source: str
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+class Store:
+    def __init__(self, client: weaviate.WeaviateAsyncClient):
+        self._client = client
+
+    # --- knowledge bases --------------------------------------------------------------------
+
+    async def server_version(self) -> str:
+        meta = await self._guard(self._client.get_meta())
+        return str(meta.get("version", "?"))
+
+    async def _meta(self, kb: str) -> KBMeta:
+        name = collection_name(kb)
+        if not await self._guard(self._client.collections.exists(name)):
+            raise KBNotFound(
+                f"knowledge base {kb!r} does not exist; create it with `switchboard ingest PATH --kb {kb}`"
+            )
+        config = await self._guard(self._client.collections.use(name).config.get())
+        return KBMeta.loads(config.description)
+
+    async def ensure_kb(self, kb: str, meta: KBMeta) -> None:
+        """Create the KB, or check that an existing one was built with the same embedder."""
+        try:
+            existing = await self._meta(kb)
+        except KBNotFound:
+            await self._guard(
+                self._client.collections.create(
+                    collection_name(kb),
+                    description=meta.dumps(),
+                    properties=_PROPERTIES,
+                    vector_config=Configure.Vectors.self_provided(
+                        vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
+                    ),
+                )
+            )
+            return
+        check_embedder(kb, existing, meta.embed_model, meta.embed_dim)
+
+    async def check_kb(self, kb: str, embed_model: str, embed_dim: int) -> KBMeta:
+        meta = await self._meta(kb)
+        check_embedder(kb, meta, embed_model, embed_dim)
+        return meta
+
+    async def list_kbs(self) -> list[KBStats]:
+        collections = await self._guard(self._client.collections.list_all(simple=True))
+        stats = []
+        for name in sorted(collections):
+            kb = kb_from_collection(name)
+            if kb is not None:
+                documents, chunks = await self.counts(kb)
+                stats.append(KBStats(name=kb, documents=documents, chunks=chunks, meta=await self._meta(kb)))
+        return stats
+
+    async def counts(self, kb: str) -> tuple[int, int]:
+        collection = self._client.collections.use(collection_name(kb))
+        chunks = await self._guard(collection.aggregate.over_all(total_count=True))
+        groups = await self._guard(collection.aggregate.over_all(group_by="doc_id", total_count=True))
+        return len(groups.groups), int(chunks.total_count or 0)
+
+    async def delete_kb(self, kb: str) -> None:
+        await self._meta(kb)
+        await self._guard(self._client.collections.delete(collection_name(kb)))
+
+    # --- chunks -----------------------------------------------------------------------------
+
+    async def stored_chunks(self, kb: str) -> dict[str, dict[str, StoredChunk]]:
+        """Everything needed to plan an incremental ingest: doc_id → {uuid: chunk summary}."""
+        collection = self._client.collections.use(collection_name(kb))
+        index: dict[str, dict[str, StoredChunk]] = {}
+
+        async def collect() -> None:
+            async for obj in collection.iterator(
+                return_properties=["doc_id", "position", "content_hash", "origin", "source"]
+            ):
+                p = obj.properties
+                index.setdefault(str(p["doc_id"]), {})[str(obj.uuid)] = StoredChunk(
+                    position=int(p["position"]),  # type: ignore[arg-type]
+                    content_hash=str(p["content_hash"]),
+                    origin=str(p["origin"]),
+                    source=str(p["source"]),
+                )
+
+        await self._guard(collect())
+        return index
+
+    async def upsert(self, kb: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+        collection = self._client.collections.use(collection_name(kb))
+        now = datetime.now(UTC)
+        objects: list[DataObject[Any, None]] = [
+            DataObject(
+                uuid=chunk_uuid(c.doc_id, c.position),
+                vector=list(v),
+                properties={
+                    "text": c.text,
+                    "title": c.title,
+                    "section": c.section,
+                    "doc_id": c.doc_id,
+                    "source": c.source,
+                    "origin": c.origin,
+                    "content_hash": c.content_hash,
+                    "position": c.position,
+                    "ingested_at": now,
+                },
+            )
+            for c, v in zip(chunks, vectors, strict=True)
+        ]
+        for start in range(0, len(objects), _INSERT_BATCH):
+            result = await self._guard(collection.data.insert_many(objects[start : start + _INSERT_BATCH]))
+            if result.has_errors:
+                first = next(iter(result.errors.values()))
+                raise StoreError(f"Weaviate rejected {len(result.errors)} chunk(s): {first.message}")
+
+    async def delete_chunks(self, kb: str, uuids: Sequence[str]) -> None:
+        collection = self._client.collections.use(collection_name(kb))
+        for start in range(0, len(uuids), _INSERT_BATCH):
+            where = Filter.by_id().contains_any(list(uuids[start : start + _INSERT_BATCH]))
+            await self._guard(collection.data.delete_many(where=where))
+
+    # --- retrieval --------------------------------------------------------------------------
+
+    async def search(
+        self,
+        kb: str,
+        query: str,
+        vector: Sequence[float],
+        *,
+        alpha: float,
+        limit: int,
+        source_prefix: str | None = None,
+        doc_id: str | None = None,
+    ) -> list[Source]:
+        collection = self._client.collections.use(collection_name(kb))
+        filters = []
+        if source_prefix:
+            filters.append(Filter.by_property("source").like(source_prefix + "*"))
+        if doc_id:
+            filters.append(Filter.by_property("doc_id").equal(doc_id))
+        result = await self._guard(
+            collection.query.hybrid(
+                query=query,
+                vector=list(vector),
+                alpha=alpha,
+                limit=limit,
+                fusion_type=HybridFusion.RELATIVE_SCORE,
+                filters=Filter.all_of(filters) if filters else None,
+                return_metadata=MetadataQuery(score=True),
+                return_properties=["text", "title", "section", "doc_id", "source", "position"],
+            )
+        )
+        return [
+            Source(
+                title=str(o.properties["title"]),
+                source=str(o.properties["source"]),
+                section=str(o.properties["section"]),
+                snippet=_snippet(str(o.properties["text"])),
+                score=float(o.metadata.score or 0.0),
+                doc_id=str(o.properties["doc_id"]),
+                position=int(o.properties["position"]),  # type: ignore[arg-type]
+                text=str(o.properties["text"]),
+            )
+            for o in result.objects
+        ]
+
+    async def require_chunks(self, kb: str) -> None:
+        _, chunks = await self.counts(kb)
+        if chunks == 0:
+            raise EmptyKB(f"knowledge base {kb!r} is empty; add documents with `switchboard ingest PATH --kb {kb}`")
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _guard(self, awaitable: Awaitable[T]) -> T:
+        """Turn client exceptions into one StoreError with a readable message."""
+        try:
+            return await awaitable
+        except WeaviateBaseError as exc:
+            raise StoreError(f"Weaviate error: {_short(exc)}") from exc
+        except (TimeoutError, OSError) as exc:
+            raise StoreError(f"Weaviate is unreachable: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def check_embedder(kb: str, meta: KBMeta, model: str, dim: int) -> None:
+    if meta.embed_model != model or meta.embed_dim != dim:
+        raise EmbedderMismatch(
+            f"knowledge base {kb!r} was built with {meta.embed_model} ({meta.embed_dim} dims) but the configured "
+            f"embedder is {model} ({dim} dims); set EMBED_MODEL={meta.embed_model} or re-ingest into a new KB"
+        )
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _client_for(settings: Settings, local: LocalWeaviate | None) -> weaviate.WeaviateAsyncClient:
+    timeout = settings.weaviate_timeout
+    config = AdditionalConfig(timeout=Timeout(init=timeout, query=timeout, insert=max(timeout, 60)))
+    if local is not None:
+        return weaviate.use_async_with_local(
+            host="127.0.0.1",
+            port=local.http_port,
+            grpc_port=local.grpc_port,
+            auth_credentials=Auth.api_key(local.api_key),
+            additional_config=config,
+        )
+    url = urlparse(settings.weaviate_url or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise StoreError(f"WEAVIATE_URL={settings.weaviate_url!r} is not an http(s) URL")
+    secure = url.scheme == "https"
+    key = settings.weaviate_api_key
+    return weaviate.use_async_with_custom(
+        http_host=url.hostname,
+        http_port=url.port or (443 if secure else 80),
+        http_secure=secure,
+        grpc_host=url.hostname,
+        grpc_port=settings.weaviate_grpc_port or (443 if secure else 50051),
+        grpc_secure=secure,
+        auth_credentials=Auth.api_key(key.get_secret_value()) if key else None,
+        additional_config=config,
+    )
+
+
+@asynccontextmanager
+async def open_store(settings: Settings, *, keep_running: bool = False) -> AsyncIterator[Store]:
+    """Connect to WEAVIATE_URL, or to the local server (started here unless already running).
+
+    A local server this call started is stopped on exit unless keep_running; one that was already
+    running is left alone.
+    """
+    local = None if settings.weaviate_url else LocalWeaviate.from_settings(settings)
+    started = await asyncio.to_thread(local.start) if local is not None else False
+    try:
+        client = _client_for(settings, local)
+        try:
+            await client.connect()
+        except WeaviateBaseError as exc:
+            where = settings.weaviate_url or (local.url if local else "?")
+            raise StoreError(f"cannot reach Weaviate at {where}: {_short(exc)}; is it running?") from exc
+        store = Store(client)
+        try:
+            yield store
+        finally:
+            await store.close()
+    finally:
+        if started and not keep_running and local is not None:
+            await asyncio.to_thread(local.stop)

@@ -1,0 +1,108 @@
+"""The real `switchboard` console script, run as a user would, against the session's Weaviate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, free_port_block
+
+SAMPLE_DOCS = REPO / "examples" / "docs"
+SAMPLE_QA = REPO / "examples" / "qa" / "sample.jsonl"
+
+
+def run(env: dict[str, str], *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("switchboard", path=str(REPO / ".venv" / "bin")) or "switchboard"
+    return subprocess.run([exe, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], contains: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and contains in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ingest_search_eval_status_and_delete(cli_env: dict[str, str], tmp_path: Path, kb: str) -> None:
+    ingested = run(cli_env, "ingest", str(SAMPLE_DOCS), "--kb", kb, cwd=tmp_path)
+    assert ingested.returncode == 0, ingested.stderr
+    assert f"{kb}: 13 documents (0 unchanged)" in ingested.stdout.replace("\n", " ")
+    assert "Embedding and storing" in ingested.stderr  # the progress bar
+
+    again = run(cli_env, "ingest", str(SAMPLE_DOCS), "--kb", kb, cwd=tmp_path)
+    assert "13 unchanged" in again.stdout and "0 added, 0 updated" in again.stdout.replace("\n", " ")
+
+    found = run(
+        cli_env, "search", "which port does the dashboard listen on", "--kb", kb, "-k", "3", "--json", cwd=tmp_path
+    )
+    assert found.returncode == 0, found.stderr
+    payload = json.loads(found.stdout)
+    assert payload["query"] == "which port does the dashboard listen on"
+    assert len(payload["results"]) == 3
+    assert set(payload["results"][0]) == {"title", "source", "section", "snippet", "score"}
+
+    evaluated = run(cli_env, "eval", str(SAMPLE_QA), "--kb", kb, "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["questions"] == 30 and 0.0 <= report["mrr@10"] <= 1.0 and report["recall@5"] > 0.5
+
+    status = run(cli_env, "status", "--json", cwd=tmp_path)
+    listed = {k["name"]: k for k in json.loads(status.stdout)["kbs"]}
+    assert json.loads(status.stdout)["weaviate"]["version"] == "1.39.0"
+    assert listed[kb]["documents"] == 13 and listed[kb]["chunks"] > 13
+
+    deleted = run(cli_env, "kb", "delete", kb, "--yes", cwd=tmp_path)
+    assert deleted.returncode == 0 and kb not in run(cli_env, "kb", "list", "--json", cwd=tmp_path).stdout
+
+
+def test_errors_are_one_line_with_a_hint(cli_env: dict[str, str], tmp_path: Path, kb: str) -> None:
+    (tmp_path / "tool.exe").write_bytes(b"MZ")
+    one_line_error(run(cli_env, "search", "q", "--kb", kb, cwd=tmp_path), "does not exist; create it with")
+    one_line_error(
+        run(cli_env, "ingest", str(tmp_path / "tool.exe"), "--kb", kb, cwd=tmp_path), "unsupported file type"
+    )
+    one_line_error(run(cli_env, "ingest", str(tmp_path / "missing.md"), "--kb", kb, cwd=tmp_path), "no such file")
+    one_line_error(run(cli_env, "ingest", "http://127.0.0.1:9/x.md", "--kb", kb, cwd=tmp_path), "cannot fetch")
+    one_line_error(run(cli_env, "ingest", "htp:/bad", "--kb", kb, cwd=tmp_path), "only http(s) URLs")
+    one_line_error(run(cli_env, "search", "q", "--kb", "Bad-Name", cwd=tmp_path), "invalid knowledge base name")
+    one_line_error(run(cli_env, "kb", "delete", kb, "--yes", cwd=tmp_path), "does not exist")
+    bad_qa = tmp_path / "qa.jsonl"
+    bad_qa.write_text('{"question": "no sources"}\n')
+    one_line_error(run(cli_env, "eval", str(bad_qa), "--kb", kb, cwd=tmp_path), "qa.jsonl:1: expected")
+    assert kb not in run(cli_env, "kb", "list", "--json", cwd=tmp_path).stdout  # nothing half-written
+
+
+def test_empty_kb_search_says_what_to_do(cli_env: dict[str, str], tmp_path: Path, kb: str) -> None:
+    empty = tmp_path / "empty.md"
+    empty.write_text("")
+    assert run(cli_env, "ingest", str(empty), "--kb", kb, cwd=tmp_path).returncode == 0
+    one_line_error(run(cli_env, "search", "q", "--kb", kb, cwd=tmp_path), "is empty; add documents")
+    run(cli_env, "kb", "delete", kb, "--yes", cwd=tmp_path)
+
+
+def test_unreachable_weaviate_fails_fast(cli_env: dict[str, str], tmp_path: Path) -> None:
+    port, grpc = free_port_block()
+    env = {
+        **cli_env,
+        "WEAVIATE_URL": f"http://127.0.0.1:{port}",
+        "WEAVIATE_GRPC_PORT": str(grpc),
+        "WEAVIATE_TIMEOUT": "3",
+    }
+    started = time.monotonic()
+    one_line_error(run(env, "status", cwd=tmp_path), f"cannot reach Weaviate at http://127.0.0.1:{port}")
+    assert time.monotonic() - started < 30
+
+
+def test_bad_configuration_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    one_line_error(run({**cli_env, "SEARCH_ALPHA": "3"}, "status", cwd=tmp_path), "invalid configuration: SEARCH_ALPHA")
+    one_line_error(run({**cli_env, "WEAVIATE_URL": "weaviate.local"}, "status", cwd=tmp_path), "is not an http(s) URL")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["kb", "--help"], ["weaviate", "--help"]])
+def test_help(cli_env: dict[str, str], tmp_path: Path, args: list[str]) -> None:
+    assert run(cli_env, *args, cwd=tmp_path).returncode == 0

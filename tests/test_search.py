@@ -1,0 +1,80 @@
+"""Hybrid retrieval over a small known corpus, in the real Weaviate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.embed import Embedder
+from core.errors import EmptyKB, KBNotFound
+from core.ingest import ingest
+from core.kb import KBMeta
+from core.search import SearchOptions, retrieve
+from core.store import Store
+
+CORPUS = {
+    "pets/cats.md": "# Cats\n\nCats are small carnivorous mammals that purr and groom themselves.",
+    "pets/dogs.md": "# Dogs\n\nDogs are loyal companions; puppies need daily walks and obedience training.",
+    "ops/errors.md": "# Error codes\n\nError KX-4471 means the worker lost its lease and the job was re-queued.",
+    "ops/backup.md": "# Backups\n\nSnapshots of the database are written to object storage every night.",
+    "food/bread.md": "# Bread\n\nSourdough bread rises slowly because wild yeast ferments the dough overnight.",
+}
+
+
+@pytest.fixture
+async def corpus(tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str) -> Path:
+    for rel, text in CORPUS.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
+    return tmp_path
+
+
+async def top(store: Store, embedder: Embedder, kb: str, query: str, **kw: object) -> list[str]:
+    options = SearchOptions(top_k=int(kw.pop("k", 3)), alpha=float(kw.pop("alpha", 0.5)), **kw)  # type: ignore[arg-type]
+    return [s.source.split("/", 3)[-1] for s in await retrieve(store, embedder, kb, query, options)]
+
+
+async def test_exact_identifier_wins_through_bm25(corpus: Path, store: Store, embedder: Embedder, kb: str) -> None:
+    ranked = await top(store, embedder, kb, "KX-4471", alpha=0.3)
+    assert ranked[0].endswith("ops/errors.md")
+
+
+async def test_paraphrase_wins_through_vectors(corpus: Path, store: Store, embedder: Embedder, kb: str) -> None:
+    ranked = await top(store, embedder, kb, "which animal makes a purring noise?", alpha=0.75)
+    assert ranked[0].endswith("pets/cats.md")
+    ranked = await top(store, embedder, kb, "how does a naturally leavened loaf get its rise?", alpha=0.75)
+    assert ranked[0].endswith("food/bread.md")
+
+
+async def test_results_carry_scores_sections_and_snippets(
+    corpus: Path, store: Store, embedder: Embedder, kb: str
+) -> None:
+    results = await retrieve(store, embedder, kb, "nightly database snapshots", SearchOptions(top_k=5, alpha=0.5))
+    assert results[0].title == "Backups" and results[0].section == "Backups"
+    assert results[0].snippet.startswith("# Backups Snapshots")
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+
+
+async def test_source_prefix_and_document_filters(corpus: Path, store: Store, embedder: Embedder, kb: str) -> None:
+    ranked = await top(store, embedder, kb, "animals", k=10, source_prefix=str(corpus / "ops"))
+    assert sorted(ranked) == sorted(s for s in ranked if "/ops/" in s) and len(ranked) == 2
+    dogs = await retrieve(store, embedder, kb, "walks", SearchOptions(top_k=10, alpha=0.5))
+    only = await top(store, embedder, kb, "anything", k=10, doc_id=dogs[0].doc_id)
+    assert len(only) == 1 and only[0].endswith("pets/dogs.md")
+
+
+async def test_unknown_and_empty_kb(store: Store, embedder: Embedder, kb: str) -> None:
+    with pytest.raises(KBNotFound, match=f"knowledge base '{kb}' does not exist"):
+        await retrieve(store, embedder, kb, "q", SearchOptions(top_k=3, alpha=0.5))
+    await store.ensure_kb(
+        kb, KBMeta(embed_model=embedder.name, embed_dim=embedder.dim, chunk_size=1000, chunk_overlap=150)
+    )
+    with pytest.raises(EmptyKB, match="is empty"):
+        await store.require_chunks(kb)
+    await store.delete_kb(kb)
+    with pytest.raises(KBNotFound):
+        await store.delete_kb(kb)
