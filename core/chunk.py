@@ -136,7 +136,8 @@ def chunk_markdown(markdown: str, *, size: int, overlap: int) -> list[Piece]:
             else [Block(p, block.code) for p in (_split_code if block.code else _split_prose)(block.text, size)]
         )
         for part in parts:
-            if buf and length() + len(part.text) > size:
+            # Headings stay with what follows them, even if that runs a heading's length over the limit.
+            if buf and length() + len(part.text) > size and not all(b.heading for b in buf):
                 flush(carry=True)
             if carried and length() + len(part.text) > size:
                 buf = []  # the overlap would push this part over the limit

@@ -80,6 +80,13 @@ def _embedder(settings: Settings) -> Any:
         _fail(str(exc))
 
 
+def _heading(title: str, section: str) -> str:
+    """'Title › Section', without repeating a section trail that starts with the title."""
+    if not section or section == title:
+        return title
+    return section if section.startswith(title) else f"{title} › {section}"
+
+
 class _RichProgress:
     def __init__(self, progress: Progress):
         self._progress = progress
@@ -164,7 +171,7 @@ def search(
     if not results:
         out.print("no results")
     for i, r in enumerate(results, 1):
-        out.print(f"[bold][{i}] {r.title}[/bold] [dim]{r.section}[/dim]  score {r.score:.3f}", highlight=False)
+        out.print(f"[bold][{i}] {_heading(r.title, r.section)}[/bold]  score {r.score:.3f}", highlight=False)
         out.print(f"    [cyan]{r.source}[/cyan]", highlight=False)
         out.print(f"    {r.snippet}\n", highlight=False)
 
@@ -196,9 +203,15 @@ def eval_command(
 
     report = _run(go)
     if as_json:
-        payload = {"kb": name, "alpha": chosen_alpha, "questions": len(report.questions), **asdict(report)}
-        payload[f"recall@{k}"] = payload.pop("recall_at_k")
-        payload["mrr@10"] = payload.pop("mrr_at_10")
+        payload = {
+            "kb": name,
+            "alpha": chosen_alpha,
+            "k": k,
+            "questions": len(report.questions),
+            f"recall@{k}": report.recall_at_k,
+            "mrr@10": report.mrr_at_10,
+            "results": [asdict(q) for q in report.questions],
+        }
         print(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     misses = [q for q in report.questions if q.reciprocal_rank == 0.0]
@@ -333,7 +346,7 @@ def demo() -> None:
 
     settings = _settings()
     embedder = _embedder(settings)
-    question = "How do I connect Switchboard to my own Weaviate server?"
+    question = "Which port does the Kestrel dashboard listen on, and how do I change it?"
 
     async def go() -> Any:
         async with open_store(settings) as store:
@@ -351,7 +364,7 @@ def demo() -> None:
     )
     out.print(f"\n[bold]Search:[/bold] {question}")
     for i, r in enumerate(hits, 1):
-        out.print(f"[bold][{i}] {r.title}[/bold] › {r.section}  [dim]{r.source}[/dim]", highlight=False)
+        out.print(f"[bold][{i}] {_heading(r.title, r.section)}[/bold]  [dim]{r.source}[/dim]", highlight=False)
         out.print(f"    {r.snippet}", highlight=False)
 
 

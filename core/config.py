@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(150, ge=0, validation_alias="CHUNK_OVERLAP")
 
     # Retrieval.
-    search_alpha: float = Field(0.5, ge=0.0, le=1.0, validation_alias="SEARCH_ALPHA")
+    search_alpha: float = Field(0.75, ge=0.0, le=1.0, validation_alias="SEARCH_ALPHA")
     search_top_k: int = Field(5, ge=1, le=100, validation_alias="SEARCH_TOP_K")
 
     # Fetching URLs during ingestion.

@@ -107,13 +107,24 @@ class LocalEmbedder:
 class OpenAIEmbedder:
     """Any OpenAI-compatible `/v1/embeddings` endpoint."""
 
-    def __init__(self, model: str, base_url: str | None, api_key: str | None, batch_size: int, timeout: float):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        *,
+        batch_size: int,
+        timeout: float,
+        max_retries: int = 3,
+    ):
         import openai
 
         self._name = model
         self._batch_size = batch_size
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=3)
-        self._dim = len(self.embed_query("dimension probe"))
+        self._dim: int | None = None
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=max_retries
+        )
 
     @property
     def name(self) -> str:
@@ -121,6 +132,9 @@ class OpenAIEmbedder:
 
     @property
     def dim(self) -> int:
+        """Endpoints do not advertise their vector size: learn it from the first call."""
+        if self._dim is None:
+            self._dim = len(self.embed_query("dimension probe"))
         return self._dim
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -134,6 +148,8 @@ class OpenAIEmbedder:
             except openai.OpenAIError as exc:
                 raise EmbedError(f"embedding endpoint failed: {exc}") from exc
             vectors.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+        if vectors and self._dim is None:
+            self._dim = len(vectors[0])
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
@@ -145,7 +161,9 @@ def create_embedder(settings: Settings) -> Embedder:
         if not settings.embed_base_url and not settings.embed_api_key:
             raise ConfigError("EMBED_PROVIDER=openai needs EMBED_BASE_URL and/or EMBED_API_KEY")
         key = settings.embed_api_key.get_secret_value() if settings.embed_api_key else None
-        return OpenAIEmbedder(settings.embed_model, settings.embed_base_url, key, settings.embed_batch_size, 60.0)
+        return OpenAIEmbedder(
+            settings.embed_model, settings.embed_base_url, key, batch_size=settings.embed_batch_size, timeout=60.0
+        )
     models_dir = settings.data_dir / "models"
     path = settings.embed_model_path
     if path is None and settings.embed_model == DEFAULT_LOCAL_MODEL:

@@ -64,7 +64,9 @@ def html_to_markdown(html: str | bytes, fallback_title: str) -> Extracted:
     if not title:
         h1 = main.find("h1")
         title = h1.get_text(" ", strip=True) if h1 else fallback_title
-    converter = MarkdownConverter(heading_style="ATX", bullets="-", code_language_callback=_code_language)
+    converter = MarkdownConverter(
+        heading_style="ATX", bullets="-", escape_underscores=False, code_language_callback=_code_language
+    )
     markdown = converter.convert_soup(main)
     return Extracted(title, re.sub(r"\n{3,}", "\n\n", markdown).strip() + "\n")
 
@@ -102,7 +104,15 @@ def _rst(data: bytes, fallback_title: str) -> Extracted:
             "raw_enabled": False,
         },
     )
-    return html_to_markdown(f"<html><body>{parts['body']}</body></html>", fallback_title)
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(f"<html><body>{parts['body']}</body></html>", "lxml")
+    for literal in soup.select("span.literal"):  # docutils' inline literals → Markdown code spans
+        literal.name = "code"
+    for block in soup.select("pre.literal-block"):  # class="code bash literal-block" → language-bash
+        languages = [c for c in block.get("class") or [] if c not in ("code", "literal-block")]
+        block["class"] = f"language-{languages[0]}" if languages else ""
+    return html_to_markdown(str(soup), fallback_title)
 
 
 def _pdf(data: bytes, fallback_title: str) -> Extracted:

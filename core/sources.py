@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,6 +25,7 @@ from core.extract import CONTENT_TYPES, EXTRACTORS, suffix_of
 logger = logging.getLogger(__name__)
 
 MAX_SITEMAP_URLS = 10_000
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 _FETCH_CONCURRENCY = 4
 
 
@@ -43,7 +45,8 @@ class Found:
 
 
 def is_url(value: str) -> bool:
-    return "://" in value
+    """Anything that starts like a URL scheme ('https:/', 'ftp://', a mistyped 'htp:/') is treated as one."""
+    return _SCHEME.match(value) is not None
 
 
 def normalise_origin(value: str) -> str:
@@ -168,9 +171,11 @@ async def discover(inputs: list[str], settings: Settings) -> Found:
     ) as client:
         for raw in inputs:
             if is_url(raw):
-                scheme = urlparse(raw).scheme
-                if scheme not in ("http", "https"):
+                parsed = urlparse(raw)
+                if parsed.scheme not in ("http", "https"):
                     raise UnsupportedSource(f"{raw}: only http(s) URLs can be ingested")
+                if not parsed.hostname or " " in raw:
+                    raise IngestError(f"{raw}: not a valid URL; expected http(s)://host/path")
                 await _url(client, raw, found, max_fetch)
                 continue
             path = Path(raw).expanduser().resolve()

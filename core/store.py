@@ -86,6 +86,8 @@ def _snippet(text: str) -> str:
 class Store:
     def __init__(self, client: weaviate.WeaviateAsyncClient):
         self._client = client
+        # KB metadata never changes after creation; caching it keeps per-query checks off the network.
+        self._metas: dict[str, KBMeta] = {}
 
     # --- knowledge bases --------------------------------------------------------------------
 
@@ -94,13 +96,16 @@ class Store:
         return str(meta.get("version", "?"))
 
     async def _meta(self, kb: str) -> KBMeta:
+        if kb in self._metas:
+            return self._metas[kb]
         name = collection_name(kb)
         if not await self._guard(self._client.collections.exists(name)):
             raise KBNotFound(
                 f"knowledge base {kb!r} does not exist; create it with `switchboard ingest PATH --kb {kb}`"
             )
         config = await self._guard(self._client.collections.use(name).config.get())
-        return KBMeta.loads(config.description)
+        self._metas[kb] = KBMeta.loads(config.description)
+        return self._metas[kb]
 
     async def ensure_kb(self, kb: str, meta: KBMeta) -> None:
         """Create the KB, or check that an existing one was built with the same embedder."""
@@ -136,6 +141,7 @@ class Store:
         return stats
 
     async def counts(self, kb: str) -> tuple[int, int]:
+        await self._meta(kb)  # KBNotFound rather than a raw query error
         collection = self._client.collections.use(collection_name(kb))
         chunks = await self._guard(collection.aggregate.over_all(total_count=True))
         groups = await self._guard(collection.aggregate.over_all(group_by="doc_id", total_count=True))
@@ -144,6 +150,7 @@ class Store:
     async def delete_kb(self, kb: str) -> None:
         await self._meta(kb)
         await self._guard(self._client.collections.delete(collection_name(kb)))
+        del self._metas[kb]
 
     # --- chunks -----------------------------------------------------------------------------
 

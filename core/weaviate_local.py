@@ -21,6 +21,7 @@ import signal
 import subprocess
 import tarfile
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,10 @@ class LocalWeaviate:
             start_new_session=True,  # survives the CLI command that started it (`weaviate start`)
         )
         log.close()
+        # The server outlives this Popen on purpose (`weaviate start`); stop() finds it by pid.
+        warnings.filterwarnings(
+            "ignore", message=f"subprocess {process.pid} is still running", category=ResourceWarning
+        )
         self._state_file.write_text(json.dumps({"pid": process.pid, "http_port": self.http_port}))
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

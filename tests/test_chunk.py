@@ -19,6 +19,12 @@ def test_heading_directly_under_heading_is_not_a_chunk_of_its_own() -> None:
     assert pieces[0].section == "Title › First"
 
 
+def test_heading_followed_by_a_long_block_is_not_a_chunk_of_its_own() -> None:
+    pieces = chunk_markdown("# T\n\n## Long\n\n" + PROSE, size=400, overlap=0)
+    assert pieces[0].text.startswith("# T\n\n## Long\n\nThis sentence")
+    assert all(len(p.text) <= 400 + len("# T\n\n## Long\n\n") for p in pieces)
+
+
 def test_size_limit_and_overlap_for_long_prose() -> None:
     pieces = chunk_markdown("# T\n\n" + PROSE, size=400, overlap=80)
     assert len(pieces) > 3

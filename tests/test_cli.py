@@ -69,6 +69,7 @@ def test_errors_are_one_line_with_a_hint(cli_env: dict[str, str], tmp_path: Path
     one_line_error(run(cli_env, "ingest", str(tmp_path / "missing.md"), "--kb", kb, cwd=tmp_path), "no such file")
     one_line_error(run(cli_env, "ingest", "http://127.0.0.1:9/x.md", "--kb", kb, cwd=tmp_path), "cannot fetch")
     one_line_error(run(cli_env, "ingest", "htp:/bad", "--kb", kb, cwd=tmp_path), "only http(s) URLs")
+    one_line_error(run(cli_env, "ingest", "http://", "--kb", kb, cwd=tmp_path), "not a valid URL")
     one_line_error(run(cli_env, "search", "q", "--kb", "Bad-Name", cwd=tmp_path), "invalid knowledge base name")
     one_line_error(run(cli_env, "kb", "delete", kb, "--yes", cwd=tmp_path), "does not exist")
     bad_qa = tmp_path / "qa.jsonl"

@@ -62,12 +62,13 @@ def test_html_strips_boilerplate_and_keeps_structure() -> None:
 def test_rst_sections_and_code() -> None:
     rst = (
         b"Monitoring\n==========\n\nMetrics\n-------\n\nScrape port 9464.\n\n"
-        b".. code-block:: bash\n\n   curl :9464/metrics\n"
+        b".. code-block:: bash\n\n   curl :9464/metrics\n\nThe ``kestrel_jobs_total`` counter.\n"
     )
     doc = extract(rst, ".rst", "m.rst")
     assert doc.title == "Monitoring"
     assert "## Metrics" in doc.markdown or "# Metrics" in doc.markdown
-    assert "curl :9464/metrics" in doc.markdown
+    assert "```bash\ncurl :9464/metrics\n```" in doc.markdown
+    assert "The `kestrel_jobs_total` counter." in doc.markdown
 
 
 def test_pdf_pages_become_sections() -> None:

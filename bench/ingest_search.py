@@ -1,0 +1,229 @@
+"""Ingest and search benchmark: the kit against the raw components it wraps.
+
+    python -m bench.ingest_search [--queries 60] [--repeat 3]
+
+Builds the Python-docs corpus (bench.corpus), starts a dedicated local Weaviate on free loopback ports, then
+runs each phase in its own process so peak RSS is per phase:
+  raw     fastembed alone over the very chunks the kit will write (chunks/s)
+  ingest  `core.ingest.ingest` first run, then the unchanged re-run
+  search  `core.search.retrieve` vs raw query embedding + a raw weaviate-client hybrid query, same parameters
+Prints a table and writes bench/out/ingest_search.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import build_corpus
+from core.config import Settings
+from core.embed import create_embedder, offline_minilm_dir
+from core.ingest import chunks_for, embedding_text, ingest
+from core.kb import collection_name
+from core.search import SearchOptions, retrieve
+from core.sources import discover
+from core.store import open_store
+from core.weaviate_local import LocalWeaviate
+
+REPO = Path(__file__).resolve().parent.parent
+KB = "bench"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def settings_for(work: Path, port: int, grpc: int) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=work / "data",
+        weaviate_local_port=port,
+        weaviate_local_grpc_port=grpc,
+        embed_model_path=offline_minilm_dir(work / "models"),
+    )
+
+
+async def corpus_chunks(settings: Settings, corpus: Path) -> list[str]:
+    found = await discover([str(corpus)], settings)
+    return [embedding_text(c) for doc in found.docs for c in chunks_for(doc, settings)]
+
+
+def phase_raw(settings: Settings, corpus: Path) -> dict[str, Any]:
+    from fastembed import TextEmbedding
+
+    texts = asyncio.run(corpus_chunks(settings, corpus))
+    model = TextEmbedding(settings.embed_model, specific_model_path=str(settings.embed_model_path))
+    started = time.perf_counter()
+    vectors = list(model.embed(texts, batch_size=settings.embed_batch_size))
+    seconds = time.perf_counter() - started
+    return {"chunks": len(vectors), "seconds": seconds, "rss_mb": peak_rss_mb()}
+
+
+def phase_ingest(settings: Settings, corpus: Path) -> dict[str, Any]:
+    embedder = create_embedder(settings)
+
+    async def run() -> dict[str, Any]:
+        async with open_store(settings) as store:
+            first = await ingest(store, embedder, [str(corpus)], kb=KB, settings=settings)
+            again = await ingest(store, embedder, [str(corpus)], kb=KB, settings=settings)
+        assert first.failures == [] and again.added == again.updated == 0
+        return {"chunks": first.added, "documents": first.documents, "first": first.seconds, "again": again.seconds}
+
+    return {**asyncio.run(run()), "rss_mb": peak_rss_mb()}
+
+
+def phase_search(settings: Settings, queries: list[str], repeat: int) -> dict[str, Any]:
+    import weaviate
+    from weaviate.classes.init import Auth
+    from weaviate.classes.query import HybridFusion, MetadataQuery
+
+    embedder = create_embedder(settings)
+    local = LocalWeaviate.from_settings(settings)
+    options = SearchOptions(top_k=settings.search_top_k, alpha=settings.search_alpha)
+
+    async def run() -> tuple[list[float], list[float]]:
+        kit: list[float] = []
+        raw: list[float] = []
+        client = weaviate.use_async_with_local(
+            port=local.http_port, grpc_port=local.grpc_port, auth_credentials=Auth.api_key(local.api_key)
+        )
+        await client.connect()
+        collection = client.collections.use(collection_name(KB))
+        async with open_store(settings) as store:
+            await retrieve(store, embedder, KB, "warm up", options)
+            for _ in range(repeat):
+                for query in queries:  # interleaved, so drift on the machine hits both alike
+                    t = time.perf_counter()
+                    await retrieve(store, embedder, KB, query, options)
+                    kit.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    vector = embedder.embed_query(query)
+                    await collection.query.hybrid(
+                        query=query,
+                        vector=vector,
+                        alpha=options.alpha,
+                        limit=options.top_k,
+                        fusion_type=HybridFusion.RELATIVE_SCORE,
+                        return_metadata=MetadataQuery(score=True),
+                    )
+                    raw.append(time.perf_counter() - t)
+        await client.close()
+        return kit, raw
+
+    kit, raw = asyncio.run(run())
+    return {"kit": kit, "raw": raw, "rss_mb": peak_rss_mb()}
+
+
+def child(phase: str, work: Path, port: int, grpc: int, extra: dict[str, Any]) -> dict[str, Any]:
+    args = [sys.executable, "-m", "bench.ingest_search", "--phase", phase, "--work", str(work)]
+    args += ["--port", str(port), "--grpc", str(grpc), "--extra", json.dumps(extra)]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"phase {phase} failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1]
+
+
+def load_queries(limit: int) -> list[str]:
+    questions = []
+    for name in ("pydoc.jsonl", "sample.jsonl"):
+        for line in (REPO / "examples" / "qa" / name).read_text().splitlines():
+            if line.strip():
+                questions.append(json.loads(line)["question"])
+    return questions[:limit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--phase")
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--grpc", type=int)
+    parser.add_argument("--extra", default="{}")
+    args = parser.parse_args()
+
+    if args.phase:
+        settings = settings_for(args.work, args.port, args.grpc)
+        corpus = args.work / "corpus"
+        extra = json.loads(args.extra)
+        result = {
+            "raw": lambda: phase_raw(settings, corpus),
+            "ingest": lambda: phase_ingest(settings, corpus),
+            "search": lambda: phase_search(settings, extra["queries"], extra["repeat"]),
+        }[args.phase]()
+        print(json.dumps(result))
+        return
+
+    from tests.conftest import free_port_block
+
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        work = Path(tmp)
+        files = build_corpus(work / "corpus")
+        port, grpc = free_port_block()
+        settings = settings_for(work, port, grpc)
+        local = LocalWeaviate.from_settings(settings)
+        local.start()
+        try:
+            raw = child("raw", work, port, grpc, {})
+            ing = child("ingest", work, port, grpc, {})
+            srch = child("search", work, port, grpc, {"queries": load_queries(args.queries), "repeat": args.repeat})
+        finally:
+            local.stop()
+
+    raw_rate = raw["chunks"] / raw["seconds"]
+    kit_rate = ing["chunks"] / ing["first"]
+    kit_p50, kit_p95 = percentile(srch["kit"], 50) * 1000, percentile(srch["kit"], 95) * 1000
+    raw_p50, raw_p95 = percentile(srch["raw"], 50) * 1000, percentile(srch["raw"], 95) * 1000
+    rows = [
+        ("corpus", f"{len(files)} files, {ing['documents']} documents, {ing['chunks']} chunks", "", ""),
+        (
+            "ingest throughput",
+            f"{kit_rate:.1f} chunks/s",
+            f"raw fastembed {raw_rate:.1f} chunks/s",
+            f"{kit_rate / raw_rate:.2f}x (target >= 0.9x)",
+        ),
+        (
+            "re-ingest unchanged",
+            f"{ing['again']:.2f} s",
+            f"first ingest {ing['first']:.1f} s",
+            f"{ing['first'] / ing['again']:.0f}x faster (target >= 20x)",
+        ),
+        ("search p50", f"{kit_p50:.1f} ms", f"raw {raw_p50:.1f} ms", f"{kit_p50 / raw_p50:.2f}x (target <= 1.2x)"),
+        ("search p95", f"{kit_p95:.1f} ms", f"raw {raw_p95:.1f} ms", f"{kit_p95 / raw_p95:.2f}x (target <= 1.2x)"),
+        (
+            "peak RSS",
+            f"ingest {ing['rss_mb']:.0f} MB, search {srch['rss_mb']:.0f} MB",
+            f"raw embed {raw['rss_mb']:.0f} MB",
+            "",
+        ),
+    ]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"Switchboard ingest/search benchmark — {machine}, {len(srch['kit'])} queries per side")
+    width = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, width, strict=True)))
+    out = REPO / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "ingest_search.json").write_text(
+        json.dumps({"machine": machine, "raw": raw, "ingest": ing, "search": srch}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()
