@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -25,8 +26,10 @@ kb_app = typer.Typer(no_args_is_help=True, help="Manage knowledge bases.")
 weaviate_app = typer.Typer(
     no_args_is_help=True, help="The local Weaviate server the kit runs when WEAVIATE_URL is unset."
 )
+llm_app = typer.Typer(no_args_is_help=True, help="The local model server the kit runs when no LLM endpoint is set.")
 app.add_typer(kb_app, name="kb")
 app.add_typer(weaviate_app, name="weaviate")
+app.add_typer(llm_app, name="llm")
 
 out = Console()
 err = Console(stderr=True)
@@ -81,10 +84,10 @@ def _embedder(settings: Settings) -> Any:
 
 
 def _heading(title: str, section: str) -> str:
-    """'Title › Section', without repeating a section trail that starts with the title."""
+    """'Title › Section' (escaped for rich), without repeating a section trail that starts with the title."""
     if not section or section == title:
-        return title
-    return section if section.startswith(title) else f"{title} › {section}"
+        return escape(title)
+    return escape(section if section.startswith(title) else f"{title} › {section}")
 
 
 class _RichProgress:
@@ -133,7 +136,7 @@ def ingest(
         highlight=False,
     )
     for source, reason in report.failures:
-        err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]skipped[/yellow] {escape(source)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if report.failures:
         _fail(f"{len(report.failures)} source(s) could not be read; fix or remove them and run again")
 
@@ -172,8 +175,8 @@ def search(
         out.print("no results")
     for i, r in enumerate(results, 1):
         out.print(f"[bold][{i}] {_heading(r.title, r.section)}[/bold]  score {r.score:.3f}", highlight=False)
-        out.print(f"    [cyan]{r.source}[/cyan]", highlight=False)
-        out.print(f"    {r.snippet}\n", highlight=False)
+        out.print(f"    [cyan]{escape(r.source)}[/cyan]", highlight=False)
+        out.print(f"    {escape(r.snippet)}\n", highlight=False)
 
 
 @app.command("eval")
@@ -216,7 +219,9 @@ def eval_command(
         return
     misses = [q for q in report.questions if q.reciprocal_rank == 0.0]
     for q in misses:
-        out.print(f"[yellow]miss[/yellow] {q.question}  (expected {', '.join(q.expected)})", highlight=False)
+        out.print(
+            f"[yellow]miss[/yellow] {escape(q.question)}  (expected {escape(', '.join(q.expected))})", highlight=False
+        )
     out.print(
         f"{len(report.questions)} questions, alpha {chosen_alpha}: recall@{k} {report.recall_at_k:.3f}, "
         f"MRR@10 {report.mrr_at_10:.3f}",
@@ -337,35 +342,152 @@ def weaviate_install(
     out.print(f"Weaviate server binary: {path}")
 
 
-@app.command()
-def demo() -> None:
-    """The main job on the embedded defaults: local Weaviate, local embedder, the sample docs, a sample search."""
-    from core.ingest import ingest as run_ingest
-    from core.search import SearchOptions, retrieve
-    from core.store import open_store
+def _with_kb(settings: Settings, kb: str | None) -> Settings:
+    return settings if kb is None else settings.model_copy(update={"default_kb": _kb(settings, kb)})
 
-    settings = _settings()
-    embedder = _embedder(settings)
-    question = "Which port does the Kestrel dashboard listen on, and how do I change it?"
+
+def _print_sources(done: Any) -> None:
+    if not done.citations:
+        return
+    label = "Sources" if done.cited else "Sources consulted"
+    out.print(f"\n[bold]{label}[/bold]")
+    for c in done.citations:
+        out.print(f"  [{c.n}] {_heading(c.title, c.section)}  [dim]{escape(c.source)}[/dim]", highlight=False)
+
+
+async def _stream_answer(assistant: Any, message: Any) -> Any:
+    """Print the answer as it streams; return the last event (Done or Failed)."""
+    from core.types import Delta, Done, Failed
+
+    async for event in assistant.answer(message):
+        if isinstance(event, Delta):
+            out.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
+        elif isinstance(event, Done):
+            out.print()
+            _print_sources(event)
+            return event
+        elif isinstance(event, Failed):
+            err.print(f"[red]error:[/red] {event.reason}", highlight=False)
+            return event
+    return None
+
+
+@app.command()
+def ask(question: str, kb: KBOption = None, as_json: JsonOption = False) -> None:
+    """Answer a question from a knowledge base, with cited sources (streamed)."""
+    import uuid
+
+    from core.rag import open_assistant
+    from core.types import Done, Failed, Message
+
+    settings = _with_kb(_settings(), kb)
+    message = Message(text=question, channel="cli", conversation_id=uuid.uuid4().hex)
 
     async def go() -> Any:
-        async with open_store(settings) as store:
-            report = await run_ingest(store, embedder, [str(SAMPLE_DOCS)], kb="demo", settings=settings, prune=True)
-            hits = await retrieve(
-                store, embedder, "demo", question, SearchOptions(top_k=3, alpha=settings.search_alpha)
-            )
-            return report, hits
+        async with open_assistant(settings) as assistant:
+            if not as_json:
+                return await _stream_answer(assistant, message)
+            return [e async for e in assistant.answer(message)][-1]
 
-    report, hits = _run(go)
-    out.print(
-        f"Ingested {report.documents} sample documents into KB 'demo' ({report.added} chunks added) "
-        f"in {report.seconds:.1f}s.",
-        highlight=False,
-    )
-    out.print(f"\n[bold]Search:[/bold] {question}")
-    for i, r in enumerate(hits, 1):
-        out.print(f"[bold][{i}] {_heading(r.title, r.section)}[/bold]  [dim]{r.source}[/dim]", highlight=False)
-        out.print(f"    {r.snippet}", highlight=False)
+    last = _run(go)
+    if isinstance(last, Failed):
+        if as_json:
+            _fail(last.reason)
+        raise typer.Exit(1)  # the reason was printed with the stream
+    if as_json and isinstance(last, Done):
+        sources = [asdict(c) for c in last.citations]
+        payload = {"answer": last.text, "sources": sources, "cited": last.cited, "fallback": last.fallback}
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+
+
+@app.command()
+def chat(
+    kb: KBOption = None,
+    conversation: Annotated[str | None, typer.Option(help="Resume a conversation by its id.")] = None,
+) -> None:
+    """Interactive chat with memory. /reset starts over, /exit (or Ctrl-D) quits."""
+    import uuid
+
+    from core.rag import open_assistant
+    from core.types import Message
+
+    settings = _with_kb(_settings(), kb)
+    conversation_id = conversation or uuid.uuid4().hex
+
+    async def go() -> None:
+        async with open_assistant(settings) as assistant:
+            out.print(f"[dim]conversation {conversation_id}: /reset to start over, /exit to quit[/dim]")
+            while True:
+                try:
+                    line = (await asyncio.to_thread(input, "you> ")).strip()
+                except EOFError:
+                    out.print()
+                    return
+                if line in ("/exit", "/quit"):
+                    return
+                if line == "/reset":
+                    await assistant.reset("cli", conversation_id)
+                    out.print("[dim]conversation cleared[/dim]")
+                elif line:
+                    message = Message(text=line, channel="cli", conversation_id=conversation_id)
+                    await _stream_answer(assistant, message)
+
+    _run(go)
+
+
+def _local_llm() -> Any:
+    from core.llm import LocalLLM
+
+    settings = _settings()
+    if not settings.llm_is_local:
+        _fail("LLM_BASE_URL or LLM_API_KEY is set; the kit does not run a local model")
+    return LocalLLM.from_settings(settings)
+
+
+@llm_app.command("start")
+def llm_start() -> None:
+    """Start the local model server and leave it running (later commands reuse it)."""
+    local = _local_llm()
+    try:
+        started = local.start()
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    out.print(f"local model {'started' if started else 'already running'} on {local.url}")
+
+
+@llm_app.command("stop")
+def llm_stop() -> None:
+    """Stop the local model server."""
+    _local_llm().stop()
+    out.print("local model stopped")
+
+
+@app.command()
+def demo() -> None:
+    """The main job on the embedded defaults: local Weaviate, embedder and model over the sample docs."""
+    from core.ingest import ingest as run_ingest
+    from core.rag import open_assistant
+    from core.types import Message
+
+    settings = _settings().model_copy(update={"default_kb": "demo"})
+    question = "Which port does the Kestrel dashboard listen on, and how do I change it?"
+
+    async def go() -> None:
+        async with open_assistant(settings) as assistant:
+            report = await run_ingest(
+                assistant.store, assistant.embedder, [str(SAMPLE_DOCS)], kb="demo", settings=settings, prune=True
+            )
+            model = assistant.llm.model if assistant.llm else "none: answers quote passages"
+            out.print(
+                f"Knowledge base 'demo': {report.documents} sample documents ({report.added} chunks added) "
+                f"in {report.seconds:.1f}s. Model: {model}.",
+                highlight=False,
+            )
+            out.print(f"\n[bold]Q:[/bold] {escape(question)}\n[bold]A:[/bold] ", end="")
+            await _stream_answer(assistant, Message(text=question, channel="cli", conversation_id="demo"))
+        out.print("\nChat with the sample docs: [bold].venv/bin/switchboard chat --kb demo[/bold]")
+
+    _run(go)
 
 
 def main() -> None:

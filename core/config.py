@@ -49,6 +49,28 @@ class Settings(BaseSettings):
     search_alpha: float = Field(0.75, ge=0.0, le=1.0, validation_alias="SEARCH_ALPHA")
     search_top_k: int = Field(5, ge=1, le=100, validation_alias="SEARCH_TOP_K")
 
+    # Generation: any OpenAI-compatible chat endpoint. With neither LLM_BASE_URL nor LLM_API_KEY set, the kit
+    # runs a local llama.cpp server with SmolLM2 (the `local` extra).
+    llm_base_url: str | None = Field(None, validation_alias="LLM_BASE_URL")
+    llm_api_key: SecretStr | None = Field(None, validation_alias="LLM_API_KEY")
+    llm_model: str | None = Field(None, validation_alias="LLM_MODEL")
+    llm_temperature: float = Field(0.2, ge=0.0, le=2.0, validation_alias="LLM_TEMPERATURE")
+    llm_max_tokens: int = Field(512, ge=16, le=32768, validation_alias="LLM_MAX_TOKENS")
+    llm_timeout: float = Field(60.0, gt=0, validation_alias="LLM_TIMEOUT")  # longest wait for the next token
+    llm_connect_timeout: float = Field(5.0, gt=0, validation_alias="LLM_CONNECT_TIMEOUT")
+    llm_local_port: int = Field(8098, validation_alias="LLM_LOCAL_PORT")
+    llm_local_model_path: Path | None = Field(None, validation_alias="LLM_LOCAL_MODEL_PATH")
+    llm_local_context: int = Field(4096, ge=512, validation_alias="LLM_LOCAL_CONTEXT")
+    llm_local_startup_timeout: float = Field(120.0, validation_alias="LLM_LOCAL_STARTUP_TIMEOUT")
+
+    # Answers: persona, grounding threshold, memory.
+    bots_file: Path | None = Field(None, validation_alias="SWITCHBOARD_BOTS_FILE")
+    bot_name: str = Field("Switchboard", validation_alias="BOT_NAME")
+    system_prompt: str | None = Field(None, validation_alias="SYSTEM_PROMPT")
+    answer_min_relevance: float = Field(0.3, ge=-1.0, le=1.0, validation_alias="ANSWER_MIN_RELEVANCE")
+    history_max_turns: int = Field(10, ge=0, le=200, validation_alias="HISTORY_MAX_TURNS")
+    history_max_tokens: int = Field(1500, ge=0, validation_alias="HISTORY_MAX_TOKENS")
+
     # Fetching URLs during ingestion.
     fetch_timeout: float = Field(20.0, validation_alias="FETCH_TIMEOUT")
     fetch_max_mb: float = Field(25.0, validation_alias="FETCH_MAX_MB")
@@ -68,7 +90,7 @@ class Settings(BaseSettings):
             raise ValueError("CHUNK_OVERLAP must be less than half of CHUNK_SIZE")
         if self.environment == "production" and self.weaviate_url and not self.weaviate_api_key:
             raise ValueError("WEAVIATE_API_KEY is required for an external Weaviate in production")
-        for name in ("weaviate_api_key", "embed_api_key"):
+        for name in ("weaviate_api_key", "embed_api_key", "llm_api_key"):
             secret = getattr(self, name)
             if self.environment == "production" and secret and secret.get_secret_value().startswith("change-me"):
                 raise ValueError(f"{name.upper()} still holds the placeholder from .env.example")
@@ -77,6 +99,10 @@ class Settings(BaseSettings):
     @property
     def weaviate_dir(self) -> Path:
         return self.data_dir / "weaviate"
+
+    @property
+    def llm_is_local(self) -> bool:
+        return not self.llm_base_url and not self.llm_api_key
 
 
 @lru_cache

@@ -37,3 +37,7 @@ class IngestError(SwitchboardError):
 
 class UnsupportedSource(IngestError):
     """A file type or URL scheme the kit does not ingest."""
+
+
+class LLMError(SwitchboardError):
+    """The language model endpoint failed, stalled or returned something unusable."""

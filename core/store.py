@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -236,6 +237,7 @@ class Store:
                 filters=Filter.all_of(filters) if filters else None,
                 return_metadata=MetadataQuery(score=True),
                 return_properties=["text", "title", "section", "doc_id", "source", "position"],
+                include_vector=True,
             )
         )
         return [
@@ -245,6 +247,7 @@ class Store:
                 section=str(o.properties["section"]),
                 snippet=_snippet(str(o.properties["text"])),
                 score=float(o.metadata.score or 0.0),
+                relevance=_cosine(vector, o.vector["default"]),  # type: ignore[arg-type]
                 doc_id=str(o.properties["doc_id"]),
                 position=int(o.properties["position"]),  # type: ignore[arg-type]
                 text=str(o.properties["text"]),
@@ -278,6 +281,12 @@ def check_embedder(kb: str, meta: KBMeta, model: str, dim: int) -> None:
             f"knowledge base {kb!r} was built with {meta.embed_model} ({meta.embed_dim} dims) but the configured "
             f"embedder is {model} ({dim} dims); set EMBED_MODEL={meta.embed_model} or re-ingest into a new KB"
         )
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
 
 
 def _short(exc: BaseException) -> str:

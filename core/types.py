@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +28,76 @@ class Source:
     source: str
     section: str
     snippet: str
-    score: float
+    score: float  # hybrid score, normalised per query: good for ranking only
+    relevance: float  # cosine similarity of chunk and query vectors: comparable across queries
     doc_id: str
     position: int
     text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """One inbound question, as every surface normalises it."""
+
+    text: str
+    channel: str  # "cli", "widget", "api", "slack", ...: part of the conversation key
+    conversation_id: str
+    bot: str | None = None  # a profile from the bots file; None = the default bot
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Citation:
+    """A numbered source as the model saw it: the answer's `[n]` points here."""
+
+    n: int
+    title: str
+    source: str
+    section: str
+    snippet: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Turn:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+# --- the event stream of core.rag: typed, with a `kind` discriminator -----------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sources:
+    """The numbered sources retrieval chose, sent before the answer streams."""
+
+    kind: Literal["sources"] = "sources"
+    sources: tuple[Citation, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delta:
+    kind: Literal["delta"] = "delta"
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Done:
+    """The full answer (Markdown). `citations` are the sources the answer cites; when the model cited none,
+    they are the sources it was given and `cited` is False (show them as "sources consulted")."""
+
+    kind: Literal["done"] = "done"
+    text: str
+    citations: tuple[Citation, ...]
+    cited: bool
+    fallback: bool  # True: the LLM failed and the answer is the best passages, labelled as such
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed:
+    """Nothing could be answered (e.g. the vector store is down); `reason` is safe to show a user."""
+
+    kind: Literal["failed"] = "failed"
+    reason: str
+
+
+Event = Sources | Delta | Done | Failed

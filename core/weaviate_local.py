@@ -10,18 +10,13 @@ directory, because its gRPC and cluster ports listen on every interface whatever
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import mmap
 import os
 import platform
-import secrets
 import shutil
-import signal
 import subprocess
 import tarfile
-import time
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +25,7 @@ import httpx
 
 from core.config import WEAVIATE_VERSION, Settings
 from core.errors import StoreError
+from core.process import ManagedProcess, secret_file
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +47,6 @@ def _release_url(version: str) -> str:
     return f"{RELEASES}/v{version}/weaviate-v{version}-{system}-{machine}.tar.gz"
 
 
-def _secret_file(path: Path) -> str:
-    """A random secret created once and kept readable by the owner only."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
-    return value
-
-
 def _go_bin_dir() -> Path | None:
     """Where `go install` puts binaries: GOBIN, else GOPATH/bin (asked from go itself when it is installed)."""
     go = shutil.which("go")
@@ -75,20 +59,6 @@ def _go_bin_dir() -> Path | None:
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return Path(gobin) if gobin else Path(gopath.split(os.pathsep)[0]) / "bin"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child has exited; reap it
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 @dataclass(kw_only=True)
@@ -112,15 +82,11 @@ class LocalWeaviate:
 
     @property
     def api_key(self) -> str:
-        return _secret_file(self.root / "api-key")
+        return secret_file(self.root / "api-key")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def _state_file(self) -> Path:
-        return self.root / "server.json"
 
     # --- the binary -------------------------------------------------------------------------
 
@@ -242,7 +208,7 @@ class LocalWeaviate:
             "AUTHENTICATION_APIKEY_ALLOWED_KEYS": self.api_key,
             "AUTHENTICATION_APIKEY_USERS": "switchboard",
             "CLUSTER_BASIC_AUTH_USERNAME": "switchboard",
-            "CLUSTER_BASIC_AUTH_PASSWORD": _secret_file(self.root / "cluster-password"),
+            "CLUSTER_BASIC_AUTH_PASSWORD": secret_file(self.root / "cluster-password"),
         }
 
     def _ready(self) -> bool:
@@ -261,12 +227,9 @@ class LocalWeaviate:
             )
         return meta.status_code == 200
 
-    def _pid(self) -> int | None:
-        try:
-            pid = int(json.loads(self._state_file.read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            return None
-        return pid if _pid_alive(pid) else None
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(name="weaviate", root=self.root, ready=self._ready, error=StoreError)
 
     def running(self) -> bool:
         return self._ready()
@@ -277,48 +240,9 @@ class LocalWeaviate:
             return False
         binary = self.install()
         (self.root / "data").mkdir(parents=True, exist_ok=True)
-        log = (self.root / "weaviate.log").open("ab")
-        process = subprocess.Popen(
-            [str(binary), "--host", "127.0.0.1", "--port", str(self.http_port), "--scheme", "http"],
-            env=self._environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives the CLI command that started it (`weaviate start`)
-        )
-        log.close()
-        # The server outlives this Popen on purpose (`weaviate start`); stop() finds it by pid.
-        warnings.filterwarnings(
-            "ignore", message=f"subprocess {process.pid} is still running", category=ResourceWarning
-        )
-        self._state_file.write_text(json.dumps({"pid": process.pid, "http_port": self.http_port}))
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise StoreError(
-                    f"Weaviate exited with code {process.returncode} while starting; see {self.root / 'weaviate.log'}"
-                )
-            if self._ready():
-                logger.info("local Weaviate %s ready on %s (pid %d)", self.version, self.url, process.pid)
-                return True
-            time.sleep(0.25)
-        self.stop()
-        raise StoreError(
-            f"Weaviate did not become ready in {self.startup_timeout:.0f}s; see {self.root / 'weaviate.log'}"
-        )
+        argv = [str(binary), "--host", "127.0.0.1", "--port", str(self.http_port), "--scheme", "http"]
+        return self.process.start(argv, self._environment(), self.startup_timeout)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Graceful SIGTERM (flushes the write-ahead log), SIGKILL only if it hangs."""
-        pid = self._pid()
-        if pid is None:
-            self._state_file.unlink(missing_ok=True)
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid):
-            if time.monotonic() > deadline:
-                logger.warning("Weaviate (pid %d) ignored SIGTERM for %.0fs; killing it", pid, timeout)
-                os.kill(pid, signal.SIGKILL)
-                break
-            time.sleep(0.1)
-        self._state_file.unlink(missing_ok=True)
+    def stop(self) -> None:
+        """Graceful SIGTERM flushes Weaviate's write-ahead log."""
+        self.process.stop()

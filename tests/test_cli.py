@@ -6,11 +6,13 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, free_port_block
+from tests.fakes.openai_server import FakeOpenAI, Reply
 
 SAMPLE_DOCS = REPO / "examples" / "docs"
 SAMPLE_QA = REPO / "examples" / "qa" / "sample.jsonl"
@@ -107,3 +109,73 @@ def test_bad_configuration_is_one_line(cli_env: dict[str, str], tmp_path: Path) 
 @pytest.mark.parametrize("args", [["--help"], ["kb", "--help"], ["weaviate", "--help"]])
 def test_help(cli_env: dict[str, str], tmp_path: Path, args: list[str]) -> None:
     assert run(cli_env, *args, cwd=tmp_path).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+def test_ask_and_chat_with_an_openai_compatible_endpoint(
+    cli_env: dict[str, str], tmp_path: Path, kb: str, fake_llm: FakeOpenAI
+) -> None:
+    env = {**cli_env, "LLM_BASE_URL": fake_llm.base_url, "LLM_API_KEY": "sk-test", "LLM_MODEL": "fake-chat"}
+    assert run(env, "ingest", str(SAMPLE_DOCS), "--kb", kb, cwd=tmp_path).returncode == 0
+
+    fake_llm.enqueue(Reply(chunks=["The dashboard listens on ", "port 8470 [1]."]))
+    asked = run(env, "ask", "Which port does the Kestrel dashboard listen on?", "--kb", kb, "--json", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    payload = json.loads(asked.stdout)
+    assert payload["answer"] == "The dashboard listens on port 8470 [1]."
+    assert payload["fallback"] is False and payload["cited"] is True
+    assert [s["n"] for s in payload["sources"]] == [1]
+    assert set(payload["sources"][0]) == {"n", "title", "source", "section", "snippet"}
+
+    fake_llm.enqueue(Reply(chunks=["Streamed ", "answer [2]."]))
+    streamed = run(env, "ask", "How do I configure retries for a queue?", "--kb", kb, cwd=tmp_path)
+    assert streamed.returncode == 0 and "Streamed answer [2]." in streamed.stdout
+    assert "Sources" in streamed.stdout and "[2] " in streamed.stdout
+
+    fake_llm.requests.clear()
+    fake_llm.enqueue(
+        Reply(chunks=["Port 8470 [1]."]),
+        Reply(chunks=["How do I change the port of the Kestrel dashboard?"]),
+        Reply(chunks=["Yes [1]."]),
+    )
+    fake_llm.enqueue(Reply(chunks=["Fresh start [1]."]))
+    script = "\n".join(
+        [
+            "Which port does the dashboard use?",
+            "and can I change it?",
+            "/reset",
+            "Which port does the Kestrel dashboard use?",
+            "/exit",
+        ]
+    )
+    chatted = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "switchboard"), "chat", "--kb", kb],
+        env=env,
+        cwd=tmp_path,
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert chatted.returncode == 0, chatted.stderr
+    assert (
+        "Port 8470 [1]." in chatted.stdout and "Yes [1]." in chatted.stdout and "conversation cleared" in chatted.stdout
+    )
+    bodies = fake_llm.chat_requests()
+    assert len(bodies) == 4  # answer, condense + answer (memory), answer after /reset (no condensation)
+    assert bodies[1]["max_tokens"] == 64 and bodies[3]["messages"][1]["role"] == "user"
+    assert len(bodies[3]["messages"]) == 2  # system + question: the history was cleared
+    run(env, "kb", "delete", kb, "--yes", cwd=tmp_path)
+
+
+def test_ask_on_unknown_kb_answers_politely(cli_env: dict[str, str], tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    env = {**cli_env, "LLM_BASE_URL": fake_llm.base_url, "LLM_API_KEY": "sk-test"}
+    asked = run(env, "ask", "anything?", "--kb", "no_such_kb", "--json", cwd=tmp_path)
+    assert asked.returncode == 0
+    assert json.loads(asked.stdout)["answer"].startswith("I couldn't find anything")

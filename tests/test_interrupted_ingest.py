@@ -137,7 +137,7 @@ async def test_weaviate_killed_mid_batch_then_rerun(tmp_path: Path, server: tupl
     paths = write_corpus(corpus)
     process = start_ingest(settings, corpus, "killed")
     wait_for_some_chunks(local, "killed", process, 40)
-    pid = local._pid()
+    pid = local.process.pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     _, stderr = process.communicate(timeout=120)

@@ -32,7 +32,7 @@ def own(tmp_path: Path) -> Iterator[LocalWeaviate]:
 
 def test_start_reuse_auth_and_clean_stop(own: LocalWeaviate) -> None:
     assert own.start() is True
-    pid = own._pid()
+    pid = own.process.pid()
     assert pid is not None
     environ = dict(
         item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item
@@ -44,10 +44,10 @@ def test_start_reuse_auth_and_clean_stop(own: LocalWeaviate) -> None:
     assert httpx.get(f"{own.url}/v1/meta").status_code == 401  # anonymous access refused
 
     again = LocalWeaviate(root=own.root, http_port=own.http_port, grpc_port=own.grpc_port)
-    assert again.start() is False and again._pid() == pid  # an already-running instance is reused
+    assert again.start() is False and again.process.pid() == pid  # an already-running instance is reused
 
     own.stop()
-    assert not own.running() and not (own.root / "server.json").exists()
+    assert not own.running() and not (own.root / "weaviate.json").exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 

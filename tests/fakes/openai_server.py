@@ -1,7 +1,8 @@
 """A loopback stand-in for an OpenAI-compatible API, speaking the real HTTP protocol.
 
-Embeddings are deterministic hashed bags of words, so keyword overlap means vector similarity. Every request
-is recorded for assertions.
+Embeddings are deterministic hashed bags of words, so keyword overlap means vector similarity. Chat
+completions follow a script: `enqueue(Reply(...))` for each expected call (stream chunks, stall, fail,
+send garbage); with nothing queued the reply is "I don't know.". Every request is recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 import re
 import struct
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +32,26 @@ def hashed_embedding(text: str) -> list[float]:
 
 
 @dataclass
+class Reply:
+    chunks: list[str] = field(default_factory=lambda: ["I don't know."])
+    status: int = 200  # non-200: an OpenAI-shaped error body
+    stall_before: float = 0.0  # seconds of silence before the first chunk
+    stall_after: int | None = None  # go silent (for `stall_seconds`) after this many chunks
+    stall_seconds: float = 30.0
+    malformed: bool = False  # a data line that is not JSON
+
+
+@dataclass
 class FakeOpenAI:
     requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
+    script: deque[Reply] = field(default_factory=deque)
+
+    def enqueue(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [body for path, _, body in self.requests if path == "/v1/chat/completions"]
 
     @property
     def base_url(self) -> str:
@@ -48,6 +68,8 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                if self.path == "/v1/chat/completions":
+                    return self._chat(body, fake.script.popleft() if fake.script else Reply())
                 if self.path != "/v1/embeddings":
                     return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                 inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -69,6 +91,41 @@ class FakeOpenAI:
                     },
                 )
 
+            def _chat(self, body: dict[str, Any], reply: Reply) -> None:
+                if reply.status != 200:
+                    return self._send(reply.status, {"error": {"message": "scripted failure", "type": "server_error"}})
+                if not body.get("stream"):
+                    message = {"role": "assistant", "content": "".join(reply.chunks)}
+                    return self._send(
+                        200,
+                        {
+                            "id": "chatcmpl-fake",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        },
+                    )
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                time.sleep(reply.stall_before)
+                try:
+                    for i, piece in enumerate(reply.chunks):
+                        if reply.stall_after is not None and i == reply.stall_after:
+                            time.sleep(reply.stall_seconds)
+                        if reply.malformed:
+                            self._event("{not json")
+                        self._event(json.dumps(_chunk(body["model"], {"content": piece}, None)))
+                    self._event(json.dumps(_chunk(body["model"], {}, "stop")))
+                    self._event("[DONE]")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout under test)
+
+            def _event(self, data: str) -> None:
+                self.wfile.write(f"data: {data}\n\n".encode())
+                self.wfile.flush()
+
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 raw = json.dumps(payload).encode()
                 self.send_response(status)
@@ -82,5 +139,16 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self.script.clear()
         if self.server is not None:
             self.server.shutdown()
+
+
+def _chunk(model: str, delta: dict[str, str], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }

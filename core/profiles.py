@@ -1,0 +1,56 @@
+"""Bots: each one a knowledge base with its own persona and prompts, from an optional TOML file.
+
+    [bots.docs]
+    kb = "docs"
+    persona = "Kestrel Docs Helper"
+    system_prompt = "You are {persona} ..."   # optional; {persona} is filled in
+    welcome = "Hi! Ask me anything about Kestrel."
+
+Without a file there is one bot, `default`, over SWITCHBOARD_KB with BOT_NAME and SYSTEM_PROMPT.
+"""
+
+from __future__ import annotations
+
+import tomllib
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from core.config import Settings
+from core.errors import ConfigError
+from core.kb import validate_kb_name
+
+DEFAULT_BOT = "default"
+
+
+class BotProfile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    kb: str
+    persona: str
+    system_prompt: str | None = None
+    welcome: str = "Hi! Ask me a question about the documentation."
+
+    @field_validator("kb")
+    @classmethod
+    def _kb(cls, value: str) -> str:
+        return validate_kb_name(value)
+
+
+def load_profiles(settings: Settings) -> dict[str, BotProfile]:
+    default = BotProfile(
+        name=DEFAULT_BOT, kb=settings.default_kb, persona=settings.bot_name, system_prompt=settings.system_prompt
+    )
+    if settings.bots_file is None:
+        return {DEFAULT_BOT: default}
+    try:
+        data = tomllib.loads(settings.bots_file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"SWITCHBOARD_BOTS_FILE {settings.bots_file}: {exc}") from exc
+    profiles = {DEFAULT_BOT: default}
+    for name, table in (data.get("bots") or {}).items():
+        try:
+            profiles[name] = BotProfile(name=name, **{"persona": settings.bot_name, **table})
+        except (ValidationError, TypeError) as exc:
+            raise ConfigError(f"SWITCHBOARD_BOTS_FILE {settings.bots_file}: bot {name!r}: {exc}") from exc
+    return profiles

@@ -1,0 +1,168 @@
+"""The one entry point every surface calls: `Assistant.answer(message)` → an async stream of typed events.
+
+The stream is always `Sources`, then `Delta`s, then `Done` — or a single `Failed` when nothing can be
+answered (the knowledge base is unreachable, the bot is unknown). Retrieval decides the sources, not the
+model: when the model cites none, `Done` carries the sources it was given as "consulted"; when the model
+fails, stalls or says nothing, the answer is the best passages, labelled, and the stream still ends in Done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from core.config import Settings
+from core.embed import Embedder, create_embedder
+from core.errors import ConfigError, EmptyKB, KBNotFound, LLMError, SwitchboardError
+from core.history import HistoryStore, SQLiteHistory, fit_history
+from core.llm import LLM, extractive_answer, open_llm
+from core.profiles import DEFAULT_BOT, BotProfile, load_profiles
+from core.prompt import answer_messages, cited_numbers, condense_messages
+from core.search import SearchOptions, retrieve
+from core.store import Store, open_store
+from core.types import Citation, Delta, Done, Event, Failed, Message, Source, Sources, Turn
+
+logger = logging.getLogger(__name__)
+
+DONT_KNOW = (
+    "I couldn't find anything about that in the documents I have, so I won't guess. "
+    "Try rephrasing, or ask about something the documentation covers."
+)
+STORE_DOWN = "The knowledge base is unavailable right now. Please try again in a moment."
+_CONDENSED_MAX_CHARS = 300
+
+
+def to_citations(sources: Sequence[Source]) -> tuple[Citation, ...]:
+    return tuple(
+        Citation(n=n, title=s.title, source=s.source, section=s.section, snippet=s.snippet)
+        for n, s in enumerate(sources, 1)
+    )
+
+
+class Assistant:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        embedder: Embedder,
+        llm: LLM | None,
+        history: HistoryStore,
+        profiles: dict[str, BotProfile],
+    ):
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.llm = llm
+        self.history = history
+        self.profiles = profiles
+
+    def profile(self, bot: str | None) -> BotProfile:
+        try:
+            return self.profiles[bot or DEFAULT_BOT]
+        except KeyError:
+            raise ConfigError(f"unknown bot {bot!r}") from None
+
+    async def reset(self, channel: str, conversation_id: str) -> None:
+        await self.history.reset(channel, conversation_id)
+
+    async def answer(self, message: Message) -> AsyncIterator[Event]:
+        try:
+            profile = self.profile(message.bot)
+        except ConfigError as exc:
+            yield Failed(reason=str(exc))
+            return
+        turns = fit_history(
+            await self.history.load(message.channel, message.conversation_id), self.settings.history_max_tokens
+        )
+        query = await self._standalone_query(message.text, turns)
+        try:
+            found = await retrieve(
+                self.store,
+                self.embedder,
+                profile.kb,
+                query,
+                SearchOptions(top_k=self.settings.search_top_k, alpha=self.settings.search_alpha),
+            )
+        except (KBNotFound, EmptyKB):
+            logger.warning("bot %s has no documents in KB %s", profile.name, profile.kb)
+            found = []
+        except SwitchboardError:
+            logger.exception("retrieval failed for bot %s", profile.name)
+            yield Failed(reason=STORE_DOWN)
+            return
+
+        relevant = [s for s in found if s.relevance >= self.settings.answer_min_relevance]
+        citations = to_citations(relevant)
+        yield Sources(sources=citations)
+        if not relevant:
+            yield Delta(text=DONT_KNOW)
+            await self._remember(message, DONT_KNOW)
+            yield Done(text=DONT_KNOW, citations=(), cited=False, fallback=False)
+            return
+
+        text = ""
+        failure: str | None = None if self.llm else "no language model available"
+        if self.llm is not None:
+            messages = answer_messages(
+                message.text, relevant, turns, persona=profile.persona, system_prompt=profile.system_prompt
+            )
+            try:
+                async for piece in self.llm.stream(messages):
+                    text += piece
+                    yield Delta(text=piece)
+            except LLMError as exc:
+                failure = str(exc)
+        if failure is not None or not text.strip():
+            logger.warning("answering from passages: %s", failure or "the model returned nothing")
+            extra = extractive_answer(citations)
+            extra = f"\n\n{extra}" if text.strip() else extra
+            text += extra
+            yield Delta(text=extra)
+            await self._remember(message, text)
+            yield Done(text=text, citations=citations, cited=True, fallback=True)
+            return
+
+        numbers = cited_numbers(text, len(citations))
+        await self._remember(message, text)
+        if numbers:
+            by_number = {c.n: c for c in citations}
+            yield Done(text=text, citations=tuple(by_number[n] for n in numbers), cited=True, fallback=False)
+        else:
+            yield Done(text=text, citations=citations, cited=False, fallback=False)
+
+    async def _standalone_query(self, question: str, turns: Sequence[Turn]) -> str:
+        """Fold a follow-up ("and on Docker?") into a self-contained search query using recent turns."""
+        if not turns or self.llm is None:
+            return question
+        try:
+            condensed = (await self.llm.complete(condense_messages(question, turns), max_tokens=64)).strip()
+        except LLMError as exc:
+            logger.warning("query condensation failed, searching with the question and the last one: %s", exc)
+            condensed = ""
+        if not condensed or len(condensed) > _CONDENSED_MAX_CHARS:
+            last_user = next((t.content for t in reversed(turns) if t.role == "user"), "")
+            return f"{last_user} {question}".strip()
+        return condensed
+
+    async def _remember(self, message: Message, answer: str) -> None:
+        turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=answer)]
+        try:
+            await self.history.append(message.channel, message.conversation_id, turns)
+        except Exception:  # losing memory must not lose the answer
+            logger.exception("could not save conversation %s/%s", message.channel, message.conversation_id)
+
+
+@asynccontextmanager
+async def open_assistant(settings: Settings, *, keep_running: bool = False) -> AsyncIterator[Assistant]:
+    """Everything an answer needs, opened once per process (server lifespan, bot, CLI command)."""
+    profiles = load_profiles(settings)
+    embedder = await asyncio.to_thread(create_embedder, settings)
+    history = SQLiteHistory(settings.data_dir / "history.sqlite3", settings.history_max_turns)
+    async with (
+        open_store(settings, keep_running=keep_running) as store,
+        open_llm(settings, keep_running=keep_running) as llm,
+    ):
+        yield Assistant(settings=settings, store=store, embedder=embedder, llm=llm, history=history, profiles=profiles)
