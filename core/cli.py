@@ -20,6 +20,7 @@ from rich.table import Table
 
 from core.config import Settings, get_settings
 from core.errors import SwitchboardError
+from core.types import heading
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard: one RAG assistant, every channel.")
 kb_app = typer.Typer(no_args_is_help=True, help="Manage knowledge bases.")
@@ -81,13 +82,6 @@ def _embedder(settings: Settings) -> Any:
         return create_embedder(settings)
     except SwitchboardError as exc:
         _fail(str(exc))
-
-
-def _heading(title: str, section: str) -> str:
-    """'Title › Section' (escaped for rich), without repeating a section trail that starts with the title."""
-    if not section or section == title:
-        return escape(title)
-    return escape(section if section.startswith(title) else f"{title} › {section}")
 
 
 class _RichProgress:
@@ -174,7 +168,7 @@ def search(
     if not results:
         out.print("no results")
     for i, r in enumerate(results, 1):
-        out.print(f"[bold][{i}] {_heading(r.title, r.section)}[/bold]  score {r.score:.3f}", highlight=False)
+        out.print(f"[bold][{i}] {escape(heading(r.title, r.section))}[/bold]  score {r.score:.3f}", highlight=False)
         out.print(f"    [cyan]{escape(r.source)}[/cyan]", highlight=False)
         out.print(f"    {escape(r.snippet)}\n", highlight=False)
 
@@ -352,7 +346,7 @@ def _print_sources(done: Any) -> None:
     label = "Sources" if done.cited else "Sources consulted"
     out.print(f"\n[bold]{label}[/bold]")
     for c in done.citations:
-        out.print(f"  [{c.n}] {_heading(c.title, c.section)}  [dim]{escape(c.source)}[/dim]", highlight=False)
+        out.print(f"  [{c.n}] {escape(heading(c.title, c.section))}  [dim]{escape(c.source)}[/dim]", highlight=False)
 
 
 async def _stream_answer(assistant: Any, message: Any) -> Any:
@@ -462,32 +456,54 @@ def llm_stop() -> None:
     out.print("local model stopped")
 
 
+def _serve(settings: Settings, prepare: Any = None) -> None:
+    import uvicorn
+
+    from widget.app import create_app
+
+    out.print(f"Serving on [bold]http://{settings.server_host}:{settings.server_port}/[/bold] (Ctrl-C stops)")
+    uvicorn.run(
+        create_app(settings, prepare), host=settings.server_host, port=settings.server_port, log_level="warning"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default SERVER_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default SERVER_PORT).")] = None,
+) -> None:
+    """Run the web server: chat API (SSE), the embeddable widget, health checks, a demo page."""
+    settings = _settings()
+    updates = {k: v for k, v in (("server_host", host), ("server_port", port)) if v is not None}
+    try:
+        _serve(settings.model_copy(update=updates))
+    except SwitchboardError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def demo() -> None:
-    """The main job on the embedded defaults: local Weaviate, embedder and model over the sample docs."""
+    """The main job on the embedded defaults: local Weaviate, embedder and model, the sample docs, and the web
+    widget over them at http://127.0.0.1:8000/."""
     from core.ingest import ingest as run_ingest
-    from core.rag import open_assistant
-    from core.types import Message
 
     settings = _settings().model_copy(update={"default_kb": "demo"})
-    question = "Which port does the Kestrel dashboard listen on, and how do I change it?"
 
-    async def go() -> None:
-        async with open_assistant(settings) as assistant:
-            report = await run_ingest(
-                assistant.store, assistant.embedder, [str(SAMPLE_DOCS)], kb="demo", settings=settings, prune=True
-            )
-            model = assistant.llm.model if assistant.llm else "none: answers quote passages"
-            out.print(
-                f"Knowledge base 'demo': {report.documents} sample documents ({report.added} chunks added) "
-                f"in {report.seconds:.1f}s. Model: {model}.",
-                highlight=False,
-            )
-            out.print(f"\n[bold]Q:[/bold] {escape(question)}\n[bold]A:[/bold] ", end="")
-            await _stream_answer(assistant, Message(text=question, channel="cli", conversation_id="demo"))
-        out.print("\nChat with the sample docs: [bold].venv/bin/switchboard chat --kb demo[/bold]")
+    async def prepare(assistant: Any) -> None:
+        report = await run_ingest(
+            assistant.store, assistant.embedder, [str(SAMPLE_DOCS)], kb="demo", settings=settings, prune=True
+        )
+        model = assistant.llm.model if assistant.llm else "none: answers quote passages"
+        out.print(
+            f"Knowledge base 'demo': {report.documents} sample documents ({report.added} chunks added); "
+            f"model: {model}.",
+            highlight=False,
+        )
 
-    _run(go)
+    try:
+        _serve(settings, prepare)
+    except SwitchboardError as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

@@ -71,6 +71,20 @@ class Settings(BaseSettings):
     history_max_turns: int = Field(10, ge=0, le=200, validation_alias="HISTORY_MAX_TURNS")
     history_max_tokens: int = Field(1500, ge=0, validation_alias="HISTORY_MAX_TOKENS")
 
+    # The web server and widget (`switchboard serve`).
+    server_host: str = Field("127.0.0.1", validation_alias="SERVER_HOST")
+    server_port: int = Field(8000, ge=1, le=65535, validation_alias="SERVER_PORT")
+    # Signs widget session tokens. Required in production; in development one is generated in the data dir.
+    secret_key: SecretStr | None = Field(None, validation_alias="SWITCHBOARD_SECRET_KEY")
+    # Verifies host-site user identities: data-user-hash = hex HMAC-SHA256(user id, IDENTITY_SECRET).
+    identity_secret: SecretStr | None = Field(None, validation_alias="IDENTITY_SECRET")
+    session_ttl: int = Field(3600, ge=60, validation_alias="SESSION_TTL_SECONDS")
+    session_renew_days: int = Field(30, ge=1, validation_alias="SESSION_RENEW_DAYS")
+    rate_limit_session: str = Field("10/minute", validation_alias="RATE_LIMIT_SESSION")
+    rate_limit_ip: str = Field("60/minute", validation_alias="RATE_LIMIT_IP")
+    max_message_chars: int = Field(2000, ge=1, validation_alias="MAX_MESSAGE_CHARS")
+    max_body_bytes: int = Field(16384, ge=1024, validation_alias="MAX_BODY_BYTES")
+
     # Fetching URLs during ingestion.
     fetch_timeout: float = Field(20.0, validation_alias="FETCH_TIMEOUT")
     fetch_max_mb: float = Field(25.0, validation_alias="FETCH_MAX_MB")
@@ -90,7 +104,9 @@ class Settings(BaseSettings):
             raise ValueError("CHUNK_OVERLAP must be less than half of CHUNK_SIZE")
         if self.environment == "production" and self.weaviate_url and not self.weaviate_api_key:
             raise ValueError("WEAVIATE_API_KEY is required for an external Weaviate in production")
-        for name in ("weaviate_api_key", "embed_api_key", "llm_api_key"):
+        if self.environment == "production" and not self.secret_key:
+            raise ValueError("SWITCHBOARD_SECRET_KEY is required in production (e.g. `openssl rand -hex 32`)")
+        for name in ("weaviate_api_key", "embed_api_key", "llm_api_key", "secret_key", "identity_secret"):
             secret = getattr(self, name)
             if self.environment == "production" and secret and secret.get_secret_value().startswith("change-me"):
                 raise ValueError(f"{name.upper()} still holds the placeholder from .env.example")

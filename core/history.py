@@ -1,20 +1,18 @@
 """Conversation memory keyed by (channel, conversation id).
 
-SQLite under the data directory is the single-machine default; the HistoryStore protocol is what a shared
-backend (Redis, for several replicas) implements. SQLite runs in WAL mode with a busy timeout so several
-processes (server, bots, CLI) can write one file at once.
+SQLite under the data directory is the single-machine default (several processes can write it at once: see
+core.sqlite); the HistoryStore protocol is what a shared backend (Redis, for several replicas) implements.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
+from core.sqlite import connect, init_db
 from core.types import Turn
 
 Role = Literal["user", "assistant"]
@@ -45,18 +43,10 @@ class SQLiteHistory:
     def __init__(self, path: Path, max_turns: int):
         self._path = path
         self._max_rows = max_turns * 2
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        # One short-lived connection per call (sqlite3 connections must not cross threads); autocommit,
-        # with explicit BEGIN IMMEDIATE where a write must be atomic. Closing rolls back an unfinished one.
-        return sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        init_db(path, _SCHEMA)
 
     def _load(self, channel: str, conversation: str) -> list[Turn]:
-        with closing(self._connect()) as db:
+        with connect(self._path) as db:
             rows = db.execute(
                 "SELECT role, content FROM turns WHERE channel = ? AND conversation = ? ORDER BY id DESC LIMIT ?",
                 (channel, conversation, self._max_rows),
@@ -65,7 +55,7 @@ class SQLiteHistory:
 
     def _append(self, channel: str, conversation: str, turns: Sequence[Turn]) -> None:
         now = time.time()
-        with closing(self._connect()) as db:
+        with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO turns (channel, conversation, role, content, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -79,7 +69,7 @@ class SQLiteHistory:
             db.execute("COMMIT")
 
     def _reset(self, channel: str, conversation: str) -> None:
-        with closing(self._connect()) as db:
+        with connect(self._path) as db:
             db.execute("DELETE FROM turns WHERE channel = ? AND conversation = ?", (channel, conversation))
 
     async def load(self, channel: str, conversation: str) -> list[Turn]:

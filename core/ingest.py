@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from core.chunk import chunk_markdown
+from core.chunk import SECTION_SEP, chunk_markdown
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestError
@@ -73,20 +73,28 @@ def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
     pieces = chunk_markdown(extracted.markdown, size=settings.chunk_size, overlap=settings.chunk_overlap)
     chunks = []
     for position, piece in enumerate(pieces):
-        digest = hashlib.sha256("\x1f".join((extracted.title, piece.section, piece.text)).encode()).hexdigest()
+        section = _without_title(piece.section, extracted.title)
+        digest = hashlib.sha256("\x1f".join((extracted.title, section, piece.text)).encode()).hexdigest()
         chunks.append(
             Chunk(
                 doc_id=doc_id,
                 source=doc.source,
                 origin=doc.origin,
                 title=extracted.title,
-                section=piece.section,
+                section=section,
                 position=position,
                 text=piece.text,
                 content_hash=digest,
             )
         )
     return chunks
+
+
+def _without_title(section: str, title: str) -> str:
+    """The heading trail below the document's own title, so citations read 'Title › Section' once."""
+    if section == title:
+        return ""
+    return section.removeprefix(title + SECTION_SEP)
 
 
 def _needs_write(chunk: Chunk, stored: StoredChunk | None) -> bool:

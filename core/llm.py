@@ -21,7 +21,7 @@ from core.config import Settings
 from core.errors import LLMError
 from core.process import ManagedProcess, secret_file
 from core.prompt import ChatMessage
-from core.types import Citation
+from core.types import Citation, heading
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,14 @@ class LLM:
                     yield chunk.choices[0].delta.content
         except _FAILURES as exc:
             raise LLMError(f"{exc.__class__.__name__}: {exc}") from exc
+
+    async def ping(self) -> bool:
+        """Is the endpoint answering (for readiness checks)?"""
+        try:
+            await self._client.with_options(timeout=5.0, max_retries=0).models.list()
+        except _FAILURES:
+            return False
+        return True
 
     async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> str:
         return "".join([piece async for piece in self.stream(messages, max_tokens=max_tokens, temperature=0.0)])
@@ -200,6 +208,5 @@ def extractive_answer(citations: Sequence[Citation]) -> str:
     """The labelled fallback: the best passages, each with its citation."""
     lines = [FALLBACK_NOTE, ""]
     for c in citations:
-        where = f"{c.title} › {c.section}" if c.section and c.section != c.title else c.title
-        lines.append(f"- **{where}** [{c.n}]: {c.snippet}")
+        lines.append(f"- **{heading(c.title, c.section)}** [{c.n}]: {c.snippet}")
     return "\n".join(lines)

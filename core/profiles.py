@@ -6,14 +6,18 @@
     system_prompt = "You are {persona} ..."   # optional; {persona} is filled in
     welcome = "Hi! Ask me anything about Kestrel."
 
+    [bots.docs.widget]                        # one table per channel, read by that channel's adapter
+    allowed_origins = ["https://docs.example.com"]
+
 Without a file there is one bot, `default`, over SWITCHBOARD_KB with BOT_NAME and SYSTEM_PROMPT.
 """
 
 from __future__ import annotations
 
 import tomllib
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from core.config import Settings
 from core.errors import ConfigError
@@ -30,6 +34,17 @@ class BotProfile(BaseModel):
     persona: str
     system_prompt: str | None = None
     welcome: str = "Hi! Ask me a question about the documentation."
+    # Channel settings (`[bots.NAME.widget]`, `.slack`, ...), validated by each channel, opaque to the core.
+    channels: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_tables(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            tables = {k: v for k, v in data.items() if isinstance(v, dict) and k != "channels"}
+            data = {k: v for k, v in data.items() if k not in tables}
+            data["channels"] = {**data.get("channels", {}), **tables}
+        return data
 
     @field_validator("kb")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from core.types import Source, Turn
+from core.types import Source, Turn, heading
 
 DEFAULT_SYSTEM_PROMPT = """You are {persona}, an assistant that answers questions using only the numbered sources \
 provided with each question.
@@ -29,8 +29,7 @@ def system_message(persona: str, system_prompt: str | None) -> ChatMessage:
 def format_sources(sources: Sequence[Source]) -> str:
     blocks = []
     for n, s in enumerate(sources, 1):
-        where = f"{s.title} › {s.section}" if s.section and s.section != s.title else s.title
-        blocks.append(f"[{n}] {where}\n{s.text.strip()}")
+        blocks.append(f"[{n}] {heading(s.title, s.section)}\n{s.text.strip()}")
     return "\n\n".join(blocks)
 
 

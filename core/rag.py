@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from core.answers import AnswerLog
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, EmptyKB, KBNotFound, LLMError, SwitchboardError
@@ -50,6 +51,7 @@ class Assistant:
         embedder: Embedder,
         llm: LLM | None,
         history: HistoryStore,
+        answers: AnswerLog,
         profiles: dict[str, BotProfile],
     ):
         self.settings = settings
@@ -57,6 +59,7 @@ class Assistant:
         self.embedder = embedder
         self.llm = llm
         self.history = history
+        self.answers = answers
         self.profiles = profiles
 
     def profile(self, bot: str | None) -> BotProfile:
@@ -99,8 +102,7 @@ class Assistant:
         yield Sources(sources=citations)
         if not relevant:
             yield Delta(text=DONT_KNOW)
-            await self._remember(message, DONT_KNOW)
-            yield Done(text=DONT_KNOW, citations=(), cited=False, fallback=False)
+            yield await self._finish(message, profile, DONT_KNOW, (), cited=False, fallback=False)
             return
 
         text = ""
@@ -121,17 +123,16 @@ class Assistant:
             extra = f"\n\n{extra}" if text.strip() else extra
             text += extra
             yield Delta(text=extra)
-            await self._remember(message, text)
-            yield Done(text=text, citations=citations, cited=True, fallback=True)
+            yield await self._finish(message, profile, text, citations, cited=True, fallback=True)
             return
 
         numbers = cited_numbers(text, len(citations))
-        await self._remember(message, text)
         if numbers:
             by_number = {c.n: c for c in citations}
-            yield Done(text=text, citations=tuple(by_number[n] for n in numbers), cited=True, fallback=False)
+            cited = tuple(by_number[n] for n in numbers)
+            yield await self._finish(message, profile, text, cited, cited=True, fallback=False)
         else:
-            yield Done(text=text, citations=citations, cited=False, fallback=False)
+            yield await self._finish(message, profile, text, citations, cited=False, fallback=False)
 
     async def _standalone_query(self, question: str, turns: Sequence[Turn]) -> str:
         """Fold a follow-up ("and on Docker?") into a self-contained search query using recent turns."""
@@ -147,12 +148,34 @@ class Assistant:
             return f"{last_user} {question}".strip()
         return condensed
 
-    async def _remember(self, message: Message, answer: str) -> None:
-        turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=answer)]
+    async def _finish(
+        self,
+        message: Message,
+        profile: BotProfile,
+        text: str,
+        citations: tuple[Citation, ...],
+        *,
+        cited: bool,
+        fallback: bool,
+    ) -> Done:
+        """Remember the turn, log the answer with its sources, and close the stream."""
+        turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=text)]
+        answer_id = ""
         try:
             await self.history.append(message.channel, message.conversation_id, turns)
-        except Exception:  # losing memory must not lose the answer
+            answer_id = await self.answers.record(
+                channel=message.channel,
+                conversation=message.conversation_id,
+                bot=profile.name,
+                question=message.text,
+                answer=text,
+                citations=citations,
+                cited=cited,
+                fallback=fallback,
+            )
+        except Exception:  # losing memory or the log must not lose the answer itself
             logger.exception("could not save conversation %s/%s", message.channel, message.conversation_id)
+        return Done(answer_id=answer_id, text=text, citations=citations, cited=cited, fallback=fallback)
 
 
 @asynccontextmanager
@@ -161,8 +184,17 @@ async def open_assistant(settings: Settings, *, keep_running: bool = False) -> A
     profiles = load_profiles(settings)
     embedder = await asyncio.to_thread(create_embedder, settings)
     history = SQLiteHistory(settings.data_dir / "history.sqlite3", settings.history_max_turns)
+    answers = AnswerLog(settings.data_dir / "answers.sqlite3")
     async with (
         open_store(settings, keep_running=keep_running) as store,
         open_llm(settings, keep_running=keep_running) as llm,
     ):
-        yield Assistant(settings=settings, store=store, embedder=embedder, llm=llm, history=history, profiles=profiles)
+        yield Assistant(
+            settings=settings,
+            store=store,
+            embedder=embedder,
+            llm=llm,
+            history=history,
+            answers=answers,
+            profiles=profiles,
+        )

@@ -6,6 +6,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 
+def heading(title: str, section: str) -> str:
+    """How a passage is named wherever it is shown: 'Title › Section' (the section trail excludes the title)."""
+    return f"{title} › {section}" if section else title
+
+
 @dataclass(frozen=True, kw_only=True)
 class Chunk:
     """One stored piece of a document, as written to the vector store."""
@@ -86,6 +91,7 @@ class Done:
     they are the sources it was given and `cited` is False (show them as "sources consulted")."""
 
     kind: Literal["done"] = "done"
+    answer_id: str  # in the answer log: what feedback refers to
     text: str
     citations: tuple[Citation, ...]
     cited: bool

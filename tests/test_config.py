@@ -23,10 +23,14 @@ def test_env_example_loads_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_production_refuses_placeholders_and_bad_values() -> None:
+    with pytest.raises(ValidationError, match="SWITCHBOARD_SECRET_KEY is required in production"):
+        Settings(_env_file=None, environment="production")
     with pytest.raises(ValidationError, match="placeholder"):
-        Settings(_env_file=None, environment="production", embed_api_key="change-me")
+        Settings(_env_file=None, environment="production", secret_key="s3cret", embed_api_key="change-me")
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(_env_file=None, environment="production", secret_key="change-me")
     with pytest.raises(ValidationError, match="WEAVIATE_API_KEY is required"):
-        Settings(_env_file=None, environment="production", weaviate_url="http://db:8080")
+        Settings(_env_file=None, environment="production", secret_key="s3cret", weaviate_url="http://db:8080")
     with pytest.raises(ValidationError, match="CHUNK_OVERLAP"):
         Settings(_env_file=None, chunk_size=400, chunk_overlap=300)
     with pytest.raises(ValidationError, match="invalid knowledge base name"):

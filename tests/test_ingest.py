@@ -17,6 +17,7 @@ from core.ingest import chunks_for, ingest
 from core.kb import KBMeta
 from core.sources import RawDoc
 from core.store import Store, chunk_uuid
+from tests.conftest import QuietHandler
 from tests.test_extract import make_docx, make_pdf
 
 
@@ -134,16 +135,11 @@ async def test_prune_removes_documents_gone_from_the_source(
     assert remaining == {"a.md", "c.md", "keep.md"}  # other sources are untouched by --prune of docs/
 
 
-class _Site(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "site"
     root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Site(*a, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: QuietHandler(*a, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", root

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.answers import AnswerLog
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import LLMError
@@ -45,6 +46,7 @@ async def test_question_over_sample_docs_streams_a_cited_answer(
             embedder=embedder,
             llm=llm,
             history=SQLiteHistory(tmp_path / "h.sqlite3", 10),
+            answers=AnswerLog(tmp_path / "a.sqlite3"),
             profiles=load_profiles(llm_settings),
         )
         message = Message(text="How do I install Kestrel with pip?", channel="test", conversation_id="e2e")

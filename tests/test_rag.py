@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.answers import AnswerLog, Feedback
 from core.config import Settings
 from core.embed import Embedder
 from core.history import SQLiteHistory, fit_history
@@ -65,6 +66,7 @@ def assistant_for(settings: Settings, store: Store, embedder: Embedder, llm: LLM
         embedder=embedder,
         llm=llm,
         history=SQLiteHistory(tmp / "history.sqlite3", max_turns=10),
+        answers=AnswerLog(tmp / "answers.sqlite3"),
         profiles=load_profiles(tuned),
     )
 
@@ -236,3 +238,16 @@ def test_history_fits_the_token_budget() -> None:
     turns = [Turn(role="user", content="x" * 400), Turn(role="assistant", content="y" * 400)] * 3
     assert fit_history(turns, max_tokens=250) == turns[-2:]
     assert fit_history(turns, max_tokens=0) == []
+
+
+async def test_answers_are_logged_with_their_sources_and_feedback(assistant: Assistant, fake: FakeOpenAI) -> None:
+    fake.enqueue(Reply(chunks=["Port 8470 [1]."]))
+    done = (await collect(assistant, message(PORT_QUESTION, "logged")))[-1]
+    assert isinstance(done, Done) and done.answer_id
+    record = await assistant.answers.get(done.answer_id)
+    assert record is not None and record.question == PORT_QUESTION and record.answer == "Port 8470 [1]."
+    assert record.citations == done.citations and record.bot == "default" and record.conversation == "logged"
+    await assistant.answers.add_feedback(done.answer_id, "down", "wrong port")
+    await assistant.answers.add_feedback(done.answer_id, "up")
+    assert await assistant.answers.feedback(done.answer_id) == Feedback(rating="up", comment="wrong port")
+    assert [r.id for r in await assistant.answers.conversation("test", "logged")] == [done.answer_id]

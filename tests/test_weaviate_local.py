@@ -17,8 +17,7 @@ from core.errors import StoreError
 from core.kb import KBMeta
 from core.store import open_store
 from core.weaviate_local import LocalWeaviate, embedded_binary_name
-from tests.conftest import free_port_block, make_settings, require_weaviate_binary
-from tests.test_ingest import _Site
+from tests.conftest import QuietHandler, free_port_block, make_settings, require_weaviate_binary
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def test_download_path_like_embedded_mode(tmp_path: Path, monkeypatch: pytest.Mo
         tar.addfile(info, io.BytesIO(payload))
     (release / f"weaviate-v{version}-Linux-amd64.tar.gz").write_bytes(buffer.getvalue())
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a: _Site(*a, directory=str(tmp_path / "releases"))
+        ("127.0.0.1", 0), lambda *a: QuietHandler(*a, directory=str(tmp_path / "releases"))
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setattr(weaviate_local, "RELEASES", f"http://127.0.0.1:{server.server_address[1]}")

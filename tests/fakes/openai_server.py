@@ -65,6 +65,13 @@ class FakeOpenAI:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, {}))
+                if self.path != "/v1/models":
+                    return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                model = {"id": "fake-chat", "object": "model", "created": 0, "owned_by": "switchboard-tests"}
+                self._send(200, {"object": "list", "data": [model]})
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))

@@ -1,0 +1,160 @@
+"""The embeddable widget in a real browser (Playwright driving Debian's Chromium), embedded in a page on a
+*different* origin, against the real server, real Weaviate and the scripted fake LLM."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+
+from core.answers import AnswerLog
+from tests.conftest import REPO
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.servers import HOSTILE, RunningServer
+
+OUTPUT = REPO / "tests" / "output"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PORT_ANSWER = ["The dashboard ", "listens on port **8470** [1]."]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed: run `bash scripts/setup.sh --dev`", pytrace=False)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield launched
+        await launched.close()
+
+
+def host_page(host_site: tuple[str, Path], web: RunningServer, name: str, bot: str = "docs") -> str:
+    """A customer's page on another origin, embedding the widget with one tag."""
+    origin, root = host_site
+    (root / name).write_text(
+        "<!doctype html><html><head><meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<style>* { color: red !important; font-size: 40px !important; } button { display: none !important; }</style>"
+        f"</head><body><h1>Customer site</h1><div id='slot' style='height:600px'></div>"
+        f"<script src='{web.url}/widget.js' data-bot='{bot}' defer></script></body></html>"
+    )
+    return f"{origin}/{name}"
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = await context.new_page()
+    yield opened
+    await context.close()
+
+
+async def ask(page: Page, question: str) -> None:
+    await page.get_by_test_id("sb-input").fill(question)
+    await page.get_by_test_id("sb-input").press("Enter")
+
+
+def last_answer(page: Page) -> Locator:
+    return page.locator("[data-testid=sb-message][data-role=assistant]").last
+
+
+async def test_ask_stream_cite_reload_feedback_new_conversation(
+    page: Page, web: RunningServer, host_site: tuple[str, Path], fake_llm: FakeOpenAI
+) -> None:
+    await page.goto(host_page(host_site, web, "docs.html"))
+    launcher = page.get_by_test_id("sb-launcher")
+    await expect(launcher).to_be_visible()  # the host page's `button { display: none }` cannot reach into the widget
+    await launcher.click()
+    await expect(page.get_by_test_id("sb-panel")).to_be_visible()
+    await expect(page.get_by_test_id("sb-input")).to_be_focused()
+    await expect(page.get_by_text("Hi! Ask me about Kestrel.")).to_be_visible()
+
+    fake_llm.enqueue(Reply(chunks=PORT_ANSWER, stall_after=1, stall_seconds=1.5))
+    await ask(page, "Which port does the Kestrel dashboard listen on?")
+    await expect(last_answer(page)).to_contain_text("The dashboard")  # the first token, before the rest arrives
+    await expect(last_answer(page)).not_to_contain_text("8470")
+    await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=10_000)
+    await expect(last_answer(page).locator("strong")).to_have_text("8470")  # Markdown rendered
+    citations = page.get_by_test_id("sb-citation")
+    await expect(citations.first).to_be_visible()
+    await page.get_by_test_id("sb-cite").first.click()  # the [1] in the text opens that source
+    await expect(citations.first).to_contain_text("Kestrel")
+
+    OUTPUT.mkdir(exist_ok=True)
+    await page.screenshot(path=str(OUTPUT / "widget-open.png"))
+
+    async with page.expect_request("**/api/feedback") as sent:
+        await page.get_by_test_id("sb-thumb-down").last.click()
+    await expect(page.get_by_test_id("sb-thumb-down").last).to_have_attribute("aria-pressed", "true")
+    request = await sent.value
+    response = await request.response()
+    assert response is not None and response.status == 204
+    answer_id = request.post_data_json["answer_id"]
+    stored = await AnswerLog(web.settings.data_dir / "answers.sqlite3").feedback(answer_id)
+    assert stored is not None and stored.rating == "down"  # stored next to the answer and its sources
+
+    await page.reload()
+    await page.get_by_test_id("sb-launcher").click()
+    await expect(last_answer(page)).to_contain_text("listens on port 8470")  # history survives the reload
+    await expect(page.locator("[data-testid=sb-message][data-role=user]")).to_have_count(1)
+
+    await page.get_by_test_id("sb-new").click()
+    await expect(page.locator("[data-testid=sb-message][data-role=user]")).to_have_count(0)
+    await page.reload()
+    await page.get_by_test_id("sb-launcher").click()
+    await expect(page.locator("[data-testid=sb-message][data-role=user]")).to_have_count(0)
+
+
+async def test_disallowed_origin_gets_a_clear_refusal(
+    page: Page, web: RunningServer, host_site: tuple[str, Path]
+) -> None:
+    await page.goto(host_page(host_site, web, "closed.html", bot="closed"))
+    await page.get_by_test_id("sb-launcher").click()
+    refusal = page.locator("[data-testid=sb-message][data-role=error]")
+    await expect(refusal).to_contain_text("is not allowed to use this assistant")
+
+
+async def test_mobile_viewport_goes_full_screen(
+    browser: Browser, web: RunningServer, host_site: tuple[str, Path]
+) -> None:
+    context = await browser.new_context(viewport={"width": 390, "height": 740}, is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    await page.goto(host_page(host_site, web, "mobile.html"))
+    await page.get_by_test_id("sb-launcher").click()
+    box = await page.get_by_test_id("sb-panel").bounding_box()
+    assert box is not None and (box["x"], box["y"], box["width"], box["height"]) == (0, 0, 390, 740)
+    await context.close()
+
+
+async def test_hostile_documents_and_model_output_never_execute(
+    page: Page, web: RunningServer, host_site: tuple[str, Path], fake_llm: FakeOpenAI
+) -> None:
+    await page.goto(host_page(host_site, web, "xss.html"))
+    await page.get_by_test_id("sb-launcher").click()
+    fake_llm.enqueue(Reply(chunks=["Careful: ", HOSTILE, " [1]"]))
+    await ask(page, "Can I paste API tokens into a chat? What do the security notes say?")
+    answer = last_answer(page)
+    await expect(answer).to_contain_text("Careful:", timeout=10_000)
+    await expect(answer).to_contain_text("[1]")
+    await expect(answer.get_by_test_id("sb-citation").first).to_be_visible()  # the done event arrived
+    for citation in await answer.get_by_test_id("sb-citation").all():
+        await citation.click()  # expand every snippet, including the hostile document's
+    for link in await answer.locator("a").all():
+        await link.click()
+    for bold in await answer.locator("b, strong").all():
+        await bold.hover()
+    await page.wait_for_timeout(500)
+    assert await page.evaluate("window.__xss") is None
+    assert await answer.locator("script, img[onerror], [onmouseover], a[href^='javascript']").count() == 0
+    snippets = await answer.get_by_test_id("sb-citation").all_inner_texts()
+    assert any("onerror" in text for text in snippets)  # the hostile document is shown as text

@@ -1,0 +1,136 @@
+"""create_app(): the web server. The lifespan opens the assistant (Weaviate, embedder, LLM) once and closes it.
+
+CORS answers every origin because nothing here rides on cookies (sessions are bearer tokens) and because the
+per-bot origin policy is enforced by the session endpoint itself, which lets a refused page show *why*.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.config import Settings
+from core.process import secret_file
+from core.rag import Assistant, open_assistant
+from widget.bots import widget_settings
+from widget.deps import ServerState
+from widget.ratelimit import RateLimits
+from widget.routes import router
+from widget.sessions import SessionTokens
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """413 for bodies over the limit, whether announced by Content-Length or streamed in chunks."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"request body too large (the limit is {self.max_bytes} bytes)"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+def _secret(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return secret_file(settings.data_dir / "session-secret")  # development only: production requires one
+
+
+def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None]] | None = None) -> FastAPI:
+    """`prepare` runs once the assistant is open, before serving (the demo ingests the sample docs there)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_assistant(settings) as assistant:
+            if prepare is not None:
+                await prepare(assistant)
+            bots = {name: widget_settings(profile) for name, profile in assistant.profiles.items()}
+            app.state.switchboard = ServerState(
+                settings=settings,
+                assistant=assistant,
+                tokens=SessionTokens(_secret(settings), settings.session_ttl, settings.session_renew_days * 86400),
+                limits=RateLimits(settings.rate_limit_session, settings.rate_limit_ip),
+                bots=bots,
+            )
+            logger.info("serving bots %s", ", ".join(bots))
+            yield
+
+    app = FastAPI(title="Switchboard", version="0.1.0", lifespan=lifespan)
+    app.include_router(router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"detail": "the request body is not valid JSON"}, status_code=400)
+        first = errors[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget_js() -> Response:
+        bundle = STATIC / "widget.js"
+        if not bundle.is_file():
+            return JSONResponse({"detail": "the widget is not built: run scripts/setup.sh"}, status_code=503)
+        return FileResponse(bundle, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"})
+
+    @app.get("/", include_in_schema=False)
+    def demo_page() -> Response:
+        page = (STATIC / "index.html").read_text(encoding="utf-8")
+        page = page.replace("{{BOTS}}", json.dumps(sorted(app.state.switchboard.bots)))
+        return Response(page, media_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
+
+    return app

@@ -1,0 +1,58 @@
+"""FastAPI dependencies as Annotated aliases: the assistant, server state, and the caller's widget session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from core.config import Settings
+from core.rag import Assistant
+from widget.bots import WidgetBot
+from widget.ratelimit import RateLimits
+from widget.sessions import Session, SessionTokens, TokenError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerState:
+    settings: Settings
+    assistant: Assistant
+    tokens: SessionTokens
+    limits: RateLimits
+    bots: dict[str, WidgetBot]
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.switchboard
+    return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def get_assistant(state: StateDep) -> Assistant:
+    return state.assistant
+
+
+AssistantDep = Annotated[Assistant, Depends(get_assistant)]
+
+
+def get_session(request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None) -> Session:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(401, "missing session token: get one from POST /api/session")
+    try:
+        session = state.tokens.verify(authorization.removeprefix("Bearer ").strip())
+    except TokenError as exc:
+        raise HTTPException(401, str(exc)) from exc
+    origin = request.headers.get("origin")
+    if origin is not None and origin != session.origin:
+        raise HTTPException(403, "this session token was issued to another website")
+    return session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

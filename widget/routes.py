@@ -1,0 +1,221 @@
+"""HTTP routes of the web server: widget sessions, streamed chat (SSE), history, feedback, health.
+
+Contract: docs/widget-api.md. Errors are 4xx with a readable `detail`; answers stream as SSE events
+sources → delta* → done, or one error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from core.errors import SwitchboardError
+from core.rag import Assistant
+from core.types import Delta, Done, Event, Failed, Message, Sources
+from widget.deps import AssistantDep, SessionDep, StateDep, client_ip
+from widget.sessions import Session, verify_identity
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+ConversationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+
+
+class UserIdentity(BaseModel):
+    id: str = Field(min_length=1, max_length=200)
+    hash: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class SessionRequest(BaseModel):
+    bot: str = Field("default", max_length=100)
+    previous_token: str | None = Field(None, max_length=2000)
+    user: UserIdentity | None = None
+
+
+class ChatRequest(BaseModel):
+    message: str
+    conversation_id: ConversationId
+
+
+class FeedbackRequest(BaseModel):
+    answer_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=1000)
+
+
+def _conversation_key(session: Session, conversation_id: str) -> str:
+    """Scoped to the caller: one identity can never address another's conversation."""
+    return f"{session.bot}:{session.identity}:{conversation_id}"
+
+
+def _origin_allowed(state: StateDep, request: Request, bot: str, origin: str | None) -> bool:
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    development = state.settings.environment == "development"
+    allowed = state.bots[bot].allowed_origins
+    if origin is None:  # not a browser page: tools and tests
+        return development
+    return origin == own or origin in allowed or (development and not allowed)
+
+
+def _rate_limit(state: StateDep, kind: str, key: str) -> None:
+    wait = state.limits.hit(kind, key)
+    if wait is not None:
+        who = "this chat session" if kind == "session" else "your network address"
+        raise HTTPException(
+            429, f"too many requests from {who}; try again in {wait} seconds", headers={"Retry-After": str(wait)}
+        )
+
+
+@router.post("/api/session")
+def create_session(body: SessionRequest, request: Request, state: StateDep) -> dict[str, Any]:
+    _rate_limit(state, "ip", client_ip(request))
+    try:
+        profile = state.assistant.profile(body.bot)
+    except SwitchboardError:
+        raise HTTPException(404, f"unknown bot {body.bot!r}") from None
+    origin = request.headers.get("origin")
+    if not _origin_allowed(state, request, profile.name, origin):
+        raise HTTPException(403, f"this website ({origin or 'unknown origin'}) is not allowed to use this assistant")
+    user_id = None
+    if body.user is not None:
+        secret = state.settings.identity_secret
+        if secret is None or not verify_identity(body.user.id, body.user.hash, secret.get_secret_value()):
+            raise HTTPException(401, "the user identity could not be verified")
+        user_id = body.user.id
+    token, _ = state.tokens.mint(
+        bot=profile.name,
+        origin=origin or f"{request.url.scheme}://{request.url.netloc}",
+        user_id=user_id,
+        previous=body.previous_token,
+    )
+    return {"token": token, "expires_in": state.tokens.ttl, "bot": state.bots[profile.name].public(profile)}
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _encode(event: Event) -> bytes:
+    match event:
+        case Sources():
+            return _sse("sources", {"sources": [asdict(c) for c in event.sources]})
+        case Delta():
+            return _sse("delta", {"text": event.text})
+        case Done():
+            citations = [asdict(c) for c in event.citations]
+            return _sse(
+                "done",
+                {
+                    "answer_id": event.answer_id,
+                    "text": event.text,
+                    "citations": citations,
+                    "cited": event.cited,
+                    "fallback": event.fallback,
+                },
+            )
+        case Failed():
+            return _sse("error", {"message": event.reason})
+
+
+async def _stream(assistant: Assistant, message: Message) -> AsyncIterator[bytes]:
+    try:
+        async for event in assistant.answer(message):
+            yield _encode(event)
+    except asyncio.CancelledError:
+        raise  # the visitor closed the page
+    except Exception:
+        logger.exception("answer failed for %s", message.conversation_id)
+        yield _sse("error", {"message": "Something went wrong while answering. Please try again."})
+
+
+@router.post("/api/chat")
+def chat(body: ChatRequest, request: Request, session: SessionDep, state: StateDep) -> StreamingResponse:
+    text = body.message.strip()
+    if not text:
+        raise HTTPException(422, "message is empty")
+    if len(text) > state.settings.max_message_chars:
+        raise HTTPException(422, f"message is longer than {state.settings.max_message_chars} characters")
+    _rate_limit(state, "ip", client_ip(request))
+    _rate_limit(state, "session", session.identity)
+    message = Message(
+        text=text,
+        channel="widget",
+        conversation_id=_conversation_key(session, body.conversation_id),
+        bot=session.bot,
+        user_id=session.user_id,
+    )
+    return StreamingResponse(
+        _stream(state.assistant, message),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/api/history")
+async def history(
+    session: SessionDep,
+    assistant: AssistantDep,
+    conversation_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{8,64}$")],
+) -> dict[str, Any]:
+    records = await assistant.answers.conversation("widget", _conversation_key(session, conversation_id))
+    return {
+        "messages": [
+            {
+                "answer_id": r.id,
+                "question": r.question,
+                "answer": r.answer,
+                "citations": [asdict(c) for c in r.citations],
+                "cited": r.cited,
+                "fallback": r.fallback,
+            }
+            for r in records
+        ]
+    }
+
+
+@router.delete("/api/conversations/{conversation_id}", status_code=204)
+async def forget(conversation_id: ConversationId, session: SessionDep, assistant: AssistantDep) -> Response:
+    await assistant.reset("widget", _conversation_key(session, conversation_id))
+    return Response(status_code=204)
+
+
+@router.post("/api/feedback", status_code=204)
+async def feedback(body: FeedbackRequest, session: SessionDep, assistant: AssistantDep) -> Response:
+    record = await assistant.answers.get(body.answer_id)
+    if (
+        record is None
+        or record.channel != "widget"
+        or not record.conversation.startswith(f"{session.bot}:{session.identity}:")
+    ):
+        raise HTTPException(404, "no such answer in this session")
+    await assistant.answers.add_feedback(body.answer_id, body.rating, body.comment)
+    return Response(status_code=204)
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(assistant: AssistantDep, response: Response) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        checks["weaviate"] = f"ok ({await asyncio.wait_for(assistant.store.server_version(), 5)})"
+    except (SwitchboardError, TimeoutError) as exc:
+        checks["weaviate"] = f"unavailable: {exc}"
+    if assistant.llm is None:
+        checks["llm"] = "unavailable: answers quote passages"
+    else:
+        checks["llm"] = "ok" if await assistant.llm.ping() else "unavailable"
+    ready = all(v.startswith("ok") for v in checks.values())
+    response.status_code = 200 if ready else 503
+    return {"status": "ready" if ready else "not ready", **checks}

@@ -1,0 +1,79 @@
+"""Short-lived signed session tokens for widget pages (itsdangerous), and verified host-site identities.
+
+A page holds no secret: it asks the server for a token, which the server only mints for origins allowed to
+embed the bot. The token names the bot, an anonymous session id, the verified user id (if any) and the origin,
+and expires after SESSION_TTL_SECONDS; an expired token can be renewed into the same session for
+SESSION_RENEW_DAYS so history survives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+
+class TokenError(Exception):
+    def __init__(self, message: str, *, expired: bool = False):
+        super().__init__(message)
+        self.expired = expired
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    bot: str
+    session_id: str
+    user_id: str | None
+    origin: str
+
+    @property
+    def identity(self) -> str:
+        """Whose history this is: a verified user follows across browsers, otherwise the browser session."""
+        return f"u:{self.user_id}" if self.user_id else f"s:{self.session_id}"
+
+
+class SessionTokens:
+    def __init__(self, secret: str, ttl: int, renew_seconds: int):
+        self._serializer = URLSafeTimedSerializer(secret, salt="switchboard.widget.session")
+        self.ttl = ttl
+        self._renew = renew_seconds
+
+    def mint(self, *, bot: str, origin: str, user_id: str | None, previous: str | None) -> tuple[str, Session]:
+        session_id = secrets.token_urlsafe(16)
+        if previous:
+            try:  # keep the same anonymous session (and its history) when renewing
+                old = self._load(previous, self._renew)
+                if old.bot == bot and old.origin == origin:
+                    session_id = old.session_id
+            except TokenError:
+                pass
+        session = Session(bot=bot, session_id=session_id, user_id=user_id, origin=origin)
+        token = self._serializer.dumps({"b": bot, "s": session_id, "u": user_id, "o": origin})
+        return token, session
+
+    def verify(self, token: str) -> Session:
+        return self._load(token, self.ttl)
+
+    def _load(self, token: str, max_age: int) -> Session:
+        try:
+            data = self._serializer.loads(token, max_age=max_age)
+        except SignatureExpired as exc:
+            raise TokenError("session token expired; request a new one", expired=True) from exc
+        except BadSignature as exc:
+            raise TokenError("invalid session token") from exc
+        try:
+            return Session(bot=data["b"], session_id=data["s"], user_id=data["u"], origin=data["o"])
+        except (KeyError, TypeError) as exc:
+            raise TokenError("invalid session token") from exc
+
+
+def identity_hash(user_id: str, secret: str) -> str:
+    """What the host site's backend computes to vouch for a logged-in user (hex HMAC-SHA256)."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_identity(user_id: str, given_hash: str, secret: str) -> bool:
+    return hmac.compare_digest(identity_hash(user_id, secret), given_hash.lower())
