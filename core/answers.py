@@ -141,6 +141,20 @@ class AnswerLog:
     async def conversation(self, channel: str, conversation: str) -> list[AnswerRecord]:
         return await asyncio.to_thread(self._rows, "channel = ? AND conversation = ?", (channel, conversation))
 
+    def _latest(self, channel: str, prefix: str) -> str | None:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with connect(self._path) as db:
+            row = db.execute(
+                "SELECT conversation FROM answers WHERE channel = ? AND conversation LIKE ? ESCAPE '\\' "
+                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (channel, escaped + "%"),
+            ).fetchone()
+        return row[0] if row else None
+
+    async def latest_conversation(self, channel: str, prefix: str) -> str | None:
+        """The most recent conversation whose key starts with `prefix` (e.g. one verified user's)."""
+        return await asyncio.to_thread(self._latest, channel, prefix)
+
     def _feedback(self, answer_id: str, rating: Rating, comment: str | None) -> None:
         with connect(self._path) as db:
             db.execute(

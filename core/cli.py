@@ -304,15 +304,18 @@ def _local() -> Any:
     return LocalWeaviate.from_settings(settings)
 
 
-@weaviate_app.command("start")
-def weaviate_start() -> None:
-    """Start the local Weaviate and leave it running (later commands reuse it)."""
-    local = _local()
+def _start_detached(local: Any, label: str) -> None:
     try:
         started = local.start()
     except SwitchboardError as exc:
         _fail(str(exc))
-    out.print(f"Weaviate {'started' if started else 'already running'} on {local.url} (data in {local.root})")
+    out.print(f"{label} {'started' if started else 'already running'} on {local.url}", highlight=False)
+
+
+@weaviate_app.command("start")
+def weaviate_start() -> None:
+    """Start the local Weaviate and leave it running (later commands reuse it)."""
+    _start_detached(_local(), "Weaviate")
 
 
 @weaviate_app.command("stop")
@@ -441,12 +444,7 @@ def _local_llm() -> Any:
 @llm_app.command("start")
 def llm_start() -> None:
     """Start the local model server and leave it running (later commands reuse it)."""
-    local = _local_llm()
-    try:
-        started = local.start()
-    except SwitchboardError as exc:
-        _fail(str(exc))
-    out.print(f"local model {'started' if started else 'already running'} on {local.url}")
+    _start_detached(_local_llm(), "local model")
 
 
 @llm_app.command("stop")

@@ -116,17 +116,22 @@ def kb() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def cli_env(settings: Settings) -> dict[str, str]:
-    """Environment for running the real `switchboard` console script against the session's server."""
+def cli_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for running the real `switchboard` console script against these settings' Weaviate."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WEAVIATE_", "EMBED_", "SWITCHBOARD_"))}
     env.update(
         SWITCHBOARD_DATA_DIR=str(settings.data_dir),
         WEAVIATE_LOCAL_PORT=str(settings.weaviate_local_port),
         WEAVIATE_LOCAL_GRPC_PORT=str(settings.weaviate_local_grpc_port),
         EMBED_MODEL_PATH=str(settings.embed_model_path),
+        **extra,
     )
     return env
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    return cli_environment(settings)
 
 
 # --- the web server, with the widget's world around it ---------------------------------------------------

@@ -20,7 +20,7 @@ from core.kb import collection_name
 from core.sources import RawDoc
 from core.store import open_store
 from core.weaviate_local import LocalWeaviate
-from tests.conftest import REPO, free_port_block, make_settings, require_weaviate_binary
+from tests.conftest import REPO, cli_environment, free_port_block, make_settings, require_weaviate_binary
 
 pytestmark = pytest.mark.slow
 WORDS = [
@@ -92,14 +92,8 @@ def count(local: LocalWeaviate, kb: str) -> int:
 
 
 def start_ingest(settings: Settings, corpus: Path, kb: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEAVIATE_", "EMBED_", "SWITCHBOARD_"))}
-    env.update(
-        SWITCHBOARD_DATA_DIR=str(settings.data_dir),
-        WEAVIATE_LOCAL_PORT=str(settings.weaviate_local_port),
-        WEAVIATE_LOCAL_GRPC_PORT=str(settings.weaviate_local_grpc_port),
-        EMBED_MODEL_PATH=str(settings.embed_model_path),
-        EMBED_BATCH_SIZE="8",  # small batches: many writes, so the interruption lands mid-ingest
-    )
+    # Small batches: many writes, so the interruption lands mid-ingest.
+    env = cli_environment(settings, EMBED_BATCH_SIZE="8")
     return subprocess.Popen(
         [str(REPO / ".venv" / "bin" / "switchboard"), "ingest", str(corpus), "--kb", kb],
         env=env,

@@ -70,11 +70,30 @@ def test_sessions_follow_the_origin_policy(web: RunningServer, host_site: tuple[
     assert session(web, origin, bot="nobody").status_code == 404
 
 
-def test_verified_user_identity(web: RunningServer, host_site: tuple[str, Path]) -> None:
-    good = {"id": "user-42", "hash": identity_hash("user-42", "test-identity-secret")}
-    assert session(web, host_site[0], user=good).status_code == 200
+def test_verified_user_identity_follows_the_user(
+    web: RunningServer, host_site: tuple[str, Path], fake_llm: FakeOpenAI
+) -> None:
+    origin = host_site[0]
+    good = {"id": "user_42%", "hash": identity_hash("user_42%", "test-identity-secret")}
+    first = session(web, origin, user=good).json()
+    assert "conversation_id" not in first  # never talked yet
+    fake_llm.enqueue(Reply(chunks=["Port 8470 [1]."]))
+    assert chat(web, first["token"], origin, "Which port does the dashboard use?", "laptop-conversation").is_success
+
+    other_browser = session(web, origin, user=good).json()  # no previous token: a new device
+    assert other_browser["conversation_id"] == "laptop-conversation"
+    history = httpx.get(
+        f"{web.url}/api/history",
+        params={"conversation_id": "laptop-conversation"},
+        headers={"Authorization": f"Bearer {other_browser['token']}"},
+        timeout=10,
+    ).json()
+    assert [m["answer"] for m in history["messages"]] == ["Port 8470 [1]."]
+
+    someone_else = {"id": "user_4%", "hash": identity_hash("user_4%", "test-identity-secret")}
+    assert "conversation_id" not in session(web, origin, user=someone_else).json()  # % and _ match literally
     forged = {"id": "user-43", "hash": good["hash"]}
-    assert session(web, host_site[0], user=forged).status_code == 401
+    assert session(web, origin, user=forged).status_code == 401
 
 
 def test_chat_streams_sse_and_history_and_feedback_are_per_session(

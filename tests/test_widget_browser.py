@@ -39,14 +39,14 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-def host_page(host_site: tuple[str, Path], web: RunningServer, name: str, bot: str = "docs") -> str:
+def host_page(host_site: tuple[str, Path], web: RunningServer, name: str, bot: str = "docs", extra: str = "") -> str:
     """A customer's page on another origin, embedding the widget with one tag."""
     origin, root = host_site
     (root / name).write_text(
         "<!doctype html><html><head><meta name='viewport' content='width=device-width, initial-scale=1'>"
         "<style>* { color: red !important; font-size: 40px !important; } button { display: none !important; }</style>"
         f"</head><body><h1>Customer site</h1><div id='slot' style='height:600px'></div>"
-        f"<script src='{web.url}/widget.js' data-bot='{bot}' defer></script></body></html>"
+        f"<script src='{web.url}/widget.js' data-bot='{bot}' {extra} defer></script></body></html>"
     )
     return f"{origin}/{name}"
 
@@ -158,3 +158,33 @@ async def test_hostile_documents_and_model_output_never_execute(
     assert await answer.locator("script, img[onerror], [onmouseover], a[href^='javascript']").count() == 0
     snippets = await answer.get_by_test_id("sb-citation").all_inner_texts()
     assert any("onerror" in text for text in snippets)  # the hostile document is shown as text
+
+
+async def test_keyboard_and_screen_reader_basics(page: Page, web: RunningServer, host_site: tuple[str, Path]) -> None:
+    await page.goto(host_page(host_site, web, "a11y.html"))
+    launcher = page.get_by_test_id("sb-launcher")
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    await launcher.focus()
+    await page.keyboard.press("Enter")
+    await expect(launcher).to_have_attribute("aria-expanded", "true")
+    await expect(page.get_by_role("dialog", name="Kestrel docs")).to_be_visible()
+    await expect(page.get_by_role("log")).to_be_attached()
+    await expect(page.get_by_test_id("sb-input")).to_be_focused()
+    await expect(page.get_by_label("Kestrel docs").get_by_role("textbox")).to_be_visible()  # labelled input
+    await page.keyboard.press("Escape")
+    await expect(page.get_by_test_id("sb-panel")).to_be_hidden()
+    await expect(launcher).to_be_focused()  # focus returns to where it came from
+
+
+async def test_inline_mode_fills_the_given_element(
+    page: Page, web: RunningServer, host_site: tuple[str, Path], fake_llm: FakeOpenAI
+) -> None:
+    await page.goto(host_page(host_site, web, "inline.html", extra="data-mode='inline' data-target='#slot'"))
+    panel = page.locator("#slot").get_by_test_id("sb-panel")
+    await expect(panel).to_be_visible()
+    await expect(page.get_by_test_id("sb-launcher")).to_have_count(0)
+    slot, inside = await page.locator("#slot").bounding_box(), await panel.bounding_box()
+    assert slot is not None and inside is not None and abs(slot["height"] - inside["height"]) < 2
+    fake_llm.enqueue(Reply(chunks=PORT_ANSWER))
+    await ask(page, "Which port does the Kestrel dashboard listen on?")
+    await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=10_000)

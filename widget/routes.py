@@ -75,7 +75,7 @@ def _rate_limit(state: StateDep, kind: str, key: str) -> None:
 
 
 @router.post("/api/session")
-def create_session(body: SessionRequest, request: Request, state: StateDep) -> dict[str, Any]:
+async def create_session(body: SessionRequest, request: Request, state: StateDep) -> dict[str, Any]:
     _rate_limit(state, "ip", client_ip(request))
     try:
         profile = state.assistant.profile(body.bot)
@@ -90,13 +90,19 @@ def create_session(body: SessionRequest, request: Request, state: StateDep) -> d
         if secret is None or not verify_identity(body.user.id, body.user.hash, secret.get_secret_value()):
             raise HTTPException(401, "the user identity could not be verified")
         user_id = body.user.id
-    token, _ = state.tokens.mint(
+    token, session = state.tokens.mint(
         bot=profile.name,
         origin=origin or f"{request.url.scheme}://{request.url.netloc}",
         user_id=user_id,
         previous=body.previous_token,
     )
-    return {"token": token, "expires_in": state.tokens.ttl, "bot": state.bots[profile.name].public(profile)}
+    reply = {"token": token, "expires_in": state.tokens.ttl, "bot": state.bots[profile.name].public(profile)}
+    if user_id is not None:  # a verified user's latest conversation follows them to a new browser
+        prefix = _conversation_key(session, "")
+        latest = await state.assistant.answers.latest_conversation("widget", prefix)
+        if latest is not None:
+            reply["conversation_id"] = latest.removeprefix(prefix)
+    return reply
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
