@@ -16,7 +16,9 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from core.answers import AnswerLog
 from core.config import Settings
-from tests.conftest import web_settings
+from core.rag import STORE_DOWN
+from core.weaviate_local import LocalWeaviate
+from tests.conftest import free_port_block, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
 from widget.sessions import identity_hash
@@ -244,3 +246,31 @@ def test_health_docs_and_widget(web: RunningServer) -> None:
     assert 'src="/widget.js"' in page.text
     bundle = httpx.get(f"{web.url}/widget.js")
     assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
+
+
+def test_weaviate_down_gives_an_sse_error_event_and_readyz_503(
+    settings: Settings, fake_llm: FakeOpenAI, host_site: tuple[str, Path], tmp_path: Path
+) -> None:
+    http_port, grpc_port = free_port_block()
+    own = web_settings(
+        settings,
+        fake_llm,
+        host_site[0],
+        tmp_path,
+        data_dir=tmp_path / "data",
+        weaviate_local_port=http_port,
+        weaviate_local_grpc_port=grpc_port,
+    )
+    local = LocalWeaviate.from_settings(own)
+    local.start()
+    try:
+        with run_server(own) as web:
+            token = token_for(web, host_site[0])
+            local.stop()
+            response = chat(web, token, host_site[0], "Which port does the dashboard use?", "down-conversation")
+            assert response.status_code == 200
+            assert sse_events(response) == [("error", {"message": STORE_DOWN})]
+            ready = httpx.get(f"{web.url}/readyz", timeout=15)
+            assert ready.status_code == 503 and ready.json()["weaviate"].startswith("unavailable")
+    finally:
+        local.stop()

@@ -11,9 +11,10 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from core.answers import AnswerLog
-from tests.conftest import REPO
+from core.config import Settings
+from tests.conftest import REPO, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.servers import HOSTILE, RunningServer
+from tests.servers import HOSTILE, RunningServer, run_server
 
 OUTPUT = REPO / "tests" / "output"
 CHROMIUM_FLAGS = [
@@ -188,3 +189,49 @@ async def test_inline_mode_fills_the_given_element(
     fake_llm.enqueue(Reply(chunks=PORT_ANSWER))
     await ask(page, "Which port does the Kestrel dashboard listen on?")
     await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=10_000)
+
+
+async def test_typing_indicator_copy_and_theming(
+    browser: Browser, web: RunningServer, host_site: tuple[str, Path], fake_llm: FakeOpenAI
+) -> None:
+    context = await browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = await context.new_page()
+    extra = "data-color='rgb(200, 30, 30)' data-title='Ask Kestrel'"
+    await page.goto(host_page(host_site, web, "themed.html", extra=extra))
+    await page.get_by_test_id("sb-launcher").click()
+    await expect(page.get_by_role("dialog", name="Ask Kestrel")).to_be_visible()
+    send = page.get_by_test_id("sb-send")
+    background = await send.evaluate("element => getComputedStyle(element).backgroundColor")
+    assert background == "rgb(200, 30, 30)"
+
+    fake_llm.enqueue(Reply(chunks=PORT_ANSWER, stall_before=1.5))
+    await ask(page, "Which port does the Kestrel dashboard listen on?")
+    await expect(page.get_by_test_id("sb-typing")).to_be_visible()  # while the model has not answered yet
+    await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=10_000)
+    await expect(page.get_by_test_id("sb-typing")).to_have_count(0)
+    await page.get_by_test_id("sb-copy").last.click()
+    assert await page.evaluate("navigator.clipboard.readText()") == "".join(PORT_ANSWER)
+    await context.close()
+
+
+async def test_rate_limited_and_unreachable_server_messages(
+    page: Page,
+    settings: Settings,
+    widget_kb: str,
+    fake_llm: FakeOpenAI,
+    host_site: tuple[str, Path],
+    tmp_path: Path,
+) -> None:
+    tight = web_settings(settings, fake_llm, host_site[0], tmp_path, rate_limit_session="1/minute")
+    with run_server(tight) as web:
+        await page.goto(host_page(host_site, web, "limited.html"))
+        await page.get_by_test_id("sb-launcher").click()
+        fake_llm.enqueue(Reply(chunks=PORT_ANSWER))
+        await ask(page, "Which port does the Kestrel dashboard listen on?")
+        await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=10_000)
+        await ask(page, "And how do I change it?")
+        error = page.locator("[data-testid=sb-message][data-role=error]").last
+        await expect(error).to_contain_text("too quickly")
+        await expect(error).to_contain_text("seconds")
+    await ask(page, "Are you still there?")  # the server is gone now
+    await expect(page.locator("[data-testid=sb-message][data-role=error]").last).to_contain_text("Can't reach")
