@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +32,8 @@ llm_app = typer.Typer(no_args_is_help=True, help="The local model server the kit
 app.add_typer(kb_app, name="kb")
 app.add_typer(weaviate_app, name="weaviate")
 app.add_typer(llm_app, name="llm")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for the OpenAI-compatible API (/v1).")
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True)
@@ -302,6 +305,61 @@ def _local() -> Any:
     if settings.weaviate_url:
         _fail(f"WEAVIATE_URL is set ({settings.weaviate_url}); the kit does not run a local Weaviate")
     return LocalWeaviate.from_settings(settings)
+
+
+def _api_keys() -> Any:
+    from core.apikeys import ApiKeys
+
+    return ApiKeys(_settings().data_dir / "api-keys.sqlite3")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "api",
+    bot: Annotated[list[str] | None, typer.Option("--bot", help="Limit the key to this bot (repeatable).")] = None,
+) -> None:
+    """Create a key; it is shown once and stored only as a hash."""
+    from core.profiles import load_profiles
+
+    bots = tuple(bot or ())
+    try:
+        known = load_profiles(_settings())
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    unknown = [b for b in bots if b not in known]
+    if unknown:
+        _fail(f"unknown bot {unknown[0]!r}; bots: {', '.join(sorted(known))}")
+    plain, key = _api_keys().create(name=name, bots=bots)
+    err.print(f"key {key.id} for {', '.join(bots) or 'every bot'}; store it now, it is not shown again:")
+    print(plain)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Keys with their bots and last use (never the keys themselves)."""
+    table = Table("id", "name", "bots", "created", "last used", "status")
+
+    def stamp(moment: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment)) if moment else "never"
+
+    for k in _api_keys().list():
+        table.add_row(
+            k.id,
+            k.name,
+            ", ".join(k.bots) or "all",
+            stamp(k.created_at),
+            stamp(k.last_used_at),
+            "revoked" if k.revoked else "active",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id; it stops working at once."""
+    if not _api_keys().revoke(key_id):
+        _fail(f"no active key with id {key_id!r}; see `switchboard keys list`")
+    out.print(f"revoked {key_id}")
 
 
 def _start_detached(local: Any, label: str) -> None:

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     session_renew_days: int = Field(30, ge=1, validation_alias="SESSION_RENEW_DAYS")
     rate_limit_session: str = Field("10/minute", validation_alias="RATE_LIMIT_SESSION")
     rate_limit_ip: str = Field("60/minute", validation_alias="RATE_LIMIT_IP")
+    rate_limit_api_key: str = Field("120/minute", validation_alias="RATE_LIMIT_API_KEY")
     max_message_chars: int = Field(2000, ge=1, validation_alias="MAX_MESSAGE_CHARS")
     max_body_bytes: int = Field(16384, ge=1024, validation_alias="MAX_BODY_BYTES")
 

@@ -69,7 +69,12 @@ class LLM:
         )
 
     async def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None, temperature: float | None = None
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] = (),
     ) -> AsyncIterator[str]:
         try:
             response = await self._client.chat.completions.create(
@@ -77,6 +82,7 @@ class LLM:
                 messages=cast(Any, list(messages)),
                 temperature=self._temperature if temperature is None else temperature,
                 max_tokens=max_tokens or self._max_tokens,
+                stop=list(stop) if stop else openai.omit,
                 stream=True,
             )
             async for chunk in response:

@@ -23,7 +23,7 @@ from core.profiles import DEFAULT_BOT, BotProfile, load_profiles
 from core.prompt import answer_messages, cited_numbers, condense_messages
 from core.search import SearchOptions, retrieve
 from core.store import Store, open_store
-from core.types import Citation, Delta, Done, Event, Failed, Message, Source, Sources, Turn
+from core.types import Citation, Delta, Done, Event, Failed, Generation, Message, Source, Sources, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,10 @@ class Assistant:
         except ConfigError as exc:
             yield Failed(reason=str(exc))
             return
-        turns = fit_history(
-            await self.history.load(message.channel, message.conversation_id), self.settings.history_max_tokens
-        )
+        stored = message.history
+        if stored is None:
+            stored = tuple(await self.history.load(message.channel, message.conversation_id))
+        turns = fit_history(stored, self.settings.history_max_tokens)
         query = await self._standalone_query(message.text, turns)
         try:
             found = await retrieve(
@@ -111,8 +112,11 @@ class Assistant:
             messages = answer_messages(
                 message.text, relevant, turns, persona=profile.persona, system_prompt=profile.system_prompt
             )
+            options = message.generation or Generation()
             try:
-                async for piece in self.llm.stream(messages):
+                async for piece in self.llm.stream(
+                    messages, max_tokens=options.max_tokens, temperature=options.temperature, stop=options.stop
+                ):
                     text += piece
                     yield Delta(text=piece)
             except LLMError as exc:
@@ -162,7 +166,8 @@ class Assistant:
         turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=text)]
         answer_id = ""
         try:
-            await self.history.append(message.channel, message.conversation_id, turns)
+            if message.history is None:
+                await self.history.append(message.channel, message.conversation_id, turns)
             answer_id = await self.answers.record(
                 channel=message.channel,
                 conversation=message.conversation_id,

@@ -49,6 +49,18 @@ class Message:
     conversation_id: str
     bot: str | None = None  # a profile from the bots file; None = the default bot
     user_id: str | None = None
+    # Given by a stateless caller (the OpenAI-compatible API): used instead of the stored history, not saved.
+    history: tuple[Turn, ...] | None = None
+    generation: Generation | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generation:
+    """Per-request generation options a caller may set; None keeps the configured value."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,11 +18,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.apikeys import ApiKeys
 from core.config import Settings
 from core.process import secret_file
 from core.rag import Assistant, open_assistant
+from widget import openai_api
 from widget.bots import widget_settings
 from widget.deps import ServerState
+from widget.openai_api import OpenAIError
 from widget.ratelimit import RateLimits
 from widget.routes import router
 from widget.sessions import SessionTokens
@@ -71,7 +74,11 @@ class BodyLimit:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"request body too large (the limit is {self.max_bytes} bytes)"
-        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        if scope["path"].startswith("/v1/"):
+            response = OpenAIError(413, detail, code="request_too_large").response()
+        else:
+            response = JSONResponse({"detail": detail}, status_code=413)
+        await response(scope, receive, send)
 
 
 def _secret(settings: Settings) -> str:
@@ -93,14 +100,16 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
                 settings=settings,
                 assistant=assistant,
                 tokens=SessionTokens(_secret(settings), settings.session_ttl, settings.session_renew_days * 86400),
-                limits=RateLimits(settings.rate_limit_session, settings.rate_limit_ip),
+                limits=RateLimits(settings.rate_limit_session, settings.rate_limit_ip, settings.rate_limit_api_key),
                 bots=bots,
+                api_keys=ApiKeys(settings.data_dir / "api-keys.sqlite3"),
             )
             logger.info("serving bots %s", ", ".join(bots))
             yield
 
     app = FastAPI(title="Switchboard", version="0.1.0", lifespan=lifespan)
     app.include_router(router)
+    openai_api.install(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
@@ -114,10 +123,15 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        openai_path = request.url.path.startswith("/v1/")
         if any(e.get("type") == "json_invalid" for e in errors):
+            if openai_path:
+                return OpenAIError(400, "The request body is not valid JSON.").response()
             return JSONResponse({"detail": "the request body is not valid JSON"}, status_code=400)
         first = errors[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        if openai_path:  # OpenAI answers malformed parameters with 400 and names the parameter
+            return OpenAIError(400, f"{where}: {first.get('msg', 'invalid')}", param=where).response()
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
     @app.get("/widget.js", include_in_schema=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from core.apikeys import ApiKeys
 from core.config import Settings
 from core.rag import Assistant
 from widget.bots import WidgetBot
@@ -21,6 +22,7 @@ class ServerState:
     tokens: SessionTokens
     limits: RateLimits
     bots: dict[str, WidgetBot]
+    api_keys: ApiKeys
 
 
 def get_state(request: Request) -> ServerState:

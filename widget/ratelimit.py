@@ -14,9 +14,13 @@ from limits.strategies import MovingWindowRateLimiter
 
 
 class RateLimits:
-    def __init__(self, per_session: str, per_ip: str):
+    def __init__(self, per_session: str, per_ip: str, per_key: str):
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._rules: dict[str, RateLimitItem] = {"session": parse(per_session), "ip": parse(per_ip)}
+        self._rules: dict[str, RateLimitItem] = {
+            "session": parse(per_session),
+            "ip": parse(per_ip),
+            "key": parse(per_key),
+        }
 
     def hit(self, kind: str, key: str) -> int | None:
         """Count one request; None if allowed, else the seconds to wait (for Retry-After)."""
