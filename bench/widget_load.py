@@ -1,6 +1,7 @@
-"""Web server load benchmark: N concurrent streaming conversations against one `switchboard serve` process.
+"""Web server load benchmark: N concurrent streaming conversations against one `switchboard serve` process,
+through the widget's SSE API or the OpenAI-compatible API.
 
-    python -m bench.widget_load [--conversations 200]
+    python -m bench.widget_load [--conversations 200] [--surface widget|api]
 
 A local Weaviate with the sample docs and a fast scripted fake LLM on loopback. Each conversation mints a
 session token and streams one answer over SSE. Measures errors, time to first event and total time (p50/p95),
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench.ingest_search import REPO, settings_for
+from core.apikeys import ApiKeys
 from core.config import Settings
 from core.embed import create_embedder
 from core.ingest import ingest
@@ -55,26 +57,32 @@ async def direct(n: int, settings: Settings) -> list[float]:
         return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def over_http(url: str, n: int) -> tuple[list[float], list[float], int]:
+async def over_http(url: str, n: int, api_key: str | None) -> tuple[list[float], list[float], int]:
+    """Widget SSE (a session token per conversation), or the OpenAI-compatible API when api_key is given."""
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
 
+        async def request(i: int) -> tuple[str, dict[str, object], dict[str, str]]:
+            if api_key is not None:
+                body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
+                return "/v1/chat/completions", body, {"Authorization": f"Bearer {api_key}"}
+            minted = await client.post("/api/session", json={"bot": "default"}, headers={"Origin": url})
+            body = {"message": QUESTION, "conversation_id": f"load-conversation-{i}"}
+            return "/api/chat", body, {"Authorization": f"Bearer {minted.json()['token']}", "Origin": url}
+
         async def one(i: int) -> tuple[float, float] | None:
             try:
-                minted = await client.post("/api/session", json={"bot": "default"}, headers={"Origin": url})
-                token = minted.json()["token"]
+                path, body, headers = await request(i)
                 started = time.perf_counter()
                 first = 0.0
-                body = {"message": QUESTION, "conversation_id": f"load-conversation-{i}"}
-                headers = {"Authorization": f"Bearer {token}", "Origin": url}
-                async with client.stream("POST", "/api/chat", json=body, headers=headers) as response:
+                async with client.stream("POST", path, json=body, headers=headers) as response:
                     if response.status_code != 200:
                         return None
                     text = ""
                     async for chunk in response.aiter_text():
                         first = first or time.perf_counter() - started
                         text += chunk
-                if "event: done" not in text:
+                if "event: done" not in text and "[DONE]" not in text:
                     return None
                 return first, time.perf_counter() - started
             except httpx.HTTPError:
@@ -95,6 +103,7 @@ def vm_hwm_mb(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=200)
+    parser.add_argument("--surface", choices=["widget", "api"], default="widget")
     args = parser.parse_args()
     n = args.conversations
     fake = FakeOpenAI().start()
@@ -120,6 +129,7 @@ def main() -> None:
             "LLM_MODEL": "fake-chat",
             "RATE_LIMIT_IP": "100000/minute",
             "RATE_LIMIT_SESSION": "100000/minute",
+            "RATE_LIMIT_API_KEY": "100000/minute",
             "SERVER_PORT": str(server_port),
         }
         server = None
@@ -144,7 +154,10 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     sys.exit("the server did not start")
                 time.sleep(0.2)
-            first, total, errors = asyncio.run(over_http(url, n))
+            key = None
+            if args.surface == "api":
+                key, _ = ApiKeys(settings.data_dir / "api-keys.sqlite3").create(name="bench", bots=())
+            first, total, errors = asyncio.run(over_http(url, n, key))
             rss = vm_hwm_mb(server.pid)
         finally:
             if server is not None:
@@ -170,13 +183,14 @@ def main() -> None:
         ("total per answer p50 / p95", f"{pct(total, 50):.0f} / {pct(total, 95):.0f} ms", "", ""),
         ("server peak RSS", f"{rss:.0f} MB", "", ""),
     ]
-    print(f"Switchboard web server load: {platform.machine()}, {os.cpu_count()} cores, fast fake LLM (21 chunks)")
+    surface = "OpenAI-compatible API" if args.surface == "api" else "widget SSE API"
+    print(f"Switchboard {surface} load: {platform.machine()}, {os.cpu_count()} cores, fast fake LLM (21 chunks)")
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / "widget_load.json").write_text(
+    (out / f"{args.surface}_load.json").write_text(
         json.dumps({"first": first, "total": total, "direct_first": direct_first, "errors": errors, "rss_mb": rss})
     )
 
