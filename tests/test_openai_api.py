@@ -4,7 +4,6 @@ real Weaviate and the scripted fake LLM. Responses are validated strictly with t
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -14,9 +13,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from core.apikeys import ApiKeys
 from core.config import Settings
-from tests.conftest import REPO, cli_environment, web_settings
+from tests.conftest import cli_environment, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
+from tests.test_cli import run
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 
@@ -161,7 +161,7 @@ def test_refusals_use_openais_error_shape(
     assert body["error"]["code"] == code
 
 
-def test_keys_auth_scope_raw_errors_and_revocation(web: RunningServer, fake_llm: FakeOpenAI) -> None:
+def test_keys_auth_scope_raw_errors_and_revocation(web: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path) -> None:
     for key in (None, "sb-nope-0000", "not-even-a-key"):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         response = httpx.post(f"{web.url}/v1/chat/completions", headers=headers, json={"model": "docs"})
@@ -176,37 +176,18 @@ def test_keys_auth_scope_raw_errors_and_revocation(web: RunningServer, fake_llm:
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
 
     env = cli_environment(web.settings, SWITCHBOARD_BOTS_FILE=str(web.settings.bots_file))
-    created = subprocess.run(
-        [str(REPO / ".venv/bin/switchboard"), "keys", "create", "--bot", "docs"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    created = run(env, "keys", "create", "--bot", "docs", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     plain = created.stdout.strip()
     key_id = plain.split("-")[1]
     fake_llm.enqueue(Reply(chunks=["8470 [1]."]))
     assert client(web, plain).chat.completions.create(model="docs", messages=[{"role": "user", "content": QUESTION}])
-    listed = subprocess.run(
-        [str(REPO / ".venv/bin/switchboard"), "keys", "list"], env=env, capture_output=True, text=True, timeout=60
-    ).stdout
+    listed = run(env, "keys", "list", cwd=tmp_path).stdout
     assert key_id in listed and plain not in listed
-    assert (
-        subprocess.run(
-            [str(REPO / ".venv/bin/switchboard"), "keys", "revoke", key_id], env=env, capture_output=True, timeout=60
-        ).returncode
-        == 0
-    )
+    assert run(env, "keys", "revoke", key_id, cwd=tmp_path).returncode == 0
     with pytest.raises(openai.AuthenticationError):  # at once
         client(web, plain).models.list()
-    bad_bot = subprocess.run(
-        [str(REPO / ".venv/bin/switchboard"), "keys", "create", "--bot", "nobody"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad_bot = run(env, "keys", "create", "--bot", "nobody", cwd=tmp_path)
     assert bad_bot.returncode == 1 and "unknown bot 'nobody'" in bad_bot.stderr
 
 
