@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from core.answers import AnswerLog
 from core.config import Settings
 from core.embed import Embedder, create_embedder
-from core.errors import ConfigError, EmptyKB, KBNotFound, LLMError, SwitchboardError
+from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
 from core.history import HistoryStore, SQLiteHistory, fit_history
 from core.llm import LLM, extractive_answer, open_llm
 from core.profiles import DEFAULT_BOT, BotProfile, load_profiles
@@ -90,7 +90,7 @@ class Assistant:
                 query,
                 SearchOptions(top_k=self.settings.search_top_k, alpha=self.settings.search_alpha),
             )
-        except (KBNotFound, EmptyKB):
+        except KBNotFound:
             logger.warning("bot %s has no documents in KB %s", profile.name, profile.kb)
             found = []
         except SwitchboardError:

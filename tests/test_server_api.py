@@ -52,6 +52,19 @@ def chat(web: RunningServer, token: str, origin: str, message: str, conversation
     )
 
 
+def messages(web: RunningServer, token: str, conversation: str) -> list[dict[str, Any]]:
+    """The conversation as GET /api/history returns it to this token's holder."""
+    response = httpx.get(
+        f"{web.url}/api/history",
+        params={"conversation_id": conversation},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    result: list[dict[str, Any]] = response.json()["messages"]
+    return result
+
+
 def test_sessions_follow_the_origin_policy(web: RunningServer, host_site: tuple[str, Path]) -> None:
     origin = host_site[0]
     minted = session(web, origin)
@@ -84,13 +97,8 @@ def test_verified_user_identity_follows_the_user(
 
     other_browser = session(web, origin, user=good).json()  # no previous token: a new device
     assert other_browser["conversation_id"] == "laptop-conversation"
-    history = httpx.get(
-        f"{web.url}/api/history",
-        params={"conversation_id": "laptop-conversation"},
-        headers={"Authorization": f"Bearer {other_browser['token']}"},
-        timeout=10,
-    ).json()
-    assert [m["answer"] for m in history["messages"]] == ["Port 8470 [1]."]
+    history = messages(web, other_browser["token"], "laptop-conversation")
+    assert [m["answer"] for m in history] == ["Port 8470 [1]."]
 
     someone_else = {"id": "user_4%", "hash": identity_hash("user_4%", "test-identity-secret")}
     assert "conversation_id" not in session(web, origin, user=someone_else).json()  # % and _ match literally
@@ -114,23 +122,12 @@ def test_chat_streams_sse_and_history_and_feedback_are_per_session(
     assert done["text"] == "The dashboard listens on port 8470 [1]." and done["cited"] and not done["fallback"]
     assert done["citations"] == events[0][1]["sources"][:1]
 
-    mine = httpx.get(
-        f"{web.url}/api/history",
-        params={"conversation_id": conversation},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()["messages"]
+    mine = messages(web, token, conversation)
     assert [(m["question"], m["answer_id"]) for m in mine] == [
         ("Which port does the Kestrel dashboard listen on?", done["answer_id"])
     ]
     other = token_for(web, origin)  # another visitor guessing the same conversation id sees nothing
-    theirs = httpx.get(
-        f"{web.url}/api/history",
-        params={"conversation_id": conversation},
-        headers={"Authorization": f"Bearer {other}"},
-        timeout=10,
-    ).json()["messages"]
-    assert theirs == []
+    assert messages(web, other, conversation) == []
 
     def rate(as_token: str, **body: Any) -> int:
         return httpx.post(

@@ -40,11 +40,19 @@ def get_assistant(state: StateDep) -> Assistant:
 AssistantDep = Annotated[Assistant, Depends(get_assistant)]
 
 
-def get_session(request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None) -> Session:
+def bearer(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header, if there is one."""
     if not authorization or not authorization.startswith("Bearer "):
+        return None
+    return authorization.removeprefix("Bearer ").strip()
+
+
+def get_session(request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None) -> Session:
+    token = bearer(authorization)
+    if token is None:
         raise HTTPException(401, "missing session token: get one from POST /api/session")
     try:
-        session = state.tokens.verify(authorization.removeprefix("Bearer ").strip())
+        session = state.tokens.verify(token)
     except TokenError as exc:
         raise HTTPException(401, str(exc)) from exc
     origin = request.headers.get("origin")

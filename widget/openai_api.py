@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.apikeys import ApiKey
 from core.types import Delta, Done, Event, Failed, Generation, Message, Turn
-from widget.deps import StateDep, client_ip
+from widget.deps import StateDep, bearer, client_ip
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
 CONVERSATION_HEADER = "X-Switchboard-Conversation"
@@ -88,9 +88,10 @@ class CompletionRequest(BaseModel):
 
 
 async def api_key(state: StateDep, request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-    if not authorization or not authorization.startswith("Bearer "):
+    plain = bearer(authorization)
+    if plain is None:
         raise OpenAIError(401, "Missing API key: send `Authorization: Bearer sb-...`.", code="invalid_api_key")
-    key = await state.api_keys.verify(authorization.removeprefix("Bearer ").strip())
+    key = await state.api_keys.verify(plain)
     if key is None:
         raise OpenAIError(401, "Incorrect or revoked API key provided.", code="invalid_api_key")
     wait = state.limits.hit("key", key.id) or state.limits.hit("ip", client_ip(request))

@@ -56,8 +56,12 @@ def _conversation_key(session: Session, conversation_id: str) -> str:
     return f"{session.bot}:{session.identity}:{conversation_id}"
 
 
+def _own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
 def _origin_allowed(state: StateDep, request: Request, bot: str, origin: str | None) -> bool:
-    own = f"{request.url.scheme}://{request.url.netloc}"
+    own = _own_origin(request)
     development = state.settings.environment == "development"
     allowed = state.bots[bot].allowed_origins
     if origin is None:  # not a browser page: tools and tests
@@ -92,7 +96,7 @@ async def create_session(body: SessionRequest, request: Request, state: StateDep
         user_id = body.user.id
     token, session = state.tokens.mint(
         bot=profile.name,
-        origin=origin or f"{request.url.scheme}://{request.url.netloc}",
+        origin=origin or _own_origin(request),
         user_id=user_id,
         previous=body.previous_token,
     )
