@@ -86,6 +86,25 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(2000, ge=1, validation_alias="MAX_MESSAGE_CHARS")
     max_body_bytes: int = Field(16384, ge=1024, validation_alias="MAX_BODY_BYTES")
 
+    # Chat bots (`switchboard bot slack|telegram|discord`). Each answers as the bot named here unless the
+    # bots file maps a workspace/chat/guild or channel to another one (`[bots.NAME.slack]` etc.).
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")  # Socket Mode
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")  # HTTP mode
+    slack_mode: Literal["socket", "http"] = Field("socket", validation_alias="SLACK_MODE")
+    slack_bot: str = Field("default", validation_alias="SLACK_BOT")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    slack_ask_ephemeral: bool = Field(False, validation_alias="SLACK_ASK_EPHEMERAL")
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_mode: Literal["polling", "webhook"] = Field("polling", validation_alias="TELEGRAM_MODE")
+    telegram_webhook_url: str | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_URL")
+    telegram_webhook_secret: SecretStr | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_SECRET")
+    telegram_bot: str = Field("default", validation_alias="TELEGRAM_BOT")
+    telegram_api_url: str = Field("https://api.telegram.org/bot", validation_alias="TELEGRAM_API_URL")
+    discord_bot_token: SecretStr | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
+    discord_bot: str = Field("default", validation_alias="DISCORD_BOT")
+    discord_threads: bool = Field(False, validation_alias="DISCORD_THREADS")
+
     # Fetching URLs during ingestion.
     fetch_timeout: float = Field(20.0, validation_alias="FETCH_TIMEOUT")
     fetch_max_mb: float = Field(25.0, validation_alias="FETCH_MAX_MB")
@@ -107,7 +126,19 @@ class Settings(BaseSettings):
             raise ValueError("WEAVIATE_API_KEY is required for an external Weaviate in production")
         if self.environment == "production" and not self.secret_key:
             raise ValueError("SWITCHBOARD_SECRET_KEY is required in production (e.g. `openssl rand -hex 32`)")
-        for name in ("weaviate_api_key", "embed_api_key", "llm_api_key", "secret_key", "identity_secret"):
+        for name in (
+            "weaviate_api_key",
+            "embed_api_key",
+            "llm_api_key",
+            "secret_key",
+            "identity_secret",
+            "slack_bot_token",
+            "slack_app_token",
+            "slack_signing_secret",
+            "telegram_bot_token",
+            "telegram_webhook_secret",
+            "discord_bot_token",
+        ):
             secret = getattr(self, name)
             if self.environment == "production" and secret and secret.get_secret_value().startswith("change-me"):
                 raise ValueError(f"{name.upper()} still holds the placeholder from .env.example")

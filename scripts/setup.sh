@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="offline,local,web"
+extras="offline,local,web,slack,telegram,discord"
 dev=false
-if [ "${1:-}" = "--dev" ]; then extras="offline,local,web,dev"; dev=true; fi
+if [ "${1:-}" = "--dev" ]; then extras="$extras,dev"; dev=true; fi
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is required ($2)" >&2; exit 1; }; }
 need npm "Node.js 18+ builds the web widget"

@@ -1,0 +1,199 @@
+"""What every chat platform shares: a `Channel` to post and edit messages, and `relay()`, which turns the
+core's event stream into a reply that grows in place.
+
+Streaming into chat apps means post a placeholder, then edit it on a timer: the next edit only after the
+previous one finished, none when nothing changed, and one final edit with the whole answer and its sources
+(vercel/chat's fallbackStream does the same). An answer longer than one message continues in new messages.
+The adapters (slack.py, telegram.py, discord.py) only translate: platform event → `Message`, and `Channel`
+calls → platform API calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from typing import cast
+
+from bots.render import Dialect, final_markdown, split
+from core.answers import Rating
+from core.dedup import Deduplicator
+from core.errors import ConfigError
+from core.rag import Assistant
+from core.types import Delta, Done, Event, Failed, Message
+
+logger = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, something went wrong while answering. Please try again in a moment."
+THINKING = "_Thinking…_"
+CURSOR = " ▍"
+
+
+class Channel(ABC):
+    """Where one reply goes: a chat, a thread, a DM. Message ids are whatever the platform returns."""
+
+    dialect: Dialect
+    limit: int  # characters in one message, after rendering
+    edit_interval: float  # seconds between edits of a streaming message
+
+    @abstractmethod
+    async def post(self, text: str, *, answer_id: str | None = None) -> str:
+        """Send a new rendered message; with `answer_id`, with feedback buttons for that answer."""
+
+    @abstractmethod
+    async def edit(self, message_id: str, text: str, *, answer_id: str | None = None) -> None:
+        """Replace a message's rendered text; with `answer_id`, add feedback buttons."""
+
+    async def typing(self) -> None:
+        """Show "typing…" where the platform has it; nothing otherwise."""
+        return None
+
+
+class _Reply:
+    """The messages of one reply and what each one shows."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.ids: list[str] = []
+        self.shown: list[str] = []
+
+    async def show(self, markdown: str, *, answer_id: str | None = None) -> None:
+        parts = split(markdown, self.channel.dialect, self.channel.limit) or ["…"]
+        # Parts only ever grow in number while an answer streams; pad just in case a re-parse merges two.
+        parts += ["…"] * (len(self.ids) - len(parts))
+        for i, part in enumerate(parts):
+            feedback = answer_id if i == len(parts) - 1 else None
+            if i >= len(self.ids):
+                self.ids.append(await self.channel.post(part, answer_id=feedback))
+                self.shown.append(part)
+            elif part != self.shown[i] or feedback:
+                await self.channel.edit(self.ids[i], part, answer_id=feedback)
+                self.shown[i] = part
+
+
+async def relay(events: AsyncIterator[Event], channel: Channel) -> Done | None:
+    """Stream one answer into `channel`. Returns the `Done` event (None when the answer failed). Never
+    raises for a failed answer: the user gets the core's reason or a short apology instead of silence."""
+    reply = _Reply(channel)
+    text = ""
+    changed, stop = asyncio.Event(), asyncio.Event()
+
+    async def editor() -> None:
+        shown = ""
+        while True:
+            await changed.wait()
+            changed.clear()
+            if stop.is_set():
+                return
+            if text != shown:
+                shown = text
+                try:
+                    await reply.show(text + CURSOR)
+                except Exception:  # a failed preview edit is not worth ending the answer for
+                    logger.warning("a streaming edit on %s failed", channel.dialect.name, exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), channel.edit_interval)
+
+    with contextlib.suppress(Exception):
+        await channel.typing()
+    try:
+        await reply.show(THINKING)
+    except Exception:
+        logger.exception("could not post the placeholder to %s", channel.dialect.name)
+        return None
+    task = asyncio.create_task(editor())
+    done: Done | None = None
+    final = APOLOGY
+    try:
+        async for event in events:
+            if isinstance(event, Delta):
+                text += event.text
+                changed.set()
+            elif isinstance(event, Done):
+                done = event
+                final = final_markdown(event)
+            elif isinstance(event, Failed):
+                final = event.reason
+    except Exception:
+        logger.exception("answering failed on %s", channel.dialect.name)
+    finally:
+        stop.set()
+        changed.set()
+        await task  # an edit in flight finishes first, so the final edit below is never overwritten
+    try:
+        await reply.show(final, answer_id=done.answer_id if done and done.answer_id else None)
+    except Exception:
+        logger.exception("could not deliver the final answer to %s", channel.dialect.name)
+    return done
+
+
+RESET_PHRASES = frozenset({"reset", "start over", "new conversation", "forget"})
+
+
+def is_reset(text: str) -> bool:
+    return text.strip().strip(".!").lower() in RESET_PHRASES
+
+
+def feedback_value(rating: Rating, answer_id: str) -> str:
+    """What a feedback button carries back (platform limits: Telegram's callback_data is 64 bytes)."""
+    return f"{rating}:{answer_id}"
+
+
+def parse_feedback(value: str) -> tuple[Rating, str] | None:
+    rating, _, answer_id = value.partition(":")
+    if rating not in ("up", "down") or not answer_id:
+        return None
+    return cast(Rating, rating), answer_id
+
+
+class Responder:
+    """The part of every adapter that is not about its platform: which bot answers where, redelivery
+    de-duplication, answering into a Channel, reset, feedback."""
+
+    def __init__(self, assistant: Assistant, dedup: Deduplicator, *, platform: str, default_bot: str):
+        if default_bot not in assistant.profiles:
+            known = ", ".join(sorted(assistant.profiles))
+            raise ConfigError(f"{platform.upper()}_BOT names an unknown bot {default_bot!r} (known: {known})")
+        self.assistant = assistant
+        self.dedup = dedup
+        self.platform = platform
+        self.default_bot = default_bot
+
+    def bot_for(self, scopes: Sequence[tuple[str, str]]) -> str:
+        """The bot mapped to the most specific scope, e.g. [("channels", "C1"), ("teams", "T1")], from
+        `[bots.NAME.<platform>]` tables in the bots file; else the platform's default bot."""
+        for key, value in scopes:
+            for name, profile in self.assistant.profiles.items():
+                table = profile.channels.get(self.platform, {})
+                if value in {str(v) for v in table.get(key, ())}:
+                    return name
+        return self.default_bot
+
+    def settings_of(self, bot: str) -> dict[str, object]:
+        return self.assistant.profiles[bot].channels.get(self.platform, {})
+
+    def welcome(self, bot: str) -> str:
+        return self.assistant.profiles[bot].welcome
+
+    async def first(self, event_key: str) -> bool:
+        """False when this event was already handled (a redelivery): then do nothing."""
+        return await self.dedup.first(f"{self.platform}:{event_key}")
+
+    async def answer(
+        self, channel: Channel, *, text: str, conversation_id: str, bot: str, user_id: str | None = None
+    ) -> Done | None:
+        message = Message(text=text, channel=self.platform, conversation_id=conversation_id, bot=bot, user_id=user_id)
+        return await relay(self.assistant.answer(message), channel)
+
+    async def reset(self, conversation_id: str) -> None:
+        await self.assistant.reset(self.platform, conversation_id)
+
+    async def feedback(self, value: str) -> bool:
+        """Store a button's rating with its answer; False for a malformed or unknown answer id."""
+        parsed = parse_feedback(value)
+        if parsed is None or await self.assistant.answers.get(parsed[1]) is None:
+            return False
+        await self.assistant.answers.add_feedback(parsed[1], parsed[0])
+        return True

@@ -1,0 +1,140 @@
+"""relay(): the core's event stream → a placeholder, throttled edits, one final edit with sources, continued
+in new messages past the platform's limit; failures become a reason or an apology, never silence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from bots.base import APOLOGY, CURSOR, Channel, is_reset, parse_feedback, relay
+from bots.render import DISCORD, TELEGRAM, Dialect
+from core.dedup import SQLiteDeduplicator
+from core.types import Citation, Delta, Done, Event, Failed, Sources
+
+
+@dataclass
+class Call:
+    op: str
+    message_id: str
+    text: str
+    answer_id: str | None
+
+
+@dataclass
+class FakeChannel(Channel):
+    """Records what a platform would receive (scripted fake, not a mock)."""
+
+    dialect: Dialect = TELEGRAM
+    limit: int = 4096
+    edit_interval: float = 0.05
+    edit_seconds: float = 0.0
+    fail_edits: bool = False
+    calls: list[Call] = field(default_factory=list)
+    typed: int = 0
+
+    async def post(self, text: str, *, answer_id: str | None = None) -> str:
+        message_id = f"m{sum(c.op == 'post' for c in self.calls) + 1}"
+        self.calls.append(Call("post", message_id, text, answer_id))
+        return message_id
+
+    async def edit(self, message_id: str, text: str, *, answer_id: str | None = None) -> None:
+        await asyncio.sleep(self.edit_seconds)
+        if self.fail_edits and answer_id is None:
+            raise RuntimeError("platform said no")
+        self.calls.append(Call("edit", message_id, text, answer_id))
+
+    async def typing(self) -> None:
+        self.typed += 1
+
+
+CITATION = Citation(n=1, title="Install", source="https://kestrel.example/install", section="Ports", snippet="")
+
+
+async def stream(pieces: list[str], *, pause: float = 0.0, end: Event | None = None) -> AsyncIterator[Event]:
+    yield Sources(sources=(CITATION,))
+    for piece in pieces:
+        await asyncio.sleep(pause)
+        yield Delta(text=piece)
+    yield end or Done(answer_id="ans1", text="".join(pieces), citations=(CITATION,), cited=True, fallback=False)
+
+
+async def test_placeholder_then_throttled_edits_then_final_with_sources_and_feedback() -> None:
+    channel = FakeChannel()
+    pieces = [f"word{i} " for i in range(40)]
+    done = await relay(stream(pieces, pause=0.01), channel)
+    assert done is not None and done.answer_id == "ans1"
+    assert channel.typed == 1
+    first, *edits = channel.calls
+    assert first.op == "post" and "Thinking" in first.text
+    assert all(c.op == "edit" and c.message_id == "m1" for c in edits)
+    previews, final = edits[:-1], edits[-1]
+    # ~0.4 s of streaming at a 50 ms interval: a handful of edits, not one per token, each showing more.
+    assert 2 <= len(previews) <= 12
+    assert all(p.text.endswith(CURSOR.strip()) for p in previews)
+    assert [len(p.text) for p in previews] == sorted(len(p.text) for p in previews)
+    assert final.answer_id == "ans1" and "word39" in final.text
+    assert '<a href="https://kestrel.example/install">Install › Ports</a>' in final.text
+    assert CURSOR.strip() not in final.text
+
+
+async def test_slow_edits_never_overlap_and_the_final_edit_comes_last() -> None:
+    channel = FakeChannel(edit_seconds=0.2, edit_interval=0.0)
+    await relay(stream([f"w{i} " for i in range(20)], pause=0.02), channel)
+    edits = [c for c in channel.calls if c.op == "edit"]
+    assert len(edits) <= 4  # one at a time: 0.4 s of tokens over 0.2 s edits
+    assert edits[-1].answer_id == "ans1" and "w19" in edits[-1].text
+
+
+async def test_long_answers_continue_in_new_messages_with_feedback_on_the_last() -> None:
+    channel = FakeChannel(dialect=DISCORD, limit=2000)
+    text = "\n\n".join(f"Paragraph {i} " + "lorem ipsum " * 30 for i in range(20))
+    await relay(stream([text[i : i + 500] for i in range(0, len(text), 500)]), channel)
+    final_texts: dict[str, str] = {}
+    for call in channel.calls:
+        final_texts[call.message_id] = call.text
+        assert len(call.text) <= 2000
+    assert len(final_texts) >= 4
+    last = channel.calls[-1]
+    assert last.answer_id == "ans1" and last.message_id == max(final_texts)
+    assert [c.answer_id for c in channel.calls[:-1] if c.answer_id] == []
+    joined = "".join(final_texts[k] for k in sorted(final_texts, key=lambda k: int(k[1:])))
+    assert all(f"Paragraph {i} " in joined for i in range(20)) and "Sources" in joined
+
+
+async def test_failed_answer_shows_the_reason() -> None:
+    channel = FakeChannel()
+    done = await relay(stream([], end=Failed(reason="The knowledge base is unavailable right now.")), channel)
+    assert done is None
+    assert channel.calls[-1].text == "The knowledge base is unavailable right now."
+
+
+async def test_crash_mid_stream_becomes_an_apology() -> None:
+    async def broken() -> AsyncIterator[Event]:
+        yield Delta(text="Half an ans")
+        raise RuntimeError("boom")
+
+    channel = FakeChannel()
+    assert await relay(broken(), channel) is None
+    assert channel.calls[-1].text == APOLOGY and channel.calls[-1].answer_id is None
+
+
+async def test_failing_preview_edits_do_not_lose_the_final_answer() -> None:
+    channel = FakeChannel(fail_edits=True)
+    done = await relay(stream(["a ", "b ", "c"], pause=0.06), channel)
+    assert done is not None and channel.calls[-1].answer_id == "ans1" and "a b c" in channel.calls[-1].text
+
+
+def test_reset_phrases_and_feedback_values() -> None:
+    assert is_reset(" Reset! ") and is_reset("start over") and not is_reset("how do I reset my password?")
+    assert parse_feedback("up:abc") == ("up", "abc")
+    assert parse_feedback("meh:abc") is None and parse_feedback("down:") is None
+
+
+async def test_deduplicator_answers_first_once_across_instances(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    one, two = SQLiteDeduplicator(tmp_path / "d.sqlite3"), SQLiteDeduplicator(tmp_path / "d.sqlite3")
+    results = await asyncio.gather(*(d.first("slack:Ev1") for d in (one, two, one, two)))
+    assert sorted(results) == [False, False, False, True]
+    assert await one.first("slack:Ev2")
+    expired = SQLiteDeduplicator(tmp_path / "d.sqlite3", retention_seconds=-1)
+    assert await expired.first("slack:Ev1")  # past retention, a key may be handled again
