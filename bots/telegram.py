@@ -1,0 +1,305 @@
+"""Telegram (python-telegram-bot): long polling (`switchboard bot telegram`) or a webhook on the web server.
+
+Private chats: every message is a question. Groups: only when the bot is @mentioned, replied to, or asked
+with /ask; each forum topic is its own conversation. Answers stream by editing one message in Telegram HTML
+(fewer edits in groups, where Telegram allows ~20 messages a minute), with 👍/👎 buttons under the last part.
+Flood control (429 retry_after) is retried by PTB's AIORateLimiter; a user who blocked the bot, or an edit
+that changes nothing, is logged and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    MessageEntity,
+    ReplyParameters,
+    Update,
+)
+from telegram import Message as TgMessage
+from telegram.constants import ChatAction, ChatType, MessageLimit, ParseMode
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bots.base import Channel, Responder, feedback_value, is_reset
+from bots.render import TELEGRAM
+from core.config import Settings
+from core.dedup import create_deduplicator
+from core.errors import ConfigError
+from core.rag import Assistant, open_assistant
+
+logger = logging.getLogger(__name__)
+
+COMMANDS = [
+    BotCommand("ask", "Ask a question about the documents"),
+    BotCommand("reset", "Start a new conversation"),
+    BotCommand("help", "How to use this bot"),
+    BotCommand("start", "Welcome message"),
+]
+HELP = (
+    "Ask me anything about the documents I know, and I'll answer with the sources I used.\n\n"
+    "In private chats just write your question. In groups, mention me, reply to one of my messages, or use "
+    "/ask <question>. /reset starts a new conversation."
+)
+WEBHOOK_PATH = "/telegram/webhook"
+
+
+class TelegramChannel(Channel):
+    dialect = TELEGRAM
+    limit = MessageLimit.MAX_TEXT_LENGTH
+
+    def __init__(self, question: TgMessage):
+        self.question = question
+        self.chat_id = question.chat_id
+        self.topic = question.message_thread_id if question.is_topic_message else None
+        self.edit_interval = 1.0 if question.chat.type == ChatType.PRIVATE else 3.0
+
+    @staticmethod
+    def _buttons(answer_id: str | None) -> InlineKeyboardMarkup | None:
+        if not answer_id:
+            return None
+        return InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("👍", callback_data=feedback_value("up", answer_id)),
+                    InlineKeyboardButton("👎", callback_data=feedback_value("down", answer_id)),
+                ]
+            ]
+        )
+
+    async def post(self, text: str, *, answer_id: str | None = None) -> str:
+        sent = await self.question.get_bot().send_message(
+            self.chat_id,
+            text,
+            parse_mode=ParseMode.HTML,
+            message_thread_id=self.topic,
+            reply_parameters=ReplyParameters(self.question.message_id, allow_sending_without_reply=True),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+            reply_markup=self._buttons(answer_id),
+        )
+        return str(sent.message_id)
+
+    async def edit(self, message_id: str, text: str, *, answer_id: str | None = None) -> None:
+        try:
+            await self.question.get_bot().edit_message_text(
+                text,
+                chat_id=self.chat_id,
+                message_id=int(message_id),
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=self._buttons(answer_id),
+            )
+        except BadRequest as exc:
+            if "message is not modified" not in exc.message.lower():
+                raise
+
+    async def typing(self) -> None:
+        await self.question.get_bot().send_chat_action(self.chat_id, ChatAction.TYPING, message_thread_id=self.topic)
+
+
+def conversation_id(message: TgMessage) -> str:
+    if message.is_topic_message and message.message_thread_id:
+        return f"{message.chat_id}:{message.message_thread_id}"
+    return str(message.chat_id)
+
+
+def _addressed_text(message: TgMessage, username: str) -> str | None:
+    """The question in a message, or None when it is not for the bot (a group message without a mention
+    or a reply to the bot)."""
+    text = message.text or ""
+    if message.chat.type == ChatType.PRIVATE:
+        return text
+    mention = f"@{username}".lower()
+    mentioned = any(
+        entity.type == MessageEntity.MENTION and text[entity.offset : entity.offset + entity.length].lower() == mention
+        for entity in message.entities
+    )
+    reply = message.reply_to_message
+    replied = reply is not None and reply.from_user is not None and reply.from_user.username == username
+    if not (mentioned or replied):
+        return None
+    return " ".join(word for word in text.split() if word.lower() != mention)
+
+
+class TelegramBot:
+    """The handlers: translate an update into a question for the Responder, and nothing else."""
+
+    def __init__(self, responder: Responder):
+        self.responder = responder
+
+    def install(self, application: Application) -> None:
+        application.add_handler(CommandHandler("start", self.start))
+        application.add_handler(CommandHandler("help", self.help))
+        application.add_handler(CommandHandler("reset", self.reset))
+        application.add_handler(CommandHandler("ask", self.ask))
+        application.add_handler(CallbackQueryHandler(self.feedback))
+        application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & ~filters.VIA_BOT, self.message))
+        application.add_error_handler(self.error)
+
+    def bot_for(self, message: TgMessage) -> str:
+        return self.responder.bot_for([("chats", str(message.chat_id))])
+
+    async def _first(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+        return await self.responder.first(f"{context.bot.id}:{update.update_id}")
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message and await self._first(update, context):
+            await update.effective_message.reply_text(self.responder.welcome(self.bot_for(update.effective_message)))
+
+    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message and await self._first(update, context):
+            await update.effective_message.reply_text(HELP)
+
+    async def reset(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message and await self._first(update, context):
+            await self.responder.reset(conversation_id(message))
+            await message.reply_text("Starting a new conversation.")
+
+    async def ask(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or not await self._first(update, context):
+            return
+        question = " ".join(context.args or ())
+        if not question:
+            await message.reply_text("Usage: /ask <your question>")
+            return
+        await self._answer(message, question)
+
+    async def message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or (message.from_user and message.from_user.is_bot):
+            return
+        question = _addressed_text(message, context.bot.username)
+        if question is None or not await self._first(update, context):
+            return
+        if is_reset(question):
+            await self.responder.reset(conversation_id(message))
+            await message.reply_text("Starting a new conversation.")
+        elif question.strip():
+            await self._answer(message, question)
+        else:
+            await message.reply_text(self.responder.welcome(self.bot_for(message)))
+
+    async def _answer(self, message: TgMessage, question: str) -> None:
+        user = message.from_user
+        await self.responder.answer(
+            TelegramChannel(message),
+            text=question,
+            conversation_id=conversation_id(message),
+            bot=self.bot_for(message),
+            user_id=str(user.id) if user else None,
+        )
+
+    async def feedback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        stored = await self.responder.feedback(query.data or "")
+        await query.answer("Thanks for the feedback!" if stored else "That answer is no longer available.")
+
+    async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if isinstance(context.error, Forbidden):  # blocked by the user, removed from the group
+            logger.info("telegram refused a message: %s", context.error)
+        else:
+            logger.error("telegram update failed", exc_info=context.error)
+
+
+def _application(settings: Settings, assistant: Assistant, *, polling: bool) -> Application:
+    if settings.telegram_bot_token is None:
+        raise ConfigError("TELEGRAM_BOT_TOKEN is not set: get one from @BotFather (see README)")
+    builder = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_api_url)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)  # answers in different chats stream side by side
+    )
+    if not polling:
+        builder = builder.updater(None)
+    application = builder.build()
+    responder = Responder(
+        assistant, create_deduplicator(settings), platform="telegram", default_bot=settings.telegram_bot
+    )
+    TelegramBot(responder).install(application)
+    return application
+
+
+async def run(settings: Settings) -> None:
+    """Long polling until cancelled (Ctrl-C). Network drops are retried by PTB's updater."""
+    if settings.telegram_mode == "webhook":
+        raise ConfigError(f"TELEGRAM_MODE=webhook: the webhook is served by `switchboard serve` at {WEBHOOK_PATH}")
+    async with open_assistant(settings) as assistant:
+        application = _application(settings, assistant, polling=True)
+        async with application:
+            await application.bot.set_my_commands(COMMANDS)
+            await application.bot.delete_webhook()
+            assert application.updater is not None
+            await application.updater.start_polling(allowed_updates=["message", "callback_query"])
+            await application.start()
+            logger.info("telegram bot @%s polling", application.bot.username)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await application.updater.stop()
+                await application.stop()
+
+
+def webhook_router(settings: Settings) -> APIRouter:
+    """POST /telegram/webhook on the web server; Telegram's secret-token header is required."""
+    if settings.telegram_webhook_secret is None:
+        raise ConfigError("TELEGRAM_WEBHOOK_SECRET is required for TELEGRAM_MODE=webhook")
+    secret = settings.telegram_webhook_secret.get_secret_value()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        application = _application(settings, app.state.switchboard.assistant, polling=False)
+        async with application:
+            await application.bot.set_my_commands(COMMANDS)
+            if settings.telegram_webhook_url:
+                await application.bot.set_webhook(
+                    settings.telegram_webhook_url,
+                    secret_token=secret,
+                    allowed_updates=["message", "callback_query"],
+                )
+            await application.start()
+            app.state.telegram = application
+            yield
+            await application.stop()
+
+    router = APIRouter(lifespan=lifespan, tags=["Chat bots"])
+
+    @router.post(WEBHOOK_PATH, include_in_schema=False)
+    async def webhook(
+        request: Request, x_telegram_bot_api_secret_token: Annotated[str | None, Header()] = None
+    ) -> dict[str, bool]:
+        if x_telegram_bot_api_secret_token is None or not hmac.compare_digest(x_telegram_bot_api_secret_token, secret):
+            raise HTTPException(403, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+        application = request.app.state.telegram
+        try:
+            update = Update.de_json(await request.json(), application.bot)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise HTTPException(400, f"not a Telegram update: {exc}") from exc
+        await application.update_queue.put(update)  # answered after Telegram gets its 200
+        return {"ok": True}
+
+    return router
