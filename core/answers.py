@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from core.sqlite import connect, init_db
 from core.types import Citation
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS answers (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS answers_by_conversation ON answers (channel, conversation, created_at);
+CREATE INDEX IF NOT EXISTS answers_by_bot ON answers (bot, created_at);
 CREATE TABLE IF NOT EXISTS feedback (
     answer_id TEXT PRIMARY KEY REFERENCES answers (id),
     rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
@@ -54,12 +55,53 @@ class AnswerRecord:
     citations: tuple[Citation, ...]
     cited: bool
     fallback: bool
+    created_at: float
 
 
 @dataclass(frozen=True, kw_only=True)
 class Feedback:
     rating: Rating
     comment: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatedAnswer:
+    """A judgement next to the answer and sources it judges (the admin API's feedback listing)."""
+
+    answer: AnswerRecord
+    rating: Rating
+    comment: str | None
+    rated_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConversationSummary:
+    channel: str
+    conversation: str
+    answers: int
+    last_question: str
+    last_at: float
+
+
+_COLUMNS = (
+    "a.id, a.channel, a.conversation, a.bot, a.question, a.answer, a.citations, a.cited, a.fallback, a.created_at"
+)
+
+
+def _answer(row: tuple[Any, ...]) -> AnswerRecord:
+    """An AnswerRecord from the first columns of a row selected with _COLUMNS."""
+    return AnswerRecord(
+        id=row[0],
+        channel=row[1],
+        conversation=row[2],
+        bot=row[3],
+        question=row[4],
+        answer=row[5],
+        citations=tuple(Citation(**c) for c in json.loads(row[6])),
+        cited=bool(row[7]),
+        fallback=bool(row[8]),
+        created_at=row[9],
+    )
 
 
 class AnswerLog:
@@ -82,7 +124,7 @@ class AnswerLog:
                     citations,
                     int(record.cited),
                     int(record.fallback),
-                    time.time(),
+                    record.created_at,
                 ),
             )
 
@@ -108,6 +150,7 @@ class AnswerLog:
             citations=citations,
             cited=cited,
             fallback=fallback,
+            created_at=time.time(),
         )
         await asyncio.to_thread(self._record, record)
         return record.id
@@ -115,24 +158,9 @@ class AnswerLog:
     def _rows(self, where: str, params: tuple[str, ...]) -> list[AnswerRecord]:
         with connect(self._path) as db:
             rows = db.execute(
-                "SELECT id, channel, conversation, bot, question, answer, citations, cited, fallback FROM answers "
-                f"WHERE {where} ORDER BY created_at, rowid",
-                params,
+                f"SELECT {_COLUMNS} FROM answers a WHERE {where} ORDER BY created_at, rowid", params
             ).fetchall()
-        return [
-            AnswerRecord(
-                id=r[0],
-                channel=r[1],
-                conversation=r[2],
-                bot=r[3],
-                question=r[4],
-                answer=r[5],
-                citations=tuple(Citation(**c) for c in json.loads(r[6])),
-                cited=bool(r[7]),
-                fallback=bool(r[8]),
-            )
-            for r in rows
-        ]
+        return [_answer(r) for r in rows]
 
     async def get(self, answer_id: str) -> AnswerRecord | None:
         rows = await asyncio.to_thread(self._rows, "id = ?", (answer_id,))
@@ -175,3 +203,37 @@ class AnswerLog:
 
     async def feedback(self, answer_id: str) -> Feedback | None:
         return await asyncio.to_thread(self._get_feedback, answer_id)
+
+    def _rated(self, bot: str | None, rating: Rating | None, limit: int) -> list[RatedAnswer]:
+        with connect(self._path) as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS}, f.rating, f.comment, f.created_at FROM feedback f "
+                "JOIN answers a ON a.id = f.answer_id "
+                "WHERE (:bot IS NULL OR a.bot = :bot) AND (:rating IS NULL OR f.rating = :rating) "
+                "ORDER BY f.created_at DESC, f.rowid DESC LIMIT :limit",
+                {"bot": bot, "rating": rating, "limit": limit},
+            ).fetchall()
+        return [RatedAnswer(answer=_answer(r), rating=r[10], comment=r[11], rated_at=r[12]) for r in rows]
+
+    async def rated_answers(
+        self, *, bot: str | None = None, rating: Rating | None = None, limit: int = 100
+    ) -> list[RatedAnswer]:
+        """The latest feedback first, each with the answer it judges."""
+        return await asyncio.to_thread(self._rated, bot, rating, limit)
+
+    def _conversations(self, bot: str, limit: int) -> list[ConversationSummary]:
+        # SQLite takes bare columns (question) from the row that holds the single max(): the last question.
+        with connect(self._path) as db:
+            rows = db.execute(
+                "SELECT channel, conversation, count(*), question, max(created_at) FROM answers WHERE bot = ? "
+                "GROUP BY channel, conversation ORDER BY max(created_at) DESC LIMIT ?",
+                (bot, limit),
+            ).fetchall()
+        return [
+            ConversationSummary(channel=r[0], conversation=r[1], answers=r[2], last_question=r[3], last_at=r[4])
+            for r in rows
+        ]
+
+    async def conversations(self, bot: str, limit: int = 100) -> list[ConversationSummary]:
+        """One bot's conversations, the most recently active first."""
+        return await asyncio.to_thread(self._conversations, bot, limit)

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     fetch_user_agent: str = Field("SwitchboardBot/0.1 (+self-hosted)", validation_alias="FETCH_USER_AGENT")
     max_file_mb: float = Field(50.0, validation_alias="INGEST_MAX_FILE_MB")
 
+    # The admin API (/admin): disabled unless a key is set. Uploads may be larger than other request bodies.
+    admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
+    admin_max_upload_mb: float | None = Field(None, gt=0, validation_alias="ADMIN_MAX_UPLOAD_MB")
+
     @field_validator("default_kb")
     @classmethod
     def _kb_name(cls, value: str) -> str:
@@ -126,6 +130,8 @@ class Settings(BaseSettings):
             raise ValueError("WEAVIATE_API_KEY is required for an external Weaviate in production")
         if self.environment == "production" and not self.secret_key:
             raise ValueError("SWITCHBOARD_SECRET_KEY is required in production (e.g. `openssl rand -hex 32`)")
+        if self.admin_api_key is not None and len(self.admin_api_key.get_secret_value()) < 16:
+            raise ValueError("ADMIN_API_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         for name in (
             "weaviate_api_key",
             "embed_api_key",
@@ -138,6 +144,7 @@ class Settings(BaseSettings):
             "telegram_bot_token",
             "telegram_webhook_secret",
             "discord_bot_token",
+            "admin_api_key",
         ):
             secret = getattr(self, name)
             if self.environment == "production" and secret and secret.get_secret_value().startswith("change-me"):
@@ -147,6 +154,11 @@ class Settings(BaseSettings):
     @property
     def weaviate_dir(self) -> Path:
         return self.data_dir / "weaviate"
+
+    @property
+    def admin_upload_bytes(self) -> int:
+        """The body limit of one upload request, all files together."""
+        return int((self.admin_max_upload_mb or self.max_file_mb) * 1e6)
 
     @property
     def llm_is_local(self) -> bool:

@@ -195,6 +195,15 @@ def suffix_of(name: str) -> str:
     return PurePosixPath(name).suffix.lower()
 
 
+def check_type(name: str) -> str:
+    """The suffix of a file the kit can ingest, or UnsupportedSource naming the types it can."""
+    suffix = suffix_of(name)
+    if suffix not in EXTRACTORS:
+        supported = ", ".join(sorted(EXTRACTORS))
+        raise UnsupportedSource(f"{name}: unsupported file type {suffix or '(none)'!r}; supported: {supported}")
+    return suffix
+
+
 def extract(data: bytes, suffix: str, fallback_title: str) -> Extracted:
     extractor = EXTRACTORS.get(suffix)
     if extractor is None:

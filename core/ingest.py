@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from core.embed import Embedder
 from core.errors import IngestError
 from core.extract import extract
 from core.kb import KBMeta
-from core.sources import RawDoc, discover, normalise_origin
+from core.sources import Found, RawDoc, discover, normalise_origin
 from core.store import Store, StoredChunk, chunk_uuid
 from core.types import Chunk
 
@@ -113,10 +113,31 @@ async def ingest(
 ) -> IngestReport:
     progress = progress or _Silent()
     started = time.perf_counter()
-    report = IngestReport()
-
     progress.stage("Reading sources", len(inputs))
     found = await discover(list(inputs), settings)
+    origins = {normalise_origin(raw) for raw in inputs} if prune else ()
+    report = await ingest_found(
+        store, embedder, found, kb=kb, settings=settings, prune_origins=origins, progress=progress
+    )
+    report.seconds = time.perf_counter() - started  # with the reading (fetching) of the sources
+    return report
+
+
+async def ingest_found(
+    store: Store,
+    embedder: Embedder,
+    found: Found,
+    *,
+    kb: str,
+    settings: Settings,
+    prune_origins: Collection[str] = (),
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest documents already read (from sources, or received as uploads). With `prune_origins`, documents
+    from those origins that are not in `found` are removed."""
+    progress = progress or _Silent()
+    started = time.perf_counter()
+    report = IngestReport()
     report.failures.extend(found.failures)
 
     progress.stage("Extracting and chunking", len(found.docs))
@@ -154,12 +175,11 @@ async def ingest(
         report.documents_unchanged += int(not changed and len(have) == len(wanted))
     report.documents = len(planned)
 
-    if prune:
-        origins = {normalise_origin(raw) for raw in inputs}
+    if prune_origins:
         for doc_id, have in stored.items():
             if doc_id in planned or doc_id in failed_ids:
                 continue
-            if any(c.origin in origins for c in have.values()):
+            if any(c.origin in prune_origins for c in have.values()):
                 stale.extend(have)
                 report.documents_pruned += 1
 

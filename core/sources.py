@@ -20,7 +20,7 @@ from defusedxml.common import DefusedXmlException
 
 from core.config import Settings
 from core.errors import IngestError, UnsupportedSource
-from core.extract import CONTENT_TYPES, EXTRACTORS, suffix_of
+from core.extract import CONTENT_TYPES, EXTRACTORS, check_type, suffix_of
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +49,21 @@ def is_url(value: str) -> bool:
     return _SCHEME.match(value) is not None
 
 
+def check_url(raw: str) -> None:
+    """Refuse what cannot be fetched before anything is read or written."""
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https"):
+        raise UnsupportedSource(f"{raw}: only http(s) URLs can be ingested")
+    if not parsed.hostname or " " in raw:
+        raise IngestError(f"{raw}: not a valid URL; expected http(s)://host/path")
+
+
 def normalise_origin(value: str) -> str:
     return value if is_url(value) else str(Path(value).expanduser().resolve())
 
 
 def _read_file(path: Path, origin: str, explicit: bool, max_bytes: int) -> RawDoc:
-    suffix = suffix_of(path.name)
-    if suffix not in EXTRACTORS:
-        raise UnsupportedSource(
-            f"{path}: unsupported file type {suffix or '(none)'!r}; supported: {', '.join(sorted(EXTRACTORS))}"
-        )
+    suffix = check_type(str(path))
     size = path.stat().st_size
     if size > max_bytes:
         raise IngestError(f"{path}: {size / 1e6:.1f} MB is over INGEST_MAX_FILE_MB")
@@ -171,11 +176,7 @@ async def discover(inputs: list[str], settings: Settings) -> Found:
     ) as client:
         for raw in inputs:
             if is_url(raw):
-                parsed = urlparse(raw)
-                if parsed.scheme not in ("http", "https"):
-                    raise UnsupportedSource(f"{raw}: only http(s) URLs can be ingested")
-                if not parsed.hostname or " " in raw:
-                    raise IngestError(f"{raw}: not a valid URL; expected http(s)://host/path")
+                check_url(raw)
                 await _url(client, raw, found, max_fetch)
                 continue
             path = Path(raw).expanduser().resolve()

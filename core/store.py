@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -77,6 +77,15 @@ class StoredChunk:
     content_hash: str
     origin: str
     source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentInfo:
+    doc_id: str
+    title: str
+    source: str
+    origin: str
+    chunks: int
 
 
 def _snippet(text: str) -> str:
@@ -174,6 +183,41 @@ class Store:
 
         await self._guard(collect())
         return index
+
+    async def list_documents(self, kb: str) -> list[DocumentInfo]:
+        """The KB's documents by source, with their chunk counts."""
+        await self._meta(kb)
+        collection = self._client.collections.use(collection_name(kb))
+        documents: dict[str, DocumentInfo] = {}
+
+        async def collect() -> None:
+            async for obj in collection.iterator(return_properties=["doc_id", "title", "source", "origin"]):
+                p = obj.properties
+                doc_id = str(p["doc_id"])
+                known = documents.get(doc_id)
+                documents[doc_id] = (
+                    replace(known, chunks=known.chunks + 1)
+                    if known
+                    else DocumentInfo(
+                        doc_id=doc_id, title=str(p["title"]), source=str(p["source"]), origin=str(p["origin"]), chunks=1
+                    )
+                )
+
+        await self._guard(collect())
+        return sorted(documents.values(), key=lambda d: d.source)
+
+    async def delete_document(self, kb: str, doc_id: str) -> str | None:
+        """Delete every chunk of one document; its source, or None when the KB has no such document."""
+        await self._meta(kb)
+        collection = self._client.collections.use(collection_name(kb))
+        where = Filter.by_property("doc_id").equal(doc_id)
+        found = await self._guard(collection.query.fetch_objects(filters=where, limit=1, return_properties=["source"]))
+        if not found.objects:
+            return None
+        # One delete_many removes at most QUERY_MAXIMUM_RESULTS objects (10,000 by default): repeat until none.
+        while (await self._guard(collection.data.delete_many(where=where))).successful:
+            pass
+        return str(found.objects[0].properties["source"])
 
     async def upsert(self, kb: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         collection = self._client.collections.use(collection_name(kb))

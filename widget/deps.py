@@ -9,6 +9,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from core.apikeys import ApiKeys
 from core.config import Settings
+from core.jobs import Jobs
 from core.rag import Assistant
 from widget.bots import WidgetBot
 from widget.ratelimit import RateLimits
@@ -23,6 +24,7 @@ class ServerState:
     limits: RateLimits
     bots: dict[str, WidgetBot]
     api_keys: ApiKeys
+    jobs: Jobs
 
 
 def get_state(request: Request) -> ServerState:
