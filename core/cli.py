@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -535,6 +536,44 @@ def serve(
         _serve(settings.model_copy(update=updates))
     except SwitchboardError as exc:
         _fail(str(exc))
+
+
+@app.command("mcp")
+def mcp_command(
+    kb: Annotated[
+        str | None,
+        typer.Option("--kb", help="Knowledge base for tool calls that name none (default: SWITCHBOARD_KB)."),
+    ] = None,
+) -> None:
+    """Serve the knowledge bases to an MCP client over stdio (tools search_knowledge and ask; logs on stderr)."""
+    from core.rag import open_assistant
+    from widget.mcp_server import serve_stdio
+
+    settings = _with_kb(_settings(), kb)
+
+    async def go() -> None:
+        async with open_assistant(settings) as assistant:
+            await serve_stdio(assistant)
+
+    _run(go)
+
+
+class Platform(StrEnum):
+    slack = "slack"
+    telegram = "telegram"
+    discord = "discord"
+
+
+@app.command()
+def bot(platform: Platform) -> None:
+    """Run a chat bot: slack, telegram or discord (tokens and mode from .env; see README "Chat bots")."""
+    import importlib
+
+    settings = _settings()
+    logging.getLogger("bots").setLevel(logging.INFO)
+    module = importlib.import_module(f"bots.{platform.value}")
+    out.print(f"{platform.value} bot running (Ctrl-C stops)")
+    _run(lambda: module.run(settings))
 
 
 @app.command()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from core.config import Settings
 from core.sqlite import connect, init_db
 
 _SCHEMA = """
@@ -46,3 +47,7 @@ class SQLiteDeduplicator:
 
     async def first(self, key: str) -> bool:
         return await asyncio.to_thread(self._first, key)
+
+
+def create_deduplicator(settings: Settings) -> Deduplicator:
+    return SQLiteDeduplicator(settings.data_dir / "events.sqlite3")

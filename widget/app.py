@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,15 +17,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bots.webhooks import webhook_routers
 from core.apikeys import ApiKeys
 from core.config import Settings
+from core.jobs import Jobs
 from core.process import secret_file
 from core.rag import Assistant, open_assistant
-from widget import openai_api
+from widget import admin, openai_api
 from widget.bots import widget_settings
 from widget.deps import ServerState
+from widget.mcp_server import McpEndpoint
 from widget.openai_api import OpenAIError
 from widget.ratelimit import RateLimits
 from widget.routes import router
@@ -43,19 +48,23 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """413 for bodies over the limit, whether announced by Content-Length or streamed in chunks."""
+    """413 for bodies over the limit, whether announced by Content-Length or streamed in chunks.
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    `wider` gives the paths matching a regular expression another limit (uploads)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, wider: Mapping[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.wider = [(re.compile(pattern), limit) for pattern, limit in (wider or {}).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next((n for pattern, n in self.wider if pattern.fullmatch(scope["path"])), self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._reject(scope, receive, send, limit)
             return
         seen = 0
 
@@ -63,17 +72,17 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"request body too large (the limit is {self.max_bytes} bytes)"
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        detail = f"request body too large (the limit is {limit} bytes)"
         if scope["path"].startswith("/v1/"):
             response = OpenAIError(413, detail, code="request_too_large").response()
         else:
@@ -89,13 +98,15 @@ def _secret(settings: Settings) -> str:
 
 def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None]] | None = None) -> FastAPI:
     """`prepare` runs once the assistant is open, before serving (the demo ingests the sample docs there)."""
+    mcp = McpEndpoint()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_assistant(settings) as assistant:
+        async with open_assistant(settings) as assistant, mcp.serve(assistant):
             if prepare is not None:
                 await prepare(assistant)
             bots = {name: widget_settings(profile) for name, profile in assistant.profiles.items()}
+            jobs = Jobs()
             app.state.switchboard = ServerState(
                 settings=settings,
                 assistant=assistant,
@@ -103,13 +114,21 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
                 limits=RateLimits(settings.rate_limit_session, settings.rate_limit_ip, settings.rate_limit_api_key),
                 bots=bots,
                 api_keys=ApiKeys(settings.data_dir / "api-keys.sqlite3"),
+                jobs=jobs,
             )
             logger.info("serving bots %s", ", ".join(bots))
-            yield
+            try:
+                yield
+            finally:
+                await jobs.close()  # before the store they write to closes
 
     app = FastAPI(title="Switchboard", version="0.1.0", lifespan=lifespan)
     app.include_router(router)
+    app.include_router(admin.router)
     openai_api.install(app)
+    app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
+    for webhook in webhook_routers(settings):
+        app.include_router(webhook)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
@@ -118,7 +137,9 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
         expose_headers=["Retry-After"],
         max_age=600,
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, wider={admin.UPLOAD_PATH: settings.admin_upload_bytes}
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
