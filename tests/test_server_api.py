@@ -212,6 +212,28 @@ def test_bad_requests_get_clear_4xx(
     assert detail in response.json()["detail"]
 
 
+def test_oversized_chunked_body_gets_413_not_a_parse_error(web: RunningServer, host_site: tuple[str, Path]) -> None:
+    """No Content-Length: the limit is enforced while the body streams in, and the app's own complaint about
+    the cut-off body is replaced by the 413."""
+
+    def body() -> Any:
+        yield b'{"conversation_id": "conv-12345", "message": "'
+        for _ in range(20):
+            yield b"x" * 1000
+        yield b'"}'
+
+    origin = host_site[0]
+    for path in ("/api/chat", "/api/session"):
+        response = httpx.post(
+            f"{web.url}{path}",
+            content=body(),
+            headers={"Authorization": f"Bearer {token_for(web, origin)}", "Origin": origin},
+            timeout=10,
+        )
+        assert response.status_code == 413, response.text
+        assert "request body too large" in response.json()["detail"]
+
+
 def test_rate_limit_bursts_get_429_with_retry_after(
     settings: Settings, widget_kb: str, fake_llm: FakeOpenAI, host_site: tuple[str, Path], tmp_path: Path
 ) -> None:
