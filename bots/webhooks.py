@@ -11,6 +11,10 @@ from fastapi import APIRouter
 
 from core.config import Settings
 
+# Paths whose requests may exceed MAX_BODY_BYTES (pattern → bytes, for widget.app.BodyLimit): a Slack button
+# click carries the whole answer message twice (text and blocks), URL-encoded: ~30 KB in a non-Latin script.
+WEBHOOK_BODY_LIMITS = {"/slack/events": 64 * 1024}
+
 
 def webhook_routers(settings: Settings) -> list[APIRouter]:
     routers: list[APIRouter] = []

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bots.webhooks import webhook_routers
+from bots.webhooks import WEBHOOK_BODY_LIMITS, webhook_routers
 from core.apikeys import ApiKeys
 from core.config import Settings
 from core.jobs import Jobs
@@ -148,7 +148,9 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
         max_age=600,
     )
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, wider={admin.UPLOAD_PATH: settings.admin_upload_bytes}
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        wider={admin.UPLOAD_PATH: settings.admin_upload_bytes, **WEBHOOK_BODY_LIMITS},
     )
 
     @app.exception_handler(RequestValidationError)

@@ -1,0 +1,181 @@
+"""A fake Slack on loopback, speaking the real protocols: the Web API (`/api/<method>`), response_url hooks
+(`/hooks/<name>`) and a Socket Mode websocket (`/link`, handed out by `apps.connections.open`).
+
+Every call and every envelope ack is recorded; a method can be told to answer 429 with Retry-After. Tests
+run it in its own thread and event loop, so the code under test talks to it over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+TEAM = "T0TEAM"
+BOT_USER = "U0BOT"
+BOT_ID = "B0BOT"
+BOT_TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-test-token"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    token: str
+    status: int
+    result: dict[str, Any]
+
+
+@dataclass
+class FakeSlack:
+    calls: list[Call] = field(default_factory=list)
+    acks: list[dict[str, Any]] = field(default_factory=list)
+    rate_limited: dict[str, int] = field(default_factory=dict)  # method → how many 429s are still to come
+    errors: dict[str, str] = field(default_factory=dict)  # method → the error its next call returns
+    _sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> FakeSlack:
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
+        if not started.wait(10):
+            raise RuntimeError("the fake Slack did not start")
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    # --- scripting and inspection ------------------------------------------------------------------------
+
+    def rate_limit(self, method: str, times: int = 1) -> None:
+        self.rate_limited[method] = times
+
+    def fail(self, method: str, error: str) -> None:
+        """The next call of `method` answers {"ok": false, "error": error}, as Slack does (HTTP 200)."""
+        self.errors[method] = error
+
+    @property
+    def connected(self) -> int:
+        return len(self._sockets)
+
+    def send(self, envelope: dict[str, Any]) -> None:
+        """Push a Socket Mode envelope to every connected client."""
+        asyncio.run_coroutine_threadsafe(self._broadcast(envelope), self._loop).result(10)
+
+    def of(self, method: str, **match: Any) -> list[Call]:
+        with self._lock:
+            calls = list(self.calls)
+        return [c for c in calls if c.method == method and all(c.params.get(k) == v for k, v in match.items())]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s; calls: {[(c.method, c.params) for c in self.calls]}")
+
+    # --- the server ---------------------------------------------------------------------------------------
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/hooks/{name}", self._hook)
+        app.router.add_get("/link", self._socket)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        started.set()
+        self._loop.run_forever()
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _params(request)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ") or str(params.pop("token", ""))
+        expected = "xapp-" if method == "apps.connections.open" else "xoxb-"
+        status, headers = 200, {}
+        if self.rate_limited.get(method):
+            self.rate_limited[method] -= 1
+            status, headers = 429, {"Retry-After": "0"}
+            result: dict[str, Any] = {"ok": False, "error": "ratelimited"}
+        elif not token.startswith(expected):
+            result = {"ok": False, "error": "invalid_auth"}
+        elif method in self.errors:
+            result = {"ok": False, "error": self.errors.pop(method)}
+        else:
+            result = {"ok": True, **self._result(method, params)}
+        with self._lock:
+            self.calls.append(Call(method, params, token, status, result))
+        return web.json_response(result, status=status, headers=headers)
+
+    def _result(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"team": "Fake", "user": "switchboard", "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+        if method == "apps.connections.open":
+            return {"url": f"ws://127.0.0.1:{self._port}/link"}
+        if method in ("chat.postMessage", "chat.update"):
+            ts = params.get("ts") or f"{1_700_000_000 + next(self._ts)}.000100"
+            return {"channel": params.get("channel"), "ts": ts, "message": {"text": params.get("text")}}
+        if method == "chat.postEphemeral":
+            return {"message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+        return {}
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.calls.append(Call(f"hook:{request.match_info['name']}", await _params(request), "", 200, {}))
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        hello = {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0APP"}}
+        await ws.send_json(hello | {"debug_info": {"host": "fake", "approximate_connection_time": 3600}})
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    with self._lock:
+                        self.acks.append(json.loads(message.data))
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    async def _broadcast(self, envelope: dict[str, Any]) -> None:
+        for ws in list(self._sockets):
+            await ws.send_json(envelope)
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """The Web API takes JSON or form bodies (and query parameters); structured form values are JSON text."""
+    params: dict[str, Any] = dict(request.query)
+    body = await request.read()
+    if request.content_type == "application/json":
+        params.update(json.loads(body or b"{}"))
+    else:
+        for key, value in parse_qsl(body.decode()):
+            params[key] = json.loads(value) if value[:1] in "[{" else value
+    return params
