@@ -572,8 +572,7 @@ def bot(platform: Platform) -> None:
     settings = _settings()
     logging.getLogger("bots").setLevel(logging.INFO)
     module = importlib.import_module(f"bots.{platform.value}")
-    out.print(f"{platform.value} bot running (Ctrl-C stops)")
-    _run(lambda: module.run(settings))
+    _run(lambda: module.run(settings))  # each bot logs when it is connected; Ctrl-C stops it
 
 
 @app.command()
