@@ -35,6 +35,12 @@ class Dialect:
     pre: Callable[[str, str], str]  # (code, language)
     link: Callable[[str, str], str]  # (text, url); text already rendered
     quote: Callable[[str], str]
+    length: Callable[[str], int] = len  # how the platform counts a message against its limit
+
+
+def _utf16_length(text: str) -> int:
+    # Telegram counts UTF-16 code units (an emoji is two); counting the HTML source bounds the visible text.
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _escape_mrkdwn(text: str) -> str:
@@ -89,6 +95,7 @@ TELEGRAM = Dialect(
     pre=_tg_pre,
     link=lambda text, url: f'<a href="{html.escape(url)}">{text}</a>',
     quote=lambda s: f"<blockquote>{s}</blockquote>",
+    length=_utf16_length,
 )
 
 _DISCORD_SPECIAL = re.compile(r"([\\*_~`|>#\[\]()-])")
@@ -274,11 +281,11 @@ def _greedy(
 def split(markdown: str, dialect: Dialect, limit: int) -> list[str]:
     """Rendered parts of at most `limit` characters each, cut between blocks where possible."""
     rendered = render(markdown, dialect)
-    if len(rendered) <= limit:
+    if dialect.length(rendered) <= limit:
         return [rendered] if rendered else []
 
     def fits(md: str) -> bool:
-        return len(render(md, dialect)) <= limit
+        return dialect.length(render(md, dialect)) <= limit
 
     parts: list[str] = []
     current = ""

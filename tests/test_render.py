@@ -111,3 +111,11 @@ def test_short_text_is_one_part_and_empty_is_none() -> None:
     assert split("Hello **there**", TELEGRAM, 4096) == ["Hello <b>there</b>"]
     assert split("", TELEGRAM, 4096) == []
     assert re.fullmatch(r"\*a\*", split("**a**", SLACK, 10)[0])
+
+
+def test_telegram_limit_counts_utf16_units_so_emoji_never_make_a_message_too_long() -> None:
+    text = "\n\n".join("🚀 " * 700 for _ in range(4))
+    parts = split(text, TELEGRAM, 4096)
+    assert len(parts) >= 2
+    assert all(len(p.encode("utf-16-le")) // 2 <= 4096 for p in parts)
+    assert sum(p.count("🚀") for p in parts) == 2800
