@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     weaviate_api_key: SecretStr | None = Field(None, validation_alias="WEAVIATE_API_KEY")
     weaviate_grpc_port: int | None = Field(None, validation_alias="WEAVIATE_GRPC_PORT")
     weaviate_timeout: float = Field(10.0, validation_alias="WEAVIATE_TIMEOUT")
+    # A replicated Weaviate: how many nodes must answer a read/write, and the replication factor of new KBs.
+    weaviate_consistency: Literal["ONE", "QUORUM", "ALL"] = Field("QUORUM", validation_alias="WEAVIATE_CONSISTENCY")
+    weaviate_replication_factor: int = Field(1, ge=1, le=15, validation_alias="WEAVIATE_REPLICATION_FACTOR")
     # The local Weaviate: ports (cluster ports follow the HTTP port) and binary.
     weaviate_local_port: int = Field(8099, validation_alias="WEAVIATE_LOCAL_PORT")
     weaviate_local_grpc_port: int = Field(50099, validation_alias="WEAVIATE_LOCAL_GRPC_PORT")
@@ -86,6 +89,12 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(2000, ge=1, validation_alias="MAX_MESSAGE_CHARS")
     max_body_bytes: int = Field(16384, ge=1024, validation_alias="MAX_BODY_BYTES")
 
+    # Shared state for several replicas (history, rate limits, session secret, event de-duplication).
+    # Empty: SQLite files and in-memory limits under the data directory (one machine).
+    redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
+    # SIGTERM: stop taking new work, then give in-flight answers this long to finish.
+    shutdown_grace_seconds: float = Field(20.0, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS")
+
     # Chat bots (`switchboard bot slack|telegram|discord`). Each answers as the bot named here unless the
     # bots file maps a workspace/chat/guild or channel to another one (`[bots.NAME.slack]` etc.).
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
@@ -95,6 +104,8 @@ class Settings(BaseSettings):
     slack_bot: str = Field("default", validation_alias="SLACK_BOT")
     slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
     slack_ask_ephemeral: bool = Field(False, validation_alias="SLACK_ASK_EPHEMERAL")
+    # native: Slack's streaming API (chat.startStream …) where the app may use it, else post-then-edit.
+    slack_streaming: Literal["native", "edit"] = Field("native", validation_alias="SLACK_STREAMING")
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
     telegram_mode: Literal["polling", "webhook"] = Field("polling", validation_alias="TELEGRAM_MODE")
     telegram_webhook_url: str | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_URL")
