@@ -1,8 +1,7 @@
 """At-most-once handling of redelivered events (Slack retries, Telegram updates, Discord replays).
 
 `first(key)` is true exactly once per key within the retention window, across every process sharing the
-store: SQLite under the data directory for one machine; the Deduplicator protocol is what a shared backend
-(Redis, for several replicas) implements.
+store: SQLite under the data directory for one machine, or Redis (REDIS_URL) for every replica.
 """
 
 from __future__ import annotations
@@ -13,7 +12,10 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from redis.asyncio import Redis
+
 from core.config import Settings
+from core.shared_state import redis_errors, redis_key
 from core.sqlite import connect, init_db
 
 _SCHEMA = """
@@ -21,13 +23,15 @@ CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (at);
 """
 
+RETENTION = 24 * 3600  # seconds: longer than any platform keeps redelivering
+
 
 class Deduplicator(Protocol):
     async def first(self, key: str) -> bool: ...
 
 
 class SQLiteDeduplicator:
-    def __init__(self, path: Path, retention_seconds: float = 24 * 3600):
+    def __init__(self, path: Path, retention_seconds: float = RETENTION):
         self._path = path
         self._retention = retention_seconds
         init_db(path, _SCHEMA)
@@ -49,5 +53,19 @@ class SQLiteDeduplicator:
         return await asyncio.to_thread(self._first, key)
 
 
-def create_deduplicator(settings: Settings) -> Deduplicator:
-    return SQLiteDeduplicator(settings.data_dir / "events.sqlite3")
+class RedisDeduplicator:
+    """SET NX with an expiry: the one caller that creates the key handles the event."""
+
+    def __init__(self, redis: Redis, retention_seconds: float = RETENTION):
+        self._redis = redis
+        self._retention_ms = max(1, int(retention_seconds * 1000))
+
+    async def first(self, key: str) -> bool:
+        with redis_errors("checking for a redelivered event"):
+            return bool(await self._redis.set(redis_key("seen", key), 1, nx=True, px=self._retention_ms))
+
+
+def create_deduplicator(settings: Settings, redis: Redis | None) -> Deduplicator:
+    if redis is None:
+        return SQLiteDeduplicator(settings.data_dir / "events.sqlite3")
+    return RedisDeduplicator(redis)

@@ -1,17 +1,23 @@
 """Conversation memory keyed by (channel, conversation id).
 
 SQLite under the data directory is the single-machine default (several processes can write it at once: see
-core.sqlite); the HistoryStore protocol is what a shared backend (Redis, for several replicas) implements.
+core.sqlite); with REDIS_URL, a Redis list per conversation is shared by every replica. Both keep the last
+HISTORY_MAX_TURNS question/answer pairs, appending and trimming in one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
+from redis.asyncio import Redis
+
+from core.config import Settings
+from core.shared_state import redis_errors, redis_key
 from core.sqlite import connect, init_db
 from core.types import Turn
 
@@ -80,6 +86,44 @@ class SQLiteHistory:
 
     async def reset(self, channel: str, conversation: str) -> None:
         await asyncio.to_thread(self._reset, channel, conversation)
+
+
+class RedisHistory:
+    """The same in Redis: a list of JSON turns per conversation, expiring `ttl_seconds` after its last append."""
+
+    def __init__(self, redis: Redis, max_turns: int, ttl_seconds: int):
+        self._redis = redis
+        self._max_rows = max_turns * 2
+        self._ttl = ttl_seconds
+
+    async def load(self, channel: str, conversation: str) -> list[Turn]:
+        if not self._max_rows:
+            return []
+        with redis_errors("loading a conversation"):
+            rows = await self._redis.lrange(redis_key("history", channel, conversation), -self._max_rows, -1)
+        return [Turn(role=cast(Role, t["role"]), content=t["content"]) for t in map(json.loads, rows)]
+
+    async def append(self, channel: str, conversation: str, turns: Sequence[Turn]) -> None:
+        if not self._max_rows or not turns:
+            return
+        name = redis_key("history", channel, conversation)
+        rows = [json.dumps({"role": t.role, "content": t.content}) for t in turns]
+        with redis_errors("saving a conversation"):
+            async with self._redis.pipeline(transaction=True) as tx:  # MULTI/EXEC: no reader sees it half-trimmed
+                tx.rpush(name, *rows)
+                tx.ltrim(name, -self._max_rows, -1)
+                tx.expire(name, self._ttl)
+                await tx.execute()
+
+    async def reset(self, channel: str, conversation: str) -> None:
+        with redis_errors("forgetting a conversation"):
+            await self._redis.delete(redis_key("history", channel, conversation))
+
+
+def create_history(settings: Settings, redis: Redis | None) -> HistoryStore:
+    if redis is None:
+        return SQLiteHistory(settings.data_dir / "history.sqlite3", settings.history_max_turns)
+    return RedisHistory(redis, settings.history_max_turns, settings.history_ttl_days * 86400)
 
 
 def fit_history(turns: Sequence[Turn], max_tokens: int) -> list[Turn]:

@@ -9,18 +9,27 @@ import functools
 import http.server
 import os
 import random
+import secrets
+import shutil
 import socket
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from core.config import Settings
 from core.embed import Embedder, create_embedder, offline_minilm_dir
+from core.shared_state import open_redis
 from core.store import Store, open_store
 from core.weaviate_local import LocalWeaviate
 from tests.fakes.openai_server import FakeOpenAI
@@ -207,3 +216,67 @@ def web(
     tmp = tmp_path_factory.mktemp("web")
     with run_server(web_settings(settings, fake_llm, host_site[0], tmp)) as running:
         yield running
+
+
+# --- shared state: a real redis-server, and the state tests run on both backends ---------------------------
+
+
+@contextmanager
+def redis_server(root: Path) -> Iterator[str]:
+    """A real redis-server (Debian's package): loopback only, password-protected, nothing written to disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed: run `bash scripts/setup.sh --dev` (Debian package redis-server)",
+            pytrace=False,
+        )
+    port, password = free_port_block()[0], secrets.token_urlsafe(16)
+    config, log = root / "redis.conf", root / "redis.log"  # a config file keeps the password out of `ps`
+    config.write_text(
+        f'port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\nsave ""\nappendonly no\n'
+        f"dir {root}\nlogfile {log}\n"
+    )
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    process = subprocess.Popen([binary, str(config)])
+    try:
+        with redis.Redis.from_url(url) as client:
+            deadline = time.monotonic() + 20
+            while not _answers(client):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start: {log.read_text() if log.exists() else ''}", pytrace=False)
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One redis-server for the session."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class StateBackend:
+    settings: Settings  # REDIS_URL set or not
+    redis: Redis | None  # this process's client, as open_assistant opens it
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateBackend]:
+    """Each shared-state test runs on the single-machine default and on Redis (emptied first)."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    settings = Settings(data_dir=tmp_path / "data", redis_url=url, _env_file=None)
+    async with open_redis(settings) as client:
+        if client is not None:
+            await client.flushdb()
+        yield StateBackend(settings=settings, redis=client)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 from bots.base import APOLOGY, CURSOR, Channel, is_reset, parse_feedback, relay
 from bots.render import DISCORD, TELEGRAM, Dialect
-from core.dedup import SQLiteDeduplicator
+from core.dedup import RedisDeduplicator, SQLiteDeduplicator, create_deduplicator
+from core.shared_state import open_redis
 from core.types import Citation, Delta, Done, Event, Failed, Sources
+from tests.conftest import StateBackend
 
 
 @dataclass
@@ -131,10 +133,20 @@ def test_reset_phrases_and_feedback_values() -> None:
     assert parse_feedback("meh:abc") is None and parse_feedback("down:") is None
 
 
-async def test_deduplicator_answers_first_once_across_instances(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    one, two = SQLiteDeduplicator(tmp_path / "d.sqlite3"), SQLiteDeduplicator(tmp_path / "d.sqlite3")
-    results = await asyncio.gather(*(d.first("slack:Ev1") for d in (one, two, one, two)))
-    assert sorted(results) == [False, False, False, True]
-    assert await one.first("slack:Ev2")
-    expired = SQLiteDeduplicator(tmp_path / "d.sqlite3", retention_seconds=-1)
-    assert await expired.first("slack:Ev1")  # past retention, a key may be handled again
+async def test_deduplicator_answers_first_once_across_instances(state: StateBackend) -> None:
+    async with open_redis(state.settings) as other:  # a second process (or replica) on the same store
+        one, two = create_deduplicator(state.settings, state.redis), create_deduplicator(state.settings, other)
+        results = await asyncio.gather(*(d.first("slack:Ev1") for d in (one, two, one, two)))
+        assert sorted(results) == [False, False, False, True]
+        assert await one.first("slack:Ev2")
+
+
+async def test_deduplicator_forgets_keys_after_retention(state: StateBackend) -> None:
+    brief = (
+        SQLiteDeduplicator(state.settings.data_dir / "events.sqlite3", retention_seconds=0.3)
+        if state.redis is None
+        else RedisDeduplicator(state.redis, retention_seconds=0.3)
+    )
+    assert await brief.first("telegram:7:1") and not await brief.first("telegram:7:1")
+    await asyncio.sleep(0.5)
+    assert await brief.first("telegram:7:1")  # past retention, a key may be handled again

@@ -258,7 +258,7 @@ class McpEndpoint:
             challenge = "Bearer" if plain is None else 'Bearer error="invalid_token"'
             await _refusal(401, "invalid_token", reason, {"WWW-Authenticate": challenge})(scope, receive, send)
             return
-        wait = state.limits.hit("key", key.id) or state.limits.hit("ip", client_ip(request))
+        wait = await state.limits.hit("key", key.id) or await state.limits.hit("ip", client_ip(request))
         if wait is not None:
             reason = f"rate limit reached; retry in {wait} seconds"
             await _refusal(429, "rate_limited", reason, {"Retry-After": str(wait)})(scope, receive, send)

@@ -94,7 +94,7 @@ async def api_key(state: StateDep, request: Request, authorization: Annotated[st
     key = await state.api_keys.verify(plain)
     if key is None:
         raise OpenAIError(401, "Incorrect or revoked API key provided.", code="invalid_api_key")
-    wait = state.limits.hit("key", key.id) or state.limits.hit("ip", client_ip(request))
+    wait = await state.limits.hit("key", key.id) or await state.limits.hit("ip", client_ip(request))
     if wait is not None:
         raise OpenAIError(
             429,

@@ -1,6 +1,7 @@
-"""Per-session and per-IP rate limits with the `limits` library (moving window, in memory).
+"""Per-session, per-IP and per-API-key rate limits with the `limits` library (moving window, asyncio API).
 
-A shared store (Redis) for several replicas is the same library with another storage URI.
+In memory for one process; with REDIS_URL in Redis, so every replica counts against the same window. The Redis
+storage borrows the process's connection pool (core.shared_state) rather than opening its own.
 """
 
 from __future__ import annotations
@@ -9,23 +10,45 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+
+from core.config import Settings
+from core.shared_state import redis_errors, redis_key
 
 
 class RateLimits:
-    def __init__(self, per_session: str, per_ip: str, per_key: str):
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, storage: Storage, *, per_session: str, per_ip: str, per_key: str):
+        self._limiter = MovingWindowRateLimiter(storage)
         self._rules: dict[str, RateLimitItem] = {
             "session": parse(per_session),
             "ip": parse(per_ip),
             "key": parse(per_key),
         }
 
-    def hit(self, kind: str, key: str) -> int | None:
+    async def hit(self, kind: str, key: str) -> int | None:
         """Count one request; None if allowed, else the seconds to wait (for Retry-After)."""
         rule = self._rules[kind]
-        if self._limiter.hit(rule, kind, key):
-            return None
-        reset_at, _ = self._limiter.get_window_stats(rule, kind, key)
+        with redis_errors("counting a request against the rate limits"):
+            if await self._limiter.hit(rule, kind, key):
+                return None
+            reset_at, _ = await self._limiter.get_window_stats(rule, kind, key)
         return max(1, math.ceil(reset_at - time.time()))
+
+
+def create_rate_limits(settings: Settings, redis: Redis | None) -> RateLimits:
+    storage: Storage = MemoryStorage()
+    if redis is not None:
+        storage = RedisStorage(
+            "async+redis://",  # the pool below says where
+            implementation="redispy",
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # typed narrowly; passed on to redis-py
+            key_prefix=redis_key("ratelimit"),
+        )
+    return RateLimits(
+        storage,
+        per_session=settings.rate_limit_session,
+        per_ip=settings.rate_limit_ip,
+        per_key=settings.rate_limit_api_key,
+    )

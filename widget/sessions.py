@@ -3,7 +3,7 @@
 A page holds no secret: it asks the server for a token, which the server only mints for origins allowed to
 embed the bot. The token names the bot, an anonymous session id, the verified user id (if any) and the origin,
 and expires after SESSION_TTL_SECONDS; an expired token can be renewed into the same session for
-SESSION_RENEW_DAYS so history survives.
+SESSION_RENEW_DAYS so history survives. Tokens are stateless: replicas only need the same signing secret.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ import secrets
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from redis.asyncio import Redis
+
+from core.config import Settings
+from core.process import secret_file
+from core.shared_state import shared_secret
 
 
 class TokenError(Exception):
@@ -33,6 +38,16 @@ class Session:
     def identity(self) -> str:
         """Whose history this is: a verified user follows across browsers, otherwise the browser session."""
         return f"u:{self.user_id}" if self.user_id else f"s:{self.session_id}"
+
+
+async def signing_secret(settings: Settings, redis: Redis | None) -> str:
+    """SWITCHBOARD_SECRET_KEY (required in production); in development one made once, in Redis for every replica
+    or in the data directory for one machine."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    if redis is not None:
+        return await shared_secret(redis, "session")
+    return secret_file(settings.data_dir / "session-secret")
 
 
 class SessionTokens:
