@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 WEAVIATE_VERSION = "1.39.0"
 
@@ -21,10 +22,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".switchboard"), validation_alias="SWITCHBOARD_DATA_DIR")
     default_kb: str = Field("default", validation_alias="SWITCHBOARD_KB")
 
-    # An external Weaviate; when unset the kit runs a local one (see core.weaviate_local).
+    # An external Weaviate; when unset the kit runs a local one (see core.weaviate_local). Several nodes of one
+    # cluster: comma-separated URLs, the first reachable one is used; gRPC ports: one for all, or one per URL.
     weaviate_url: str | None = Field(None, validation_alias="WEAVIATE_URL")
     weaviate_api_key: SecretStr | None = Field(None, validation_alias="WEAVIATE_API_KEY")
-    weaviate_grpc_port: int | None = Field(None, validation_alias="WEAVIATE_GRPC_PORT")
+    weaviate_grpc_port: Annotated[tuple[Annotated[int, Field(ge=1, le=65535)], ...], NoDecode] = Field(
+        (), validation_alias="WEAVIATE_GRPC_PORT"
+    )
     weaviate_timeout: float = Field(10.0, validation_alias="WEAVIATE_TIMEOUT")
     # A replicated Weaviate: how many nodes must answer a read/write, and the replication factor of new KBs.
     weaviate_consistency: Literal["ONE", "QUORUM", "ALL"] = Field("QUORUM", validation_alias="WEAVIATE_CONSISTENCY")
@@ -73,6 +77,8 @@ class Settings(BaseSettings):
     answer_min_relevance: float = Field(0.3, ge=-1.0, le=1.0, validation_alias="ANSWER_MIN_RELEVANCE")
     history_max_turns: int = Field(10, ge=0, le=200, validation_alias="HISTORY_MAX_TURNS")
     history_max_tokens: int = Field(1500, ge=0, validation_alias="HISTORY_MAX_TOKENS")
+    # With REDIS_URL, a conversation nobody continued for this long is forgotten (SQLite keeps it).
+    history_ttl_days: int = Field(30, ge=1, validation_alias="HISTORY_TTL_DAYS")
 
     # The web server and widget (`switchboard serve`).
     server_host: str = Field("127.0.0.1", validation_alias="SERVER_HOST")
@@ -133,12 +139,34 @@ class Settings(BaseSettings):
 
         return validate_kb_name(value)
 
+    @field_validator("weaviate_url")
+    @classmethod
+    def _node_urls(cls, value: str | None) -> str | None:
+        for url in _split(value):
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL (several nodes: comma-separated URLs)")
+        return value
+
+    @field_validator("weaviate_grpc_port", mode="before")
+    @classmethod
+    def _port_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(_split(value))
+        return (value,) if isinstance(value, int) else value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size // 2:
             raise ValueError("CHUNK_OVERLAP must be less than half of CHUNK_SIZE")
         if self.environment == "production" and self.weaviate_url and not self.weaviate_api_key:
             raise ValueError("WEAVIATE_API_KEY is required for an external Weaviate in production")
+        ports, urls = len(self.weaviate_grpc_port), len(_split(self.weaviate_url))
+        if ports > 1 and ports != urls:
+            raise ValueError(
+                f"WEAVIATE_GRPC_PORT lists {ports} ports for {urls} WEAVIATE_URL node(s): "
+                "give one port for every node, or one per URL in the same order"
+            )
         if self.environment == "production" and not self.secret_key:
             raise ValueError("SWITCHBOARD_SECRET_KEY is required in production (e.g. `openssl rand -hex 32`)")
         if self.admin_api_key is not None and len(self.admin_api_key.get_secret_value()) < 16:
@@ -163,6 +191,14 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def weaviate_nodes(self) -> list[tuple[str, int | None]]:
+        """WEAVIATE_URL's nodes, each with its gRPC port (None: the scheme's default)."""
+        urls, ports = _split(self.weaviate_url), self.weaviate_grpc_port
+        if len(ports) > 1:
+            return list(zip(urls, ports, strict=True))
+        return [(url, ports[0] if ports else None) for url in urls]
+
+    @property
     def weaviate_dir(self) -> Path:
         return self.data_dir / "weaviate"
 
@@ -174,6 +210,10 @@ class Settings(BaseSettings):
     @property
     def llm_is_local(self) -> bool:
         return not self.llm_base_url and not self.llm_api_key
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in value.split(",")] if value else []
 
 
 @lru_cache

@@ -10,18 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 import weaviate
-from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.config import (
+    Configure,
+    ConsistencyLevel,
+    DataType,
+    Property,
+    ReplicationConfigCreate,
+    ReplicationDeletionStrategy,
+    Tokenization,
+    VectorDistances,
+)
 from weaviate.classes.data import DataObject
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.collections import CollectionAsync
 from weaviate.exceptions import WeaviateBaseError
 from weaviate.util import generate_uuid5
 
@@ -35,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 300
 T = TypeVar("T")
+Consistency = Literal["ONE", "QUORUM", "ALL"]
 _INSERT_BATCH = 200
 
 
@@ -88,14 +99,48 @@ class DocumentInfo:
     chunks: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class NodeHealth:
+    name: str
+    status: str  # HEALTHY, else what the cluster says (UNAVAILABLE, TIMEOUT, …) or UNREACHABLE
+    version: str = ""
+    shards: int = 0
+    objects: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterHealth:
+    nodes: tuple[NodeHealth, ...]
+    consistency: Consistency
+    replication_factor: int  # the smallest among the KBs: the one a down node hurts first
+
+    @property
+    def healthy(self) -> int:
+        return sum(node.status == "HEALTHY" for node in self.nodes)
+
+    @property
+    def serving(self) -> bool:
+        """Whether every read and write still gets its acknowledgements, should all down nodes hold one shard."""
+        replicas = min(self.replication_factor, len(self.nodes))
+        needed = {"ONE": 1, "QUORUM": replicas // 2 + 1, "ALL": replicas}[self.consistency]
+        return len(self.nodes) - self.healthy <= replicas - needed
+
+    @property
+    def summary(self) -> str:
+        counts = f"{self.healthy}/{len(self.nodes)} healthy"
+        return f"{counts} at {self.consistency}" if self.serving else f"{counts}, too few for {self.consistency}"
+
+
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
 class Store:
-    def __init__(self, client: weaviate.WeaviateAsyncClient):
+    def __init__(self, client: weaviate.WeaviateAsyncClient, *, consistency: Consistency, replication_factor: int):
         self._client = client
+        self._consistency: Consistency = consistency
+        self._replication_factor = replication_factor
         # KB metadata never changes after creation; caching it keeps per-query checks off the network.
         self._metas: dict[str, KBMeta] = {}
 
@@ -104,6 +149,55 @@ class Store:
     async def server_version(self) -> str:
         meta = await self._guard(self._client.get_meta())
         return str(meta.get("version", "?"))
+
+    async def cluster_health(self) -> ClusterHealth:
+        """Every node of the cluster: the RAFT membership names them all, the node status API only the live ones."""
+        live = await self._guard(self._client.cluster.nodes(output="verbose"))
+        raft = await self._guard(self._client.cluster.statistics())
+        configs = await self._guard(self._client.collections.list_all(simple=False))
+        factors = [c.replication_config.factor for name, c in configs.items() if kb_from_collection(name) is not None]
+        members = {m.node_id for s in raft.statistics for m in s.raft.latest_configuration}
+        nodes = [
+            NodeHealth(
+                name=n.name,
+                status=n.status,
+                version=n.version,
+                shards=n.stats.shard_count,
+                objects=n.stats.object_count,
+            )
+            for n in live
+        ]
+        nodes += [NodeHealth(name=name, status="UNREACHABLE") for name in members - {n.name for n in live}]
+        return ClusterHealth(
+            nodes=tuple(sorted(nodes, key=lambda n: n.name)),
+            consistency=self._consistency,
+            replication_factor=min(factors, default=self._replication_factor),
+        )
+
+    def _collection(self, kb: str) -> CollectionAsync[Any, Any]:
+        """Every KB read and write waits for as many replicas as WEAVIATE_CONSISTENCY asks."""
+        level = ConsistencyLevel(self._consistency)
+        return self._client.collections.use(collection_name(kb)).with_consistency_level(level)
+
+    async def _replication(self) -> ReplicationConfigCreate | None:
+        """A replicated KB: as many nodes as replicas, and async replication so that a node that was down catches up."""
+        factor = self._replication_factor
+        if factor == 1:
+            return None
+        nodes = len((await self.cluster_health()).nodes)
+        if factor > nodes:
+            raise StoreError(
+                f"WEAVIATE_REPLICATION_FACTOR={factor} needs at least {factor} Weaviate nodes but the cluster has "
+                f"{nodes}; lower it or add nodes"
+            )
+        # Weaviate 1.38 dropped the switch: it runs async replication for every replicated collection.
+        major, minor = (int(part) for part in (await self.server_version()).split(".")[:2])
+        return Configure.replication(
+            factor=factor,
+            async_enabled=True if (major, minor) < (1, 38) else None,
+            # Re-ingesting reuses chunk ids, so the latest write or delete of an id must win.
+            deletion_strategy=ReplicationDeletionStrategy.TIME_BASED_RESOLUTION,
+        )
 
     async def _meta(self, kb: str) -> KBMeta:
         if kb in self._metas:
@@ -130,6 +224,7 @@ class Store:
                     vector_config=Configure.Vectors.self_provided(
                         vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
                     ),
+                    replication_config=await self._replication(),
                 )
             )
             return
@@ -152,7 +247,7 @@ class Store:
 
     async def counts(self, kb: str) -> tuple[int, int]:
         await self._meta(kb)  # KBNotFound rather than a raw query error
-        collection = self._client.collections.use(collection_name(kb))
+        collection = self._collection(kb)
         chunks = await self._guard(collection.aggregate.over_all(total_count=True))
         groups = await self._guard(collection.aggregate.over_all(group_by="doc_id", total_count=True))
         return len(groups.groups), int(chunks.total_count or 0)
@@ -166,7 +261,7 @@ class Store:
 
     async def stored_chunks(self, kb: str) -> dict[str, dict[str, StoredChunk]]:
         """Everything needed to plan an incremental ingest: doc_id → {uuid: chunk summary}."""
-        collection = self._client.collections.use(collection_name(kb))
+        collection = self._collection(kb)
         index: dict[str, dict[str, StoredChunk]] = {}
 
         async def collect() -> None:
@@ -175,7 +270,7 @@ class Store:
             ):
                 p = obj.properties
                 index.setdefault(str(p["doc_id"]), {})[str(obj.uuid)] = StoredChunk(
-                    position=int(p["position"]),  # type: ignore[arg-type]
+                    position=int(p["position"]),
                     content_hash=str(p["content_hash"]),
                     origin=str(p["origin"]),
                     source=str(p["source"]),
@@ -187,7 +282,7 @@ class Store:
     async def list_documents(self, kb: str) -> list[DocumentInfo]:
         """The KB's documents by source, with their chunk counts."""
         await self._meta(kb)
-        collection = self._client.collections.use(collection_name(kb))
+        collection = self._collection(kb)
         documents: dict[str, DocumentInfo] = {}
 
         async def collect() -> None:
@@ -209,7 +304,7 @@ class Store:
     async def delete_document(self, kb: str, doc_id: str) -> str | None:
         """Delete every chunk of one document; its source, or None when the KB has no such document."""
         await self._meta(kb)
-        collection = self._client.collections.use(collection_name(kb))
+        collection = self._collection(kb)
         where = Filter.by_property("doc_id").equal(doc_id)
         found = await self._guard(collection.query.fetch_objects(filters=where, limit=1, return_properties=["source"]))
         if not found.objects:
@@ -220,7 +315,7 @@ class Store:
         return str(found.objects[0].properties["source"])
 
     async def upsert(self, kb: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        collection = self._client.collections.use(collection_name(kb))
+        collection = self._collection(kb)
         now = datetime.now(UTC)
         objects: list[DataObject[Any, None]] = [
             DataObject(
@@ -247,7 +342,7 @@ class Store:
                 raise StoreError(f"Weaviate rejected {len(result.errors)} chunk(s): {first.message}")
 
     async def delete_chunks(self, kb: str, uuids: Sequence[str]) -> None:
-        collection = self._client.collections.use(collection_name(kb))
+        collection = self._collection(kb)
         for start in range(0, len(uuids), _INSERT_BATCH):
             where = Filter.by_id().contains_any(list(uuids[start : start + _INSERT_BATCH]))
             await self._guard(collection.data.delete_many(where=where))
@@ -265,7 +360,7 @@ class Store:
         source_prefix: str | None = None,
         doc_id: str | None = None,
     ) -> list[Source]:
-        collection = self._client.collections.use(collection_name(kb))
+        collection = self._collection(kb)
         filters = []
         if source_prefix:
             filters.append(Filter.by_property("source").like(source_prefix + "*"))
@@ -293,7 +388,7 @@ class Store:
                 score=float(o.metadata.score or 0.0),
                 relevance=_cosine(vector, o.vector["default"]),  # type: ignore[arg-type]
                 doc_id=str(o.properties["doc_id"]),
-                position=int(o.properties["position"]),  # type: ignore[arg-type]
+                position=int(o.properties["position"]),
                 text=str(o.properties["text"]),
             )
             for o in result.objects
@@ -338,32 +433,53 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _client_for(settings: Settings, local: LocalWeaviate | None) -> weaviate.WeaviateAsyncClient:
+def _clients(settings: Settings, local: LocalWeaviate | None) -> Iterator[tuple[str, weaviate.WeaviateAsyncClient]]:
+    """A client for each node to try, in order, with the URL it is known by."""
     timeout = settings.weaviate_timeout
     config = AdditionalConfig(timeout=Timeout(init=timeout, query=timeout, insert=max(timeout, 60)))
     if local is not None:
-        return weaviate.use_async_with_local(
-            host="127.0.0.1",
-            port=local.http_port,
-            grpc_port=local.grpc_port,
-            auth_credentials=Auth.api_key(local.api_key),
-            additional_config=config,
+        yield (
+            local.url,
+            weaviate.use_async_with_local(
+                host="127.0.0.1",
+                port=local.http_port,
+                grpc_port=local.grpc_port,
+                auth_credentials=Auth.api_key(local.api_key),
+                additional_config=config,
+            ),
         )
-    url = urlparse(settings.weaviate_url or "")
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise StoreError(f"WEAVIATE_URL={settings.weaviate_url!r} is not an http(s) URL")
-    secure = url.scheme == "https"
+        return
     key = settings.weaviate_api_key
-    return weaviate.use_async_with_custom(
-        http_host=url.hostname,
-        http_port=url.port or (443 if secure else 80),
-        http_secure=secure,
-        grpc_host=url.hostname,
-        grpc_port=settings.weaviate_grpc_port or (443 if secure else 50051),
-        grpc_secure=secure,
-        auth_credentials=Auth.api_key(key.get_secret_value()) if key else None,
-        additional_config=config,
-    )
+    for node, grpc_port in settings.weaviate_nodes:
+        url = urlparse(node)
+        secure = url.scheme == "https"
+        yield (
+            node,
+            weaviate.use_async_with_custom(
+                http_host=url.hostname or "",
+                http_port=url.port or (443 if secure else 80),
+                http_secure=secure,
+                grpc_host=url.hostname or "",
+                grpc_port=grpc_port or (443 if secure else 50051),
+                grpc_secure=secure,
+                auth_credentials=Auth.api_key(key.get_secret_value()) if key else None,
+                additional_config=config,
+            ),
+        )
+
+
+async def _connect(settings: Settings, local: LocalWeaviate | None) -> weaviate.WeaviateAsyncClient:
+    """The first node that answers: any node of a Weaviate cluster serves every request."""
+    failures = []
+    for url, client in _clients(settings, local):
+        try:
+            await client.connect()
+        except WeaviateBaseError as exc:
+            failures.append(f"{url}: {_short(exc)}")
+            await client.close()
+        else:
+            return client
+    raise StoreError(f"cannot reach Weaviate at {'; '.join(failures)}; is it running?")
 
 
 @asynccontextmanager
@@ -376,13 +492,11 @@ async def open_store(settings: Settings, *, keep_running: bool = False) -> Async
     local = None if settings.weaviate_url else LocalWeaviate.from_settings(settings)
     started = await asyncio.to_thread(local.start) if local is not None else False
     try:
-        client = _client_for(settings, local)
-        try:
-            await client.connect()
-        except WeaviateBaseError as exc:
-            where = settings.weaviate_url or (local.url if local else "?")
-            raise StoreError(f"cannot reach Weaviate at {where}: {_short(exc)}; is it running?") from exc
-        store = Store(client)
+        store = Store(
+            await _connect(settings, local),
+            consistency=settings.weaviate_consistency,
+            replication_factor=settings.weaviate_replication_factor,
+        )
         try:
             yield store
         finally:

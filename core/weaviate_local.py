@@ -18,7 +18,8 @@ import shutil
 import subprocess
 import tarfile
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -69,6 +70,11 @@ class LocalWeaviate:
     version: str = WEAVIATE_VERSION
     binary: Path | None = None
     startup_timeout: float = 90.0
+    # One node of a loopback cluster: its name and every node's (name, HTTP port), the first being the one
+    # the others join. Each node's cluster ports follow its HTTP port; the nodes must share the key files.
+    node: str = "node1"
+    cluster: tuple[tuple[str, int], ...] = ()
+    extra_env: Mapping[str, str] = field(default_factory=dict)  # further server settings (e.g. tuning)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalWeaviate:
@@ -193,7 +199,7 @@ class LocalWeaviate:
             "GO_PROFILING_DISABLE": "true",
             "LOG_LEVEL": "warning",
             "QUERY_DEFAULTS_LIMIT": "25",
-            "CLUSTER_HOSTNAME": "node1",
+            "CLUSTER_HOSTNAME": self.node,
             "CLUSTER_IN_LOCALHOST": "true",
             "CLUSTER_BIND_ADDR": "127.0.0.1",
             "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
@@ -201,7 +207,7 @@ class LocalWeaviate:
             "CLUSTER_DATA_BIND_PORT": str(p + 2),
             "RAFT_PORT": str(p + 3),
             "RAFT_INTERNAL_RPC_PORT": str(p + 4),
-            "RAFT_BOOTSTRAP_EXPECT": "1",
+            "RAFT_BOOTSTRAP_EXPECT": str(len(self.cluster) or 1),
             "GRPC_PORT": str(self.grpc_port),
             "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
             "AUTHENTICATION_APIKEY_ENABLED": "true",
@@ -209,6 +215,17 @@ class LocalWeaviate:
             "AUTHENTICATION_APIKEY_USERS": "switchboard",
             "CLUSTER_BASIC_AUTH_USERNAME": "switchboard",
             "CLUSTER_BASIC_AUTH_PASSWORD": secret_file(self.root / "cluster-password"),
+            **self._cluster_environment(),
+            **self.extra_env,
+        }
+
+    def _cluster_environment(self) -> dict[str, str]:
+        if not self.cluster:
+            return {}
+        # RAFT_JOIN needs each node's RAFT port: names alone dial the default port and never elect a leader.
+        return {
+            "CLUSTER_JOIN": f"127.0.0.1:{self.cluster[0][1] + 1}",
+            "RAFT_JOIN": ",".join(f"{name}:{port + 3}" for name, port in self.cluster),
         }
 
     def _ready(self) -> bool:

@@ -258,6 +258,7 @@ def test_health_docs_and_widget(web: RunningServer) -> None:
     assert httpx.get(f"{web.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{web.url}/readyz", timeout=15)
     assert ready.status_code == 200 and ready.json()["weaviate"].startswith("ok (1.39.0)")
+    assert ready.json()["weaviate_nodes"] == "ok (1/1 healthy at QUORUM)"  # one node, KBs with one replica
     assert httpx.get(f"{web.url}/docs").status_code == 200
     assert "/api/chat" in httpx.get(f"{web.url}/openapi.json").json()["paths"]
     page = httpx.get(f"{web.url}/")
