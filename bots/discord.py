@@ -17,6 +17,7 @@ dropped by message / interaction id. discord.py itself handles reconnects and ra
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -37,6 +38,7 @@ from core.dedup import create_deduplicator
 from core.errors import ConfigError
 from core.profiles import BotProfile
 from core.rag import open_assistant
+from core.shutdown import until_sigterm
 
 logger = logging.getLogger(__name__)
 
@@ -369,13 +371,16 @@ async def reset(interaction: discord.Interaction[DiscordBot]) -> None:
 
 
 async def run(settings: Settings) -> None:
-    """Answer on Discord until cancelled (Ctrl-C)."""
+    """Answer on Discord until SIGTERM (then let the answers in flight finish) or Ctrl-C."""
     if settings.discord_bot_token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set: add your bot's token to .env (README: Chat bots › Discord)")
     token = settings.discord_bot_token.get_secret_value()
     async with open_assistant(settings) as assistant:
         responder = Responder(
-            assistant, create_deduplicator(settings), platform="discord", default_bot=settings.discord_bot
+            assistant,
+            create_deduplicator(settings, assistant.redis),
+            platform="discord",
+            default_bot=settings.discord_bot,
         )
         rules = load_rules(assistant.profiles, threads=settings.discord_threads)
         try:
@@ -389,8 +394,19 @@ async def run(settings: Settings) -> None:
 
 
 async def _serve(client: DiscordBot, token: str) -> None:
+    """Until SIGTERM, then leave the gateway (no new events) but keep the HTTP session open for the answers
+    in flight; `async with client` closes it once they are done. discord.py's close() would do both at once."""
     try:
         async with client:
-            await client.start(token)
+            await client.login(token)
+            gateway = await until_sigterm(client.connect())
+            if gateway is None:  # closed by itself (its errors, e.g. PrivilegedIntentsRequired, were raised)
+                return
+            gateway.cancel()
+            await asyncio.wait({gateway})
+            if client.ws is not None:
+                await client.ws.close(code=1000)
+            assistant = client.responder.assistant
+            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
     except discord.LoginFailure:
         raise ConfigError("Discord refused DISCORD_BOT_TOKEN: copy the bot's token again (README: Chat bots)") from None

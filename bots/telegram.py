@@ -9,7 +9,6 @@ that changes nothing, is logged and skipped, never fatal.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -46,6 +45,7 @@ from core.config import Settings
 from core.dedup import create_deduplicator
 from core.errors import ConfigError
 from core.rag import Assistant, open_assistant
+from core.shutdown import sigterm
 
 logger = logging.getLogger(__name__)
 
@@ -238,14 +238,18 @@ def _application(settings: Settings, assistant: Assistant, *, polling: bool) -> 
         builder = builder.updater(None)
     application = builder.build()
     responder = Responder(
-        assistant, create_deduplicator(settings), platform="telegram", default_bot=settings.telegram_bot
+        assistant,
+        create_deduplicator(settings, assistant.redis),
+        platform="telegram",
+        default_bot=settings.telegram_bot,
     )
     TelegramBot(responder).install(application)
     return application
 
 
 async def run(settings: Settings) -> None:
-    """Long polling until cancelled (Ctrl-C). Network drops are retried by PTB's updater."""
+    """Long polling until SIGTERM (then stop polling and let the answers in flight finish) or Ctrl-C.
+    Network drops are retried by PTB's updater."""
     if settings.telegram_mode == "webhook":
         raise ConfigError(f"TELEGRAM_MODE=webhook: the webhook is served by `switchboard serve` at {WEBHOOK_PATH}")
     async with open_assistant(settings) as assistant:
@@ -258,10 +262,13 @@ async def run(settings: Settings) -> None:
             await application.start()
             logger.info("telegram bot @%s polling", application.bot.username)
             try:
-                await asyncio.Event().wait()
-            finally:
+                await sigterm()
                 await application.updater.stop()
-                await application.stop()
+                await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+            finally:
+                if application.updater.running:
+                    await application.updater.stop()
+                await application.stop()  # waits for every handler still running: drained (or cancelled) above
 
 
 def webhook_router(settings: Settings) -> APIRouter:
@@ -284,6 +291,8 @@ def webhook_router(settings: Settings) -> APIRouter:
             await application.start()
             app.state.telegram = application
             yield
+            # Updates are answered after Telegram got its 200, outside any request uvicorn waits for.
+            await app.state.switchboard.assistant.in_flight.drain(settings.shutdown_grace_seconds)
             await application.stop()
 
     router = APIRouter(lifespan=lifespan, tags=["Chat bots"])

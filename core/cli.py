@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.config import Settings, get_settings
-from core.errors import SwitchboardError
+from core.errors import IngestStopped, SwitchboardError
 from core.types import heading
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard: one RAG assistant, every channel.")
@@ -64,6 +66,8 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 def _run(factory: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(factory())  # type: ignore[arg-type]
+    except IngestStopped as exc:
+        _fail(str(exc), 128 + signal.SIGTERM)
     except SwitchboardError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -117,12 +121,21 @@ def ingest(
     embedder = _embedder(settings)
 
     async def go() -> Any:
+        stop = asyncio.Event()  # SIGTERM: stop between documents, then close the store as usual
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as bar:
             async with open_store(settings) as store:
                 return await run_ingest(
-                    store, embedder, sources, kb=name, settings=settings, prune=prune, progress=_RichProgress(bar)
+                    store,
+                    embedder,
+                    sources,
+                    kb=name,
+                    settings=settings,
+                    prune=prune,
+                    progress=_RichProgress(bar),
+                    stop=stop,
                 )
 
     report = _run(go)
@@ -273,6 +286,7 @@ def kb_delete(
 @app.command()
 def status(as_json: JsonOption = False) -> None:
     """Is Weaviate reachable, which embedder is configured, which KBs exist."""
+    from core.shared_state import state_backend
     from core.store import open_store
 
     settings = _settings()
@@ -280,16 +294,22 @@ def status(as_json: JsonOption = False) -> None:
 
     async def go() -> Any:
         async with open_store(settings) as store:
-            return await store.server_version(), await store.list_kbs()
+            return await store.server_version(), await store.cluster_health(), await store.list_kbs()
 
-    version, kbs = _run(go)
+    version, health, kbs = _run(go)
     where = settings.weaviate_url or f"local (127.0.0.1:{settings.weaviate_local_port}, {settings.weaviate_dir})"
     if as_json:
         rows = [{"name": s.name, "documents": s.documents, "chunks": s.chunks, **asdict(s.meta)} for s in kbs]
-        print(json.dumps({"weaviate": {"url": where, "version": version}, "embedder": embedder_name, "kbs": rows}))
+        nodes = {"healthy": health.summary, "serving": health.serving, "nodes": [asdict(n) for n in health.nodes]}
+        weaviate = {"url": where, "version": version, "consistency": health.consistency, **nodes}
+        print(json.dumps({"weaviate": weaviate, "embedder": embedder_name, "kbs": rows}))
         return
     out.print(f"Weaviate {version} at {where}: reachable", highlight=False)
+    out.print(f"Nodes {health.summary}" if health.serving else f"[red]Nodes {health.summary}[/red]", highlight=False)
+    for n in health.nodes:
+        out.print(f"  {n.name}: {n.status} {n.version}, {n.shards} shards, {n.objects} objects", highlight=False)
     out.print(f"Embedder {embedder_name}", highlight=False)
+    out.print(f"Shared state: {state_backend(settings)}", highlight=False)
     for s in kbs:
         mismatch = "" if s.meta.embed_model == settings.embed_model else "  [red](built with another embedder)[/red]"
         out.print(
@@ -514,14 +534,11 @@ def llm_stop() -> None:
 
 
 def _serve(settings: Settings, prepare: Any = None) -> None:
-    import uvicorn
-
     from widget.app import create_app
+    from widget.server import serve
 
     out.print(f"Serving on [bold]http://{settings.server_host}:{settings.server_port}/[/bold] (Ctrl-C stops)")
-    uvicorn.run(
-        create_app(settings, prepare), host=settings.server_host, port=settings.server_port, log_level="warning"
-    )
+    serve(create_app(settings, prepare), settings)
 
 
 @app.command()
@@ -547,13 +564,21 @@ def mcp_command(
 ) -> None:
     """Serve the knowledge bases to an MCP client over stdio (tools search_knowledge and ask; logs on stderr)."""
     from core.rag import open_assistant
+    from core.shutdown import until_sigterm
     from widget.mcp_server import serve_stdio
 
     settings = _with_kb(_settings(), kb)
 
     async def go() -> None:
         async with open_assistant(settings) as assistant:
-            await serve_stdio(assistant)
+            if await until_sigterm(serve_stdio(assistant)) is None:
+                return  # the client closed stdin
+            await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+            await asyncio.sleep(0.2)  # the transport's writer thread sends the last results
+        # SIGTERM, and everything is closed. The SDK reads stdin in a thread that cancelling cannot interrupt,
+        # so an orderly exit would wait for the client's next line: leave now.
+        logging.shutdown()
+        os._exit(0)
 
     _run(go)
 
@@ -604,6 +629,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("core.shutdown").setLevel(logging.INFO)  # "shutting down: N answers in flight"
     try:
         app()
     except KeyboardInterrupt:

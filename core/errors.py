@@ -39,5 +39,13 @@ class UnsupportedSource(IngestError):
     """A file type or URL scheme the kit does not ingest."""
 
 
+class IngestStopped(SwitchboardError):
+    """Ingestion stopped on request (SIGTERM) between documents; running it again finishes it."""
+
+
 class LLMError(SwitchboardError):
     """The language model endpoint failed, stalled or returned something unusable."""
+
+
+class StateError(SwitchboardError):
+    """Redis, the state several replicas share (REDIS_URL), is unreachable or refused an operation."""

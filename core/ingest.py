@@ -2,13 +2,16 @@
 
 Crash-safe by construction: chunk ids are derived from (document, position), so every write is an
 upsert, and each run compares what is stored with what should be stored chunk by chunk. A run that was
-interrupted anywhere (Ctrl-C, Weaviate killed mid-batch) is repaired by simply running it again.
+interrupted anywhere (Ctrl-C, Weaviate killed mid-batch) is repaired by simply running it again. Asked to
+stop (`stop`, set on SIGTERM), it stops between batches once the document in progress is complete, with its
+stale chunks removed: every document is then either all old or all new.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -18,7 +21,7 @@ from typing import Protocol
 from core.chunk import SECTION_SEP, chunk_markdown
 from core.config import Settings
 from core.embed import Embedder
-from core.errors import IngestError
+from core.errors import IngestError, IngestStopped
 from core.extract import extract
 from core.kb import KBMeta
 from core.sources import Found, RawDoc, discover, normalise_origin
@@ -110,6 +113,7 @@ async def ingest(
     settings: Settings,
     prune: bool = False,
     progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> IngestReport:
     progress = progress or _Silent()
     started = time.perf_counter()
@@ -117,7 +121,7 @@ async def ingest(
     found = await discover(list(inputs), settings)
     origins = {normalise_origin(raw) for raw in inputs} if prune else ()
     report = await ingest_found(
-        store, embedder, found, kb=kb, settings=settings, prune_origins=origins, progress=progress
+        store, embedder, found, kb=kb, settings=settings, prune_origins=origins, progress=progress, stop=stop
     )
     report.seconds = time.perf_counter() - started  # with the reading (fetching) of the sources
     return report
@@ -132,9 +136,10 @@ async def ingest_found(
     settings: Settings,
     prune_origins: Collection[str] = (),
     progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> IngestReport:
     """Ingest documents already read (from sources, or received as uploads). With `prune_origins`, documents
-    from those origins that are not in `found` are removed."""
+    from those origins that are not in `found` are removed. Raises IngestStopped once `stop` was set."""
     progress = progress or _Silent()
     started = time.perf_counter()
     report = IngestReport()
@@ -162,7 +167,7 @@ async def ingest_found(
     stored = await store.stored_chunks(kb)
 
     to_write: list[Chunk] = []
-    stale: list[str] = []
+    stale: dict[str, list[str]] = {}  # by document
     for doc_id, chunks in planned.items():
         have = stored.get(doc_id, {})
         wanted = {chunk_uuid(c.doc_id, c.position): c for c in chunks}
@@ -171,7 +176,7 @@ async def ingest_found(
         report.added += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) not in have)
         report.updated += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) in have)
         report.unchanged += len(chunks) - len(changed)
-        stale.extend(uid for uid in have if uid not in wanted)
+        stale[doc_id] = [uid for uid in have if uid not in wanted]
         report.documents_unchanged += int(not changed and len(have) == len(wanted))
     report.documents = len(planned)
 
@@ -180,37 +185,65 @@ async def ingest_found(
             if doc_id in planned or doc_id in failed_ids:
                 continue
             if any(c.origin in prune_origins for c in have.values()):
-                stale.extend(have)
+                stale[doc_id] = list(have)
                 report.documents_pruned += 1
 
     progress.stage("Embedding and storing", len(to_write))
-    await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress)
-    if stale:
-        await store.delete_chunks(kb, stale)
-    report.deleted = len(stale)
+    written = await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress, stop)
+    untouched = {c.doc_id for c in to_write[written:]}  # documents not started when asked to stop
+    gone = [uid for doc_id, uids in stale.items() if doc_id not in untouched for uid in uids]
+    if gone:
+        await store.delete_chunks(kb, gone)
+    if untouched:
+        raise IngestStopped(
+            f"stopped before {len(untouched)} of {len(planned)} documents (each document stored is complete); "
+            "run the same command again to finish"
+        )
+    report.deleted = len(gone)
     report.seconds = time.perf_counter() - started
     return report
 
 
 async def _embed_and_store(
-    store: Store, embedder: Embedder, kb: str, chunks: list[Chunk], batch: int, progress: Progress
-) -> None:
-    """Embed batch n+1 in a worker thread while batch n is written, so Weaviate time hides behind the CPU."""
+    store: Store,
+    embedder: Embedder,
+    kb: str,
+    chunks: list[Chunk],
+    batch: int,
+    progress: Progress,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Embed batch n+1 in a worker thread while batch n is written, so Weaviate time hides behind the CPU.
+    Returns how many chunks were written: all, or once `stop` is set, those up to the end of the document in
+    progress (`chunks` holds each document's chunks together)."""
     batches = [chunks[i : i + batch] for i in range(0, len(chunks), batch)]
     if not batches:
-        return
+        return 0
 
     def embed(group: list[Chunk]) -> list[list[float]]:
         return embedder.embed_documents([embedding_text(c) for c in group])
 
+    written = 0
     pending = asyncio.create_task(asyncio.to_thread(embed, batches[0]))
     try:
         for i, group in enumerate(batches):
+            if stop is not None and stop.is_set():
+                break
             vectors = await pending
             if i + 1 < len(batches):
                 pending = asyncio.create_task(asyncio.to_thread(embed, batches[i + 1]))
             await store.upsert(kb, group, vectors)
+            written += len(group)
             progress.advance(len(group))
     finally:
         if not pending.done():
             pending.cancel()
+    if 0 < written < len(chunks):  # stopped: complete the document in progress
+        doc_id = chunks[written - 1].doc_id
+        rest = list(itertools.takewhile(lambda c: c.doc_id == doc_id, chunks[written:]))
+        for i in range(0, len(rest), batch):
+            group = rest[i : i + batch]
+            await store.upsert(kb, group, await asyncio.to_thread(embed, group))
+            written += len(group)
+            progress.advance(len(group))
+    return written

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
+
+from redis.asyncio import Redis
 
 from core.answers import AnswerLog
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
-from core.history import HistoryStore, SQLiteHistory, fit_history
+from core.history import HistoryStore, create_history, fit_history
 from core.llm import LLM, extractive_answer, open_llm
 from core.profiles import DEFAULT_BOT, BotProfile, load_profiles
 from core.prompt import answer_messages, cited_numbers, condense_messages
 from core.search import SearchOptions, retrieve
+from core.shared_state import open_redis
+from core.shutdown import InFlight
 from core.store import Store, open_store
 from core.types import Citation, Delta, Done, Event, Failed, Generation, Message, Source, Sources, Turn
 
@@ -53,6 +57,7 @@ class Assistant:
         history: HistoryStore,
         answers: AnswerLog,
         profiles: dict[str, BotProfile],
+        redis: Redis | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -61,6 +66,8 @@ class Assistant:
         self.history = history
         self.answers = answers
         self.profiles = profiles
+        self.redis = redis  # the process's client for state shared with other replicas (rate limits, de-dup)
+        self.in_flight = InFlight()  # every answer of this process, for a graceful shutdown
 
     def profile(self, bot: str | None) -> BotProfile:
         try:
@@ -72,6 +79,12 @@ class Assistant:
         await self.history.reset(channel, conversation_id)
 
     async def answer(self, message: Message) -> AsyncIterator[Event]:
+        with self.in_flight.track():
+            async with aclosing(self._answer(message)) as events:
+                async for event in events:
+                    yield event
+
+    async def _answer(self, message: Message) -> AsyncGenerator[Event, None]:
         try:
             profile = self.profile(message.bot)
         except ConfigError as exc:
@@ -188,9 +201,9 @@ async def open_assistant(settings: Settings, *, keep_running: bool = False) -> A
     """Everything an answer needs, opened once per process (server lifespan, bot, CLI command)."""
     profiles = load_profiles(settings)
     embedder = await asyncio.to_thread(create_embedder, settings)
-    history = SQLiteHistory(settings.data_dir / "history.sqlite3", settings.history_max_turns)
     answers = AnswerLog(settings.data_dir / "answers.sqlite3")
     async with (
+        open_redis(settings) as redis,  # first: a wrong REDIS_URL fails before Weaviate and the LLM start
         open_store(settings, keep_running=keep_running) as store,
         open_llm(settings, keep_running=keep_running) as llm,
     ):
@@ -199,7 +212,8 @@ async def open_assistant(settings: Settings, *, keep_running: bool = False) -> A
             store=store,
             embedder=embedder,
             llm=llm,
-            history=history,
+            history=create_history(settings, redis),
             answers=answers,
             profiles=profiles,
+            redis=redis,
         )

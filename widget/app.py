@@ -24,16 +24,15 @@ from bots.webhooks import WEBHOOK_BODY_LIMITS, webhook_routers
 from core.apikeys import ApiKeys
 from core.config import Settings
 from core.jobs import Jobs
-from core.process import secret_file
 from core.rag import Assistant, open_assistant
 from widget import admin, openai_api
 from widget.bots import widget_settings
 from widget.deps import ServerState
 from widget.mcp_server import McpEndpoint
 from widget.openai_api import OpenAIError
-from widget.ratelimit import RateLimits
+from widget.ratelimit import create_rate_limits
 from widget.routes import router
-from widget.sessions import SessionTokens
+from widget.sessions import SessionTokens, signing_secret
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -100,12 +99,6 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _secret(settings: Settings) -> str:
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    return secret_file(settings.data_dir / "session-secret")  # development only: production requires one
-
-
 def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None]] | None = None) -> FastAPI:
     """`prepare` runs once the assistant is open, before serving (the demo ingests the sample docs there)."""
     mcp = McpEndpoint()
@@ -120,8 +113,12 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
             app.state.switchboard = ServerState(
                 settings=settings,
                 assistant=assistant,
-                tokens=SessionTokens(_secret(settings), settings.session_ttl, settings.session_renew_days * 86400),
-                limits=RateLimits(settings.rate_limit_session, settings.rate_limit_ip, settings.rate_limit_api_key),
+                tokens=SessionTokens(
+                    await signing_secret(settings, assistant.redis),
+                    settings.session_ttl,
+                    settings.session_renew_days * 86400,
+                ),
+                limits=create_rate_limits(settings, assistant.redis),
                 bots=bots,
                 api_keys=ApiKeys(settings.data_dir / "api-keys.sqlite3"),
                 jobs=jobs,
@@ -130,6 +127,8 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
             try:
                 yield
             finally:
+                # Chat-bot webhook answers run after their request returned: uvicorn did not wait for them.
+                await assistant.in_flight.drain(settings.shutdown_grace_seconds)
                 await jobs.close()  # before the store they write to closes
 
     app = FastAPI(title="Switchboard", version="0.1.0", lifespan=lifespan)

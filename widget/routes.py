@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import SwitchboardError
 from core.rag import Assistant
+from core.shared_state import redis_check
 from core.types import Delta, Done, Event, Failed, Message, Sources
 from widget.deps import AssistantDep, SessionDep, StateDep, client_ip
 from widget.sessions import Session, verify_identity
@@ -69,8 +70,8 @@ def _origin_allowed(state: StateDep, request: Request, bot: str, origin: str | N
     return origin == own or origin in allowed or (development and not allowed)
 
 
-def _rate_limit(state: StateDep, kind: str, key: str) -> None:
-    wait = state.limits.hit(kind, key)
+async def _rate_limit(state: StateDep, kind: str, key: str) -> None:
+    wait = await state.limits.hit(kind, key)
     if wait is not None:
         who = "this chat session" if kind == "session" else "your network address"
         raise HTTPException(
@@ -80,7 +81,7 @@ def _rate_limit(state: StateDep, kind: str, key: str) -> None:
 
 @router.post("/api/session")
 async def create_session(body: SessionRequest, request: Request, state: StateDep) -> dict[str, Any]:
-    _rate_limit(state, "ip", client_ip(request))
+    await _rate_limit(state, "ip", client_ip(request))
     try:
         profile = state.assistant.profile(body.bot)
     except SwitchboardError:
@@ -147,14 +148,14 @@ async def _stream(assistant: Assistant, message: Message) -> AsyncIterator[bytes
 
 
 @router.post("/api/chat")
-def chat(body: ChatRequest, request: Request, session: SessionDep, state: StateDep) -> StreamingResponse:
+async def chat(body: ChatRequest, request: Request, session: SessionDep, state: StateDep) -> StreamingResponse:
     text = body.message.strip()
     if not text:
         raise HTTPException(422, "message is empty")
     if len(text) > state.settings.max_message_chars:
         raise HTTPException(422, f"message is longer than {state.settings.max_message_chars} characters")
-    _rate_limit(state, "ip", client_ip(request))
-    _rate_limit(state, "session", session.identity)
+    await _rate_limit(state, "ip", client_ip(request))
+    await _rate_limit(state, "session", session.identity)
     message = Message(
         text=text,
         channel="widget",
@@ -222,10 +223,17 @@ async def readyz(assistant: AssistantDep, response: Response) -> dict[str, str]:
         checks["weaviate"] = f"ok ({await asyncio.wait_for(assistant.store.server_version(), 5)})"
     except (SwitchboardError, TimeoutError) as exc:
         checks["weaviate"] = f"unavailable: {exc}"
+    try:  # a cluster with nodes down stays ready while WEAVIATE_CONSISTENCY can still be met
+        nodes = await asyncio.wait_for(assistant.store.cluster_health(), 5)
+        checks["weaviate_nodes"] = f"ok ({nodes.summary})" if nodes.serving else f"unavailable: {nodes.summary}"
+    except (SwitchboardError, TimeoutError) as exc:
+        checks["weaviate_nodes"] = f"unavailable: {exc}"
     if assistant.llm is None:
         checks["llm"] = "unavailable: answers quote passages"
     else:
         checks["llm"] = "ok" if await assistant.llm.ping() else "unavailable"
+    if assistant.redis is not None:
+        checks["redis"] = await redis_check(assistant.redis)
     ready = all(v.startswith("ok") for v in checks.values())
     response.status_code = 200 if ready else 503
     return {"status": "ready" if ready else "not ready", **checks}
