@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from bots.render import Dialect, final_markdown, split
@@ -27,6 +28,7 @@ from core.types import Delta, Done, Event, Failed, Message
 logger = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, something went wrong while answering. Please try again in a moment."
+INTERRUPTED = "_The answer was interrupted because the assistant is restarting. Please ask again in a moment._"
 THINKING = "_Thinking…_"
 CURSOR = " ▍"
 
@@ -49,6 +51,11 @@ class Channel(ABC):
     async def typing(self) -> None:
         """Show "typing…" where the platform has it; nothing otherwise."""
         return None
+
+    async def stream(self, events: AsyncIterator[Event]) -> Done | None:
+        """Deliver one answer as it is written: post-then-edit (`relay`), unless the platform has its own
+        streaming API (Slack)."""
+        return await relay(events, self)
 
 
 class _Reply:
@@ -73,29 +80,66 @@ class _Reply:
                 self.shown[i] = part
 
 
-async def relay(events: AsyncIterator[Event], channel: Channel) -> Done | None:
-    """Stream one answer into `channel`. Returns the `Done` event (None when the answer failed). Never
-    raises for a failed answer: the user gets the core's reason or a short apology instead of silence."""
-    reply = _Reply(channel)
-    text = ""
+@dataclass
+class Followed:
+    """What one answer's events came to."""
+
+    text: str = ""  # the Markdown streamed so far
+    done: Done | None = None
+    failure: str | None = None  # the core's reason for not answering
+    cancelled: asyncio.CancelledError | None = None  # shutdown's grace period ran out mid-answer
+
+
+async def follow(
+    events: AsyncIterator[Event], where: str, update: Callable[[str], Awaitable[None]], interval: float
+) -> Followed:
+    """Read one answer's events while a background task calls `update(text so far)`: the next call only after
+    the previous one finished and `interval` seconds passed, none when nothing changed. Returns when the events
+    end and an update in flight has finished, so what the caller shows next is never overwritten."""
+    result = Followed()
     changed, stop = asyncio.Event(), asyncio.Event()
 
-    async def editor() -> None:
+    async def updater() -> None:
         shown = ""
         while True:
             await changed.wait()
             changed.clear()
             if stop.is_set():
                 return
-            if text != shown:
-                shown = text
+            if result.text != shown:
+                shown = result.text
                 try:
-                    await reply.show(text + CURSOR)
-                except Exception:  # a failed preview edit is not worth ending the answer for
-                    logger.warning("a streaming edit on %s failed", channel.dialect.name, exc_info=True)
+                    await update(shown)
+                except Exception:  # a failed preview is not worth ending the answer for
+                    logger.warning("a streaming update on %s failed", where, exc_info=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), channel.edit_interval)
+                await asyncio.wait_for(stop.wait(), interval)
 
+    task = asyncio.create_task(updater())
+    try:
+        async for event in events:
+            if isinstance(event, Delta):
+                result.text += event.text
+                changed.set()
+            elif isinstance(event, Done):
+                result.done = event
+            elif isinstance(event, Failed):
+                result.failure = event.reason
+    except asyncio.CancelledError as exc:  # the caller still gets to say so, not leave a stuck preview
+        result.cancelled = exc
+    except Exception:
+        logger.exception("answering failed on %s", where)
+    finally:
+        stop.set()
+        changed.set()
+        await task
+    return result
+
+
+async def relay(events: AsyncIterator[Event], channel: Channel) -> Done | None:
+    """Stream one answer into `channel`. Returns the `Done` event (None when the answer failed). Never
+    raises for a failed answer: the user gets the core's reason or a short apology instead of silence."""
+    reply = _Reply(channel)
     with contextlib.suppress(Exception):
         await channel.typing()
     try:
@@ -103,29 +147,18 @@ async def relay(events: AsyncIterator[Event], channel: Channel) -> Done | None:
     except Exception:
         logger.exception("could not post the placeholder to %s", channel.dialect.name)
         return None
-    task = asyncio.create_task(editor())
-    done: Done | None = None
-    final = APOLOGY
-    try:
-        async for event in events:
-            if isinstance(event, Delta):
-                text += event.text
-                changed.set()
-            elif isinstance(event, Done):
-                done = event
-                final = final_markdown(event)
-            elif isinstance(event, Failed):
-                final = event.reason
-    except Exception:
-        logger.exception("answering failed on %s", channel.dialect.name)
-    finally:
-        stop.set()
-        changed.set()
-        await task  # an edit in flight finishes first, so the final edit below is never overwritten
+    result = await follow(events, channel.dialect.name, lambda text: reply.show(text + CURSOR), channel.edit_interval)
+    done = result.done
+    if result.cancelled is not None:
+        final = f"{result.text}\n\n{INTERRUPTED}" if result.text else INTERRUPTED
+    else:
+        final = result.failure or (final_markdown(done) if done else APOLOGY)
     try:
         await reply.show(final, answer_id=done.answer_id if done and done.answer_id else None)
     except Exception:
         logger.exception("could not deliver the final answer to %s", channel.dialect.name)
+    if result.cancelled is not None:
+        raise result.cancelled
     return done
 
 
@@ -185,7 +218,8 @@ class Responder:
         self, channel: Channel, *, text: str, conversation_id: str, bot: str, user_id: str | None = None
     ) -> Done | None:
         message = Message(text=text, channel=self.platform, conversation_id=conversation_id, bot=bot, user_id=user_id)
-        return await relay(self.assistant.answer(message), channel)
+        with self.assistant.in_flight.track():  # until the final edit, not just the end of the answer
+            return await channel.stream(self.assistant.answer(message))
 
     async def reset(self, conversation_id: str) -> None:
         await self.assistant.reset(self.platform, conversation_id)

@@ -2,10 +2,12 @@
 (POST /slack/events on `switchboard serve`), chosen by SLACK_MODE. Both run the same bolt app.
 
 What it answers: an @mention in a channel, every direct message, and any later message in a channel thread
-where it has already answered (no new mention needed). Replies always go in the message's thread. A channel
-thread is one conversation (team:channel:thread); a direct message channel is one conversation as a whole
-(team:channel), so a DM reads like a chat and "reset" starts it over. `/ask QUESTION` posts the question and
-answers in its thread, or, with SLACK_ASK_EPHEMERAL, answers only the asker.
+where it has answered or started answering (no new mention needed; noted in the answer log when the answer
+starts, so every process sharing the data directory knows, even while that answer is still streaming).
+Replies always go in the message's thread. A channel thread is one conversation (team:channel:thread); a
+direct message channel is one conversation as a whole (team:channel), so a DM reads like a chat and "reset"
+starts it over. `/ask QUESTION` posts the question and answers in its thread, or, with SLACK_ASK_EPHEMERAL,
+answers only the asker.
 
 Reliability: bolt acknowledges every event before a listener runs, so Slack's 3 seconds are always met.
 Redeliveries (X-Slack-Retry-Num) and the same message arriving as two events (a mention in a followed thread
@@ -14,17 +16,21 @@ is both `app_mention` and `message`) are answered once: the de-duplicator is key
 dropped too, on every replica that shares the store. Web API calls are retried on 429 after Retry-After and
 on dropped connections (slack_sdk's retry handlers); 5xx are not retried, since a post may have gone through.
 
-Streaming is post-then-edit (bots.base.relay) with chat.update at most every EDIT_INTERVAL seconds. Slack's
-native streaming (chat.startStream/appendStream/stopStream, present in slack_sdk 3.48) is not used: it only
-works for apps with the "Agents & AI Apps" feature (assistant:write) and needs recipient team/user ids in
-channels; it is append-only standard Markdown, so relay's final replace (answer + sources + buttons, long
-answers split at the block limit) and the shared mrkdwn renderer's link policy do not apply; and ephemeral
-/ask answers cannot stream at all. Post-then-edit works in every workspace with the scopes in the manifest.
+Streaming (SLACK_STREAMING): "native" (the default) uses Slack's streaming API in the thread:
+chat.startStream, chat.appendStream with the Markdown written since the last append (at most one call per
+APPEND_INTERVAL), then chat.stopStream, whose blocks put the sources, the context line and 👍/👎 under the
+streamed answer (the stream is append-only: the edit path's final replace has no equivalent). An answer longer
+than STREAM_LIMIT continues in another streamed message; a stream that breaks midway is finished with
+chat.update. "edit" is post-then-edit (bots.base.relay): chat.update at most every EDIT_INTERVAL seconds,
+sources and buttons in the final edit. Edit is also what ephemeral /ask answers get (they can be neither
+streamed nor edited: relay collects them and the response_url gets the result), and what every answer of the
+process gets once Slack has refused chat.startStream to the app (REFUSALS, e.g. unknown_method, or
+missing_scope where Slack wants the "Agents & AI Apps" feature's assistant:write): logged once, and the
+refused answer itself is given the edit way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -44,13 +50,25 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.base import APOLOGY, THINKING, Channel, Responder, feedback_value, is_reset
-from bots.render import SLACK, render
+from bots.base import (
+    APOLOGY,
+    INTERRUPTED,
+    THINKING,
+    Channel,
+    Responder,
+    feedback_value,
+    follow,
+    is_reset,
+    relay,
+)
+from bots.render import SLACK, render, sources_markdown, split
 from core.answers import Rating
 from core.config import Settings
 from core.dedup import create_deduplicator
 from core.errors import ConfigError
 from core.rag import Assistant, open_assistant
+from core.shutdown import sigterm
+from core.types import Done, Event
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +77,25 @@ EVENTS_PATH = "/slack/events"
 # room for a few answers at once; a 429 beyond that waits for Retry-After.
 EDIT_INTERVAL = 1.5
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block, the longest part of an answer
+# chat.appendStream is Tier 4 (~100 calls a minute per workspace): one append a second per answer, each with
+# all the Markdown written since the last, leaves room for a few answers at once.
+APPEND_INTERVAL = 1.0
+# Slack takes at most 12,000 characters of Markdown per streaming call, and a streamed message is kept under
+# that too: a longer answer continues in a new streamed message. The margin closes a code block cut there.
+STREAM_LIMIT = 11_990
+# chat.startStream errors meaning that this app may not stream at all, rather than not in this thread.
+REFUSALS = frozenset(
+    {
+        "unknown_method",
+        "missing_scope",
+        "not_allowed_token_type",
+        "access_denied",
+        "method_deprecated",
+        "deprecated_endpoint",
+        "enterprise_is_restricted",
+    }
+)
+FENCE = "```"
 FEEDBACK_ACTION = re.compile(r"^feedback_(up|down)$")
 RESET_DONE = "Starting over: I have forgotten this conversation."
 ASK_USAGE = "Usage: `/ask QUESTION`, or `/ask reset` to start over."
@@ -80,15 +117,21 @@ def _button(rating: Rating, label: str, answer_id: str) -> dict[str, Any]:
     }
 
 
-def answer_blocks(text: str, answer_id: str | None, footer: str) -> list[dict[str, Any]] | None:
-    """Block Kit for the last part of an answer: the text, a context line, 👍/👎. None for plain messages."""
-    if answer_id is None:
-        return None
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def feedback_blocks(answer_id: str, footer: str) -> list[dict[str, Any]]:
+    """The end of every answer: a context line naming the bot and its KB, then 👍/👎."""
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]},
         {"type": "actions", "elements": [_button("up", "👍", answer_id), _button("down", "👎", answer_id)]},
     ]
+
+
+def answer_blocks(text: str, answer_id: str | None, footer: str) -> list[dict[str, Any]] | None:
+    """Block Kit for the last part of an answer: the text, a context line, 👍/👎. None for plain messages."""
+    return None if answer_id is None else [_section(text), *feedback_blocks(answer_id, footer)]
 
 
 class SlackThread(Channel):
@@ -121,6 +164,158 @@ class SlackThread(Channel):
         )
 
 
+def _in_code_block(markdown: str) -> bool:
+    """Whether `markdown` stops inside a ``` code block (the fence models write)."""
+    return sum(line.lstrip().startswith(FENCE) for line in markdown.split("\n")) % 2 == 1
+
+
+class NativeStreaming:
+    """Whether answers use Slack's streaming API: SLACK_STREAMING=native, until Slack refuses it to the app."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def refuse(self, error: str) -> None:
+        if self.enabled:
+            logger.warning("Slack refused to stream answers (%s): using post-then-edit from now on", error)
+        self.enabled = False
+
+
+class _Stream:
+    """One answer streamed into a thread, in as many streamed messages as its length needs."""
+
+    def __init__(self, thread: StreamedThread):
+        self.thread = thread
+        self.ts = ""  # the message streaming now
+        self.shown = ""  # its Markdown
+        self.head = ""  # what it starts with that is not the answer's (a reopened code block)
+        self.begin = 0  # where in the answer it starts
+        self.sent = 0  # characters of the answer streamed so far
+
+    async def start(self, head: str = "") -> None:
+        t = self.thread
+        response = await t.client.chat_startStream(
+            channel=t.channel, thread_ts=t.thread_ts, recipient_team_id=t.team, recipient_user_id=t.user
+        )
+        self.ts, self.shown, self.head, self.begin = str(response["ts"]), "", head, self.sent
+        if head:
+            await self._append(head)
+
+    async def _append(self, markdown: str) -> None:
+        await self.thread.client.chat_appendStream(channel=self.thread.channel, ts=self.ts, markdown_text=markdown)
+        self.shown += markdown
+
+    async def send(self, answer: str) -> None:
+        """Stream what `answer` (the whole text so far) has beyond what was streamed already."""
+        while self.sent < len(answer):
+            rest, room = answer[self.sent :], STREAM_LIMIT - len(self.shown)
+            piece = rest[:room]
+            if len(rest) > room:  # the message is full: end it at a line break where there is one
+                piece = piece[: piece.rfind("\n") + 1] or piece
+            if piece:
+                await self._append(piece)
+                self.sent += len(piece)
+            if self.sent < len(answer):
+                await self._continue()
+
+    async def _continue(self) -> None:
+        """End the full message, closing a code block cut at its end, and go on in a new one."""
+        reopen = _in_code_block(self.shown)
+        if reopen:
+            await self._append(FENCE if self.shown.endswith("\n") else f"\n{FENCE}")
+        await self.stop(None)
+        await self.start(f"{FENCE}\n" if reopen else "")
+
+    async def stop(self, blocks: list[dict[str, Any]] | None) -> None:
+        await self.thread.client.chat_stopStream(channel=self.thread.channel, ts=self.ts, blocks=blocks)
+
+
+class StreamedThread(SlackThread):
+    """A reply in one thread through Slack's streaming API; post-then-edit when Slack will not stream."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        thread_ts: str,
+        footer: str,
+        team: str,
+        user: str,
+        native: NativeStreaming,
+    ):
+        super().__init__(client, channel=channel, thread_ts=thread_ts, footer=footer)
+        self.team = team  # the recipient, which chat.startStream requires
+        self.user = user
+        self.native = native
+
+    async def stream(self, events: AsyncIterator[Event]) -> Done | None:
+        if not self.native.enabled:  # refused since this reply was set up
+            return await relay(events, self)
+        stream = _Stream(self)
+        try:
+            await stream.start()
+        except Exception as exc:  # before any event was read: the edit path can still give the whole answer
+            error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else repr(exc)
+            if error in REFUSALS:
+                self.native.refuse(error)
+            else:
+                logger.warning("could not stream in %s (%s): using post-then-edit", self.channel, error)
+            return await relay(events, self)
+
+        broken = False
+
+        async def append(answer: str) -> None:
+            nonlocal broken
+            if not broken:  # after a failed append only the final send below tries again (then chat.update)
+                try:
+                    await stream.send(answer)
+                except Exception:
+                    broken = True
+                    raise
+
+        result = await follow(events, "slack", append, APPEND_INTERVAL)
+        answer, done, cancelled = result.text, result.done, result.cancelled
+        failure = INTERRUPTED if cancelled is not None else result.failure or APOLOGY
+        if done is None:  # the stream cannot take back what it showed: the reason goes under it
+            answer = f"{answer}\n\n{failure}" if answer.strip() else failure
+        try:
+            await stream.send(answer)
+            await stream.stop(self.closing_blocks(done))
+        except Exception:
+            logger.warning("streaming in %s broke off: finishing with chat.update", self.channel, exc_info=True)
+            await self.recover(stream, answer, done)
+        if cancelled is not None:
+            raise cancelled
+        return done
+
+    def closing_blocks(self, done: Done | None) -> list[dict[str, Any]] | None:
+        """What chat.stopStream puts under the streamed answer: what the edit path's final message adds to the
+        answer, i.e. its sources, then the context line and 👍/👎."""
+        if done is None:
+            return None
+        blocks = [_section(part) for part in split(sources_markdown(done), SLACK, SECTION_LIMIT)]
+        if done.answer_id:
+            blocks += feedback_blocks(done.answer_id, self.footer)
+        return blocks or None
+
+    async def recover(self, stream: _Stream, answer: str, done: Done | None) -> None:
+        """Replace the message whose stream broke with the rest of the answer, as the edit path shows it."""
+        rest = stream.head + answer[stream.begin :]
+        sources = sources_markdown(done) if done else ""
+        parts = split(f"{rest.rstrip()}\n\n{sources}" if sources else rest, SLACK, SECTION_LIMIT) or ["…"]
+        answer_id = done.answer_id if done and done.answer_id else None
+        try:
+            for i, part in enumerate(parts):
+                feedback = answer_id if i == len(parts) - 1 else None
+                if i == 0:
+                    await self.edit(stream.ts, part, answer_id=feedback)
+                else:
+                    await self.post(part, answer_id=feedback)
+        except Exception:
+            logger.exception("could not deliver the final answer to slack")
+
+
 class PrivateReply(Channel):
     """An ephemeral /ask answer. Ephemeral messages cannot be edited through the Web API, so relay() streams
     into memory (previews are never shown) and the finished parts are sent once, via the response_url."""
@@ -150,9 +345,10 @@ def _plain(text: str, bot_user: str | None) -> str:
 class SlackBot:
     """The listeners: Slack payloads in, Responder calls out."""
 
-    def __init__(self, responder: Responder, *, ask_ephemeral: bool):
+    def __init__(self, responder: Responder, *, ask_ephemeral: bool, native: bool):
         self.responder = responder
         self.ask_ephemeral = ask_ephemeral
+        self.native = NativeStreaming(native)  # one per process: a refusal holds for every later answer
 
     def register(self, app: AsyncApp) -> None:
         app.event("app_mention")(self.on_mention)
@@ -181,7 +377,7 @@ class SlackBot:
             thread = event.get("thread_ts")
             if not thread or f"<@{context.bot_user_id}" in text:  # not a thread reply, or app_mention's job
                 return
-            if not await self.responder.assistant.answers.conversation("slack", conversation_id(team, channel, thread)):
+            if not await self.responder.assistant.answers.engaged("slack", conversation_id(team, channel, thread)):
                 return
         await self.reply(client, team, event, _plain(text, context.bot_user_id))
 
@@ -192,8 +388,25 @@ class SlackBot:
             return
         thread = event.get("thread_ts") or ts
         bot = self.bot_for(team, channel)
-        target = SlackThread(client, channel=channel, thread_ts=thread, footer=self.footer(bot))
-        await self.respond(target, text, conversation_id(team, channel, thread), bot, event.get("user"))
+        await self.answer_in_thread(
+            client, text, team=team, channel=channel, thread=thread, bot=bot, user=event.get("user")
+        )
+
+    async def answer_in_thread(
+        self, client: AsyncWebClient, text: str, *, team: str, channel: str, thread: str, bot: str, user: str | None
+    ) -> None:
+        conversation = conversation_id(team, channel, thread)
+        try:  # from now on follow-ups need no mention, even while this answer is still being written
+            await self.responder.assistant.answers.engage("slack", conversation)
+        except Exception:
+            logger.warning("could not note %s as a conversation the bot is in", conversation, exc_info=True)
+        footer = self.footer(bot)
+        target = SlackThread(client, channel=channel, thread_ts=thread, footer=footer)
+        if self.native.enabled and team and user:
+            target = StreamedThread(
+                client, channel=channel, thread_ts=thread, footer=footer, team=team, user=user, native=self.native
+            )
+        await self.respond(target, text, conversation, bot, user)
 
     async def respond(self, target: Channel, text: str, conversation: str, bot: str, user: str | None) -> None:
         """Answer, start over or greet; an error becomes an apology in the thread, never silence."""
@@ -261,9 +474,9 @@ class SlackBot:
             logger.exception("could not post /ask in %s", channel)
             await respond(text=APOLOGY, response_type="ephemeral")
             return
-        thread = str(asked["ts"])
-        target = SlackThread(client, channel=channel, thread_ts=thread, footer=self.footer(bot))
-        await self.respond(target, text, conversation_id(team, channel, thread), bot, user)
+        await self.answer_in_thread(
+            client, text, team=team, channel=channel, thread=str(asked["ts"]), bot=bot, user=user
+        )
 
 
 def _required(secret: SecretStr | None, name: str, prefix: str = "") -> str:
@@ -290,13 +503,18 @@ def slack_app(settings: Settings, assistant: Assistant) -> AsyncApp:
         request_verification_enabled=http,
         logger=logger,
     )
-    responder = Responder(assistant, create_deduplicator(settings), platform="slack", default_bot=settings.slack_bot)
-    SlackBot(responder, ask_ephemeral=settings.slack_ask_ephemeral).register(app)
+    responder = Responder(
+        assistant, create_deduplicator(settings, assistant.redis), platform="slack", default_bot=settings.slack_bot
+    )
+    SlackBot(
+        responder, ask_ephemeral=settings.slack_ask_ephemeral, native=settings.slack_streaming == "native"
+    ).register(app)
     return app
 
 
 async def run(settings: Settings) -> None:
-    """Socket Mode until cancelled (Ctrl-C); slack_sdk reconnects a dropped websocket by itself."""
+    """Socket Mode until SIGTERM (then disconnect and let the answers in flight finish) or Ctrl-C; slack_sdk
+    reconnects a dropped websocket by itself."""
     if settings.slack_mode == "http":
         raise ConfigError(f"SLACK_MODE=http: Slack's requests are served by `switchboard serve` at {EVENTS_PATH}")
     app_token = _required(settings.slack_app_token, "SLACK_APP_TOKEN", "xapp-")
@@ -306,9 +524,10 @@ async def run(settings: Settings) -> None:
         try:
             await _connect(handler)
             logger.info("slack bot connected (Socket Mode)")
-            await asyncio.Event().wait()
+            await sigterm()
         finally:
-            await handler.close_async()
+            await handler.close_async()  # no new events; answers keep their own Web API client
+        await assistant.in_flight.drain(settings.shutdown_grace_seconds)
 
 
 async def _connect(handler: AsyncSocketModeHandler) -> None:

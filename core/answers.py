@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS answers (
 );
 CREATE INDEX IF NOT EXISTS answers_by_conversation ON answers (channel, conversation, created_at);
 CREATE INDEX IF NOT EXISTS answers_by_bot ON answers (bot, created_at);
+-- Conversations the kit started answering in, before any answer is logged (see AnswerLog.engage).
+CREATE TABLE IF NOT EXISTS engaged (
+    channel TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (channel, conversation)
+);
 CREATE TABLE IF NOT EXISTS feedback (
     answer_id TEXT PRIMARY KEY REFERENCES answers (id),
     rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
@@ -168,6 +175,29 @@ class AnswerLog:
 
     async def conversation(self, channel: str, conversation: str) -> list[AnswerRecord]:
         return await asyncio.to_thread(self._rows, "channel = ? AND conversation = ?", (channel, conversation))
+
+    def _engage(self, channel: str, conversation: str) -> None:
+        with connect(self._path) as db:
+            db.execute("INSERT OR IGNORE INTO engaged VALUES (?, ?, ?)", (channel, conversation, time.time()))
+
+    async def engage(self, channel: str, conversation: str) -> None:
+        """Note that the kit has started answering in a conversation: `engaged` is true from now on, in every
+        process sharing the data directory, not only once the first answer is finished and logged."""
+        await asyncio.to_thread(self._engage, channel, conversation)
+
+    def _engaged(self, channel: str, conversation: str) -> bool:
+        # Answers logged before the engaged table existed count too.
+        with connect(self._path) as db:
+            row = db.execute(
+                "SELECT 1 FROM engaged WHERE channel = ?1 AND conversation = ?2 "
+                "UNION ALL SELECT 1 FROM answers WHERE channel = ?1 AND conversation = ?2 LIMIT 1",
+                (channel, conversation),
+            ).fetchone()
+        return row is not None
+
+    async def engaged(self, channel: str, conversation: str) -> bool:
+        """Whether the kit answered, or started answering, in this conversation."""
+        return await asyncio.to_thread(self._engaged, channel, conversation)
 
     def _latest(self, channel: str, prefix: str) -> str | None:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

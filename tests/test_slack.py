@@ -1,6 +1,9 @@
 """The Slack bot end to end: real slack-bolt and slack_sdk (the HTTP Events API inside the real web server, and
 Socket Mode through `bots.slack.run`) against a fake Slack on loopback, the real core over the real Weaviate,
-the scripted fake LLM. Listeners run after the ack, so every check polls the fake's call log."""
+the scripted fake LLM. Listeners run after the ack, so every check polls the fake's call log.
+
+Two web servers: `server` streams post-then-edit (SLACK_STREAMING=edit), `native` with Slack's streaming API
+(the default); Socket Mode runs with the default too."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -21,7 +26,7 @@ from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
 from bots.base import APOLOGY
-from bots.slack import ASK_USAGE, EVENTS_PATH, RESET_DONE, THANKS, http_router, run
+from bots.slack import ASK_USAGE, EVENTS_PATH, FENCE, RESET_DONE, STREAM_LIMIT, THANKS, http_router, run
 from core.answers import AnswerLog
 from core.config import Settings
 from core.embed import Embedder
@@ -92,18 +97,34 @@ def slack_settings(settings: Settings, fake_llm: FakeOpenAI, tmp: Path, slack: F
 
 
 @pytest.fixture(scope="module")
-def server(
+def servers(
     settings: Settings,
     widget_kb: str,
     links_kb: str,
     fake_llm: FakeOpenAI,
     slack: FakeSlack,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningServer]:
-    """`switchboard serve` with SLACK_MODE=http: the Events API at POST /slack/events."""
-    http = slack_settings(settings, fake_llm, tmp_path_factory.mktemp("slack"), slack, slack_mode="http")
-    with run_server(http) as running:
-        yield running
+) -> Iterator[dict[str, RunningServer]]:
+    """`switchboard serve` with SLACK_MODE=http (the Events API at POST /slack/events), once per
+    SLACK_STREAMING: post-then-edit, and Slack's streaming API (the default)."""
+    with ExitStack() as stack:
+
+        def start(mode: str) -> RunningServer:
+            tmp = tmp_path_factory.mktemp(mode)
+            http = slack_settings(settings, fake_llm, tmp, slack, slack_mode="http", slack_streaming=mode)
+            return stack.enter_context(run_server(http))
+
+        yield {mode: start(mode) for mode in ("edit", "native")}
+
+
+@pytest.fixture(scope="module")
+def server(servers: dict[str, RunningServer]) -> RunningServer:
+    return servers["edit"]
+
+
+@pytest.fixture(scope="module")
+def native(servers: dict[str, RunningServer]) -> RunningServer:
+    return servers["native"]
 
 
 # --- Slack's side: payloads, signatures, the call log -----------------------------------------------------
@@ -198,6 +219,32 @@ def texts(slack: FakeSlack, channel: str, thread: str) -> list[str]:
     return [str(c.params.get("text", "")) for c in in_thread(slack, channel, thread)]
 
 
+def streamed(slack: FakeSlack, channel: str, thread: str) -> list[tuple[list[str], Call | None]]:
+    """Each message streamed into a thread: the Markdown of its appends, and the call that stopped it."""
+    messages = []
+    for start in slack.of("chat.startStream", channel=channel, thread_ts=thread):
+        if start.result["ok"]:
+            ts = start.result["ts"]
+            appends = [c.params["markdown_text"] for c in slack.of("chat.appendStream", ts=ts) if c.result["ok"]]
+            stops = [c for c in slack.of("chat.stopStream", ts=ts) if c.result["ok"]]
+            messages.append((appends, stops[0] if stops else None))
+    return messages
+
+
+def wait_streamed(
+    slack: FakeSlack, channel: str, thread: str, *, feedback: bool = True
+) -> list[tuple[list[str], Call | None]]:
+    """The streamed messages once the last one is stopped (with the feedback buttons, unless told otherwise)."""
+
+    def finished() -> list[tuple[list[str], Call | None]] | None:
+        messages = streamed(slack, channel, thread)
+        stop = messages[-1][1] if messages else None
+        return messages if stop and (stop.params.get("blocks") or not feedback) else None
+
+    result: list[tuple[list[str], Call | None]] = slack.wait_for(finished)
+    return result
+
+
 def ask(
     server: RunningServer, slack: FakeSlack, fake_llm: FakeOpenAI, channel: str, answer: str = "".join(ANSWER)
 ) -> str:
@@ -237,6 +284,7 @@ def test_mention_streams_the_answer_in_its_thread_with_sources_and_feedback(
     last = wait_final(slack, "C0GENERAL", event["ts"])
 
     calls = in_thread(slack, "C0GENERAL", event["ts"])
+    assert slack.of("chat.startStream", thread_ts=event["ts"]) == [], "SLACK_STREAMING=edit"
     assert calls[0].method == "chat.postMessage" and "Thinking" in calls[0].params["text"]
     assert all(c.method == "chat.update" for c in calls[1:]) and len(calls) >= 3, "preview edit(s), then final"
     assert calls[1].params["text"].startswith("The dashboard listens") and "blocks" not in calls[1].params
@@ -403,6 +451,135 @@ def test_failures_get_a_short_apology_never_silence(
     assert reply.params["text"] == APOLOGY and reply.params["response_type"] == "ephemeral"
 
 
+# --- Slack's streaming API (SLACK_STREAMING=native, the default) ---------------------------------------------
+
+
+def test_native_streaming_appends_the_answer_and_stops_with_sources_and_feedback(
+    native: RunningServer, slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    assert native.settings.slack_streaming == "native", "the default"
+    chunks = [ANSWER[0], *ANSWER[1]]  # then one character a chunk, after a pause
+    fake_llm.enqueue(Reply(chunks=chunks, stall_after=1, stall_seconds=1.5))
+    event = mention(QUESTION, channel="C0NATIVE")
+    assert send(native, callback(event)).status_code == 200
+    [(appends, stop)] = wait_streamed(slack, "C0NATIVE", event["ts"])
+
+    start = slack.of("chat.startStream", channel="C0NATIVE")[0].params
+    assert (start["recipient_team_id"], start["recipient_user_id"]) == (TEAM, "U0ALICE")
+    assert appends[0] == ANSWER[0], "streamed while the model was still writing"
+    assert "".join(appends) == "".join(ANSWER), "each append carries only what is new"
+    assert len(appends) < len(chunks) // 2, "appends are batched, not one per token"
+    assert stop is not None and "markdown_text" not in stop.params
+    assert stop.result["message"]["text"] == "".join(ANSWER)
+    sources, context, actions = stop.params["blocks"]
+    assert sources["text"]["text"].startswith("*Sources:*\n[1] ") and str(REPO) not in sources["text"]["text"]
+    assert context["elements"][0]["text"].startswith("Answered by Kestrel Helper from the _widget_kb_")
+    assert [(b["text"]["text"], b["value"].split(":")[0]) for b in actions["elements"]] == [
+        ("👍", "up"),
+        ("👎", "down"),
+    ]
+    answer_id = actions["elements"][0]["value"].removeprefix("up:")
+    assert asyncio.run(AnswerLog(native.settings.data_dir / "answers.sqlite3").get(answer_id)) is not None
+    assert in_thread(slack, "C0NATIVE", event["ts"]) == [], "no post-then-edit"
+
+
+def test_native_streaming_continues_a_long_answer_in_new_messages(
+    native: RunningServer, slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    prose = "\n\n".join(f"Paragraph {i}: the dashboard listens on port 8470 by default [1]." for i in range(140))
+    code = "\n".join(f"port_{i} = 8470  # {'x' * 40}" for i in range(80))
+    answer = f"{prose}\n\n{FENCE}toml\n{code}\n{FENCE}\n\nThat is all [1]."
+    assert 9000 < len(prose) < STREAM_LIMIT < len(answer), "the cut falls inside the code block"
+    fake_llm.enqueue(Reply(chunks=[answer[i : i + 700] for i in range(0, len(answer), 700)]))
+    event = mention(QUESTION, channel="C0LONG")
+    send(native, callback(event))
+    messages = wait_streamed(slack, "C0LONG", event["ts"])
+
+    assert len(messages) == 2
+    texts = ["".join(appends) for appends, _ in messages]
+    assert all(len(t) <= STREAM_LIMIT for t in texts)
+    assert all(sum(line.startswith(FENCE) for line in t.split("\n")) % 2 == 0 for t in texts), "code blocks closed"
+    assert "".join(texts).replace(FENCE + FENCE + "\n", "", 1) == answer, "nothing lost, nothing repeated"
+    first_stop, last_stop = messages[0][1], messages[1][1]
+    assert first_stop is not None and "blocks" not in first_stop.params
+    assert last_stop is not None and last_stop.params["blocks"][-1]["type"] == "actions"
+
+
+def test_native_streaming_failures_end_with_the_reason_and_a_broken_stream_is_finished_by_chat_update(
+    native: RunningServer, slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    # The core fails before any text: the reason is streamed, without sources or buttons.
+    event = mention(QUESTION, channel="C0BROKEN")
+    send(native, callback(event))
+    [(appends, stop)] = wait_streamed(slack, "C0BROKEN", event["ts"], feedback=False)
+    assert appends == [STORE_DOWN] and stop is not None and "blocks" not in stop.params
+
+    # Slack ends the stream early (it expired): the message is replaced with the whole answer, as edited.
+    slack.fail("chat.stopStream", "message_not_in_streaming_state")
+    fake_llm.enqueue(Reply(chunks=ANSWER))
+    event = mention(QUESTION, channel="C0EXPIRED")
+    send(native, callback(event))
+    [ts] = [c.result["ts"] for c in slack.wait_for(lambda: slack.of("chat.startStream", channel="C0EXPIRED"))]
+    update = slack.wait_for(lambda: slack.of("chat.update", channel="C0EXPIRED", ts=ts))[-1].params
+    assert "port 8470 [1]" in update["text"] and "*Sources:*\n[1] " in update["text"]
+    assert update["blocks"][-1]["elements"][0]["value"].startswith("up:")
+
+
+def test_a_follow_up_while_the_first_answer_still_streams_is_answered(
+    native: RunningServer, slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.enqueue(Reply(chunks=ANSWER, stall_after=1, stall_seconds=2.5))  # < llm_timeout (3 s)
+    start = mention(QUESTION, channel="C0BUSY")
+    thread = start["ts"]
+    send(native, callback(start))
+    slack.wait_for(lambda: any(appends for appends, _ in streamed(slack, "C0BUSY", thread)))
+
+    fake_llm.enqueue(Reply(chunks=["Set `port` in `kestrel.toml` [1]."]))
+    follow_up = message(f"Also: {QUESTION}", channel="C0BUSY", thread_ts=thread)  # no history yet to lean on
+    send(native, callback(follow_up))
+    slack.wait_for(lambda: len(streamed(slack, "C0BUSY", thread)) == 2)
+    assert streamed(slack, "C0BUSY", thread)[0][1] is None, "answered while the first answer was still streaming"
+    slack.wait_for(lambda: all(stop for _, stop in streamed(slack, "C0BUSY", thread)))
+    [(first, _), (second, _)] = wait_streamed(slack, "C0BUSY", thread)
+    assert ("".join(first), "".join(second)) == ("".join(ANSWER), "Set `port` in `kestrel.toml` [1].")
+
+    # A thread another process started answering in counts too: the mark is in the shared answer log.
+    other = new_ts()
+    asyncio.run(AnswerLog(native.settings.data_dir / "answers.sqlite3").engage("slack", f"{TEAM}:C0BUSY:{other}"))
+    fake_llm.enqueue(Reply(chunks=ANSWER))
+    send(native, callback(message(QUESTION, channel="C0BUSY", thread_ts=other)))
+    wait_streamed(slack, "C0BUSY", other)
+    assert not fake_llm.script, "every scripted reply was asked for"
+
+
+def test_a_refused_stream_falls_back_to_post_and_edit_for_the_rest_of_the_process(
+    settings: Settings,
+    widget_kb: str,
+    fake_llm: FakeOpenAI,
+    slack: FakeSlack,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its own server: the refusal is remembered by the process's bot."""
+    slack.refuse_streams = "unknown_method"
+    try:
+        http = slack_settings(settings, fake_llm, tmp_path, slack, slack_mode="http")
+        with run_server(http) as refused, caplog.at_level(logging.WARNING, logger="bots.slack"):
+            for channel in ("C0REFUSED", "C0REFUSED2"):
+                fake_llm.enqueue(Reply(chunks=ANSWER))
+                event = mention(QUESTION, channel=channel)
+                send(refused, callback(event))
+                assert "port 8470 [1]" in wait_final(slack, channel, event["ts"])["text"]
+                assert "Thinking" in texts(slack, channel, event["ts"])[0], "post-then-edit"
+    finally:
+        slack.refuse_streams = None
+    assert len(slack.of("chat.startStream", channel="C0REFUSED")) == 1
+    assert slack.of("chat.startStream", channel="C0REFUSED2") == [], "not asked again"
+    assert [r.getMessage() for r in caplog.records if "refused to stream" in r.getMessage()] == [
+        "Slack refused to stream answers (unknown_method): using post-then-edit from now on"
+    ]
+
+
 # --- Socket Mode (`switchboard bot slack`) ----------------------------------------------------------------
 
 
@@ -437,9 +614,9 @@ async def test_socket_mode_acks_envelopes_and_answers(
     event = message(QUESTION, channel="D0SOCKET")
     sent = envelope("events_api", callback(event))
     slack.send(sent)
-    await asyncio.to_thread(slack.wait_for, lambda: final(slack, "D0SOCKET", event["ts"]))
+    [(appends, _)] = await asyncio.to_thread(wait_streamed, slack, "D0SOCKET", event["ts"])
     assert any(a.get("envelope_id") == sent["envelope_id"] for a in slack.acks)
-    assert "port 8470" in texts(slack, "D0SOCKET", event["ts"])[-1]
+    assert "".join(appends) == "".join(ANSWER), "streamed with Slack's API, the default"
 
 
 async def test_socket_mode_private_ask_answers_only_the_asker(
@@ -457,6 +634,7 @@ async def test_socket_mode_private_ask_answers_only_the_asker(
     assert params["response_type"] == "ephemeral" and "port 8470" in params["text"]
     assert params["blocks"][2]["elements"][0]["value"].startswith("up:")
     assert slack.of("chat.postMessage", channel="C0SOCKET") == [], "nothing public"
+    assert slack.of("chat.startStream", channel="C0SOCKET") == [], "ephemeral answers cannot stream"
 
 
 # --- configuration ----------------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 
 Every call and every envelope ack is recorded; a method can be told to answer 429 with Retry-After. Tests
 run it in its own thread and event loop, so the code under test talks to it over real sockets.
+
+The streaming methods (chat.startStream/appendStream/stopStream) keep each streamed message's state and check
+their arguments as Slack documents them: the recipient team and user are required, Markdown is limited to
+12,000 characters per call, a stream takes appends until it is stopped, section blocks hold 3,000 characters.
+`refuse_streams` makes every chat.startStream answer an error, as for an app that may not stream.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-test-token"
+MARKDOWN_LIMIT = 12_000  # characters of markdown_text in one streaming call
+SECTION_LIMIT = 3000
 
 
 @dataclass
@@ -36,11 +43,21 @@ class Call:
 
 
 @dataclass
+class Stream:
+    channel: str
+    thread_ts: str
+    text: str
+    stopped: bool = False
+
+
+@dataclass
 class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)
     rate_limited: dict[str, int] = field(default_factory=dict)  # method → how many 429s are still to come
     errors: dict[str, str] = field(default_factory=dict)  # method → the error its next call returns
+    refuse_streams: str | None = None  # the error every chat.startStream returns while set
+    streams: dict[str, Stream] = field(default_factory=dict)  # ts → a streamed message
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -127,7 +144,8 @@ class FakeSlack:
         elif method in self.errors:
             result = {"ok": False, "error": self.errors.pop(method)}
         else:
-            result = {"ok": True, **self._result(method, params)}
+            result = self._result(method, params)
+            result = {"ok": "error" not in result, **result}
         with self._lock:
             self.calls.append(Call(method, params, token, status, result))
         return web.json_response(result, status=status, headers=headers)
@@ -142,7 +160,39 @@ class FakeSlack:
             return {"channel": params.get("channel"), "ts": ts, "message": {"text": params.get("text")}}
         if method == "chat.postEphemeral":
             return {"message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+        if method.endswith("Stream"):
+            return self._stream(method, params)
         return {}
+
+    def _stream(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        markdown = str(params.get("markdown_text") or "")
+        if len(markdown) > MARKDOWN_LIMIT:
+            return {"error": "invalid_arguments"}
+        if method == "chat.startStream":
+            if self.refuse_streams:
+                return {"error": self.refuse_streams}
+            if not params.get("channel") or not params.get("thread_ts"):
+                return {"error": "invalid_arguments"}
+            for key in ("recipient_team_id", "recipient_user_id"):
+                if not params.get(key):
+                    return {"error": f"missing_{key}"}
+            ts = f"{1_700_000_000 + next(self._ts)}.000300"
+            self.streams[ts] = Stream(channel=params["channel"], thread_ts=params["thread_ts"], text=markdown)
+            return {"channel": params["channel"], "ts": ts}
+        stream = self.streams.get(str(params.get("ts")))
+        if stream is None or stream.channel != params.get("channel"):
+            return {"error": "message_not_found"}
+        if stream.stopped:
+            return {"error": "message_not_in_streaming_state"}
+        if method == "chat.appendStream" and not markdown:
+            return {"error": "no_text"}
+        blocks = params.get("blocks") or []
+        if method == "chat.stopStream" and not _valid_blocks(blocks):
+            return {"error": "invalid_blocks"}
+        stream.text += markdown
+        stream.stopped = method == "chat.stopStream"
+        message = {"text": stream.text, "ts": params["ts"], "blocks": blocks}
+        return {"channel": stream.channel, "ts": params["ts"]} | ({"message": message} if stream.stopped else {})
 
     async def _hook(self, request: web.Request) -> web.Response:
         with self._lock:
@@ -167,6 +217,12 @@ class FakeSlack:
     async def _broadcast(self, envelope: dict[str, Any]) -> None:
         for ws in list(self._sockets):
             await ws.send_json(envelope)
+
+
+def _valid_blocks(blocks: Any) -> bool:
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and b.get("type") for b in blocks):
+        return False
+    return all(len(b["text"]["text"]) <= SECTION_LIMIT for b in blocks if b["type"] == "section")
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
