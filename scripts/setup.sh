@@ -24,14 +24,24 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install --
 npm ci --prefix widget --no-audit --no-fund --loglevel=error
 npm run --prefix widget --silent build
 
-# Tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used).
-if $dev && ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then sudo=""; else need sudo "installing chromium"; sudo=sudo; fi
+# Tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used), and run
+# every shared-state test against a real redis-server too.
+if $dev && ! { command -v chromium && command -v redis-server; } >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; else need sudo "installing chromium and redis-server"; sudo=sudo; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium redis-server >/dev/null
 fi
 
 # The Weaviate server: reuse a built or cached binary; else build it from the Go module proxy where Go is
 # installed (a few minutes, once), else download the official release like weaviate-client's embedded mode.
 if command -v go >/dev/null 2>&1; then method=go; else method=download; fi
 .venv/bin/switchboard weaviate install --method "$method"
+
+# The Docker file tests load the compose files with the loader Docker Compose itself uses (compose-spec/
+# compose-go) and match .dockerignore as BuildKit does: tools/composecheck, a small Go program built from the
+# Go module proxy into the venv (seconds; Go caches modules and builds).
+if $dev; then
+  need go "building tools/composecheck for the Docker file tests"
+  (cd tools/composecheck && CGO_ENABLED=0 GOTOOLCHAIN=local go build -mod=readonly -trimpath -buildvcs=false \
+    -o ../../.venv/bin/composecheck .)
+fi
