@@ -17,10 +17,10 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -36,6 +36,7 @@ from core.types import Message
 from core.weaviate_local import LocalWeaviate
 from tests.conftest import free_port_block
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.servers import serve_process
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 ANSWER = [f"token{i} " for i in range(20)] + ["[1]."]
@@ -57,22 +58,33 @@ async def direct(n: int, settings: Settings) -> list[float]:
         return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def over_http(url: str, n: int, api_key: str | None) -> tuple[list[float], list[float], int]:
-    """Widget SSE (a session token per conversation), or the OpenAI-compatible API when api_key is given."""
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+async def over_http(
+    urls: list[str], n: int, api_key: str | None, turns: int = 1
+) -> tuple[list[float], list[float], int]:
+    """Widget SSE (a session token per conversation), or the OpenAI-compatible API when api_key is given.
 
-        async def request(i: int) -> tuple[str, dict[str, object], dict[str, str]]:
+    With several server URLs (replicas) the requests of one conversation rotate over them like a load balancer
+    without sticky sessions would send them: the token minted on one replica, each turn on the next.
+    """
+    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+        async def request(i: int, turn: int) -> tuple[str, dict[str, object], dict[str, str]]:
+            url = urls[(i + turn + 1) % len(urls)]
             if api_key is not None:
                 body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
-                return "/v1/chat/completions", body, {"Authorization": f"Bearer {api_key}"}
-            minted = await client.post("/api/session", json={"bot": "default"}, headers={"Origin": url})
+                return f"{url}/v1/chat/completions", body, {"Authorization": f"Bearer {api_key}"}
+            if turn == 0:
+                minted = await client.post(
+                    f"{urls[i % len(urls)]}/api/session", json={"bot": "default"}, headers={"Origin": urls[0]}
+                )
+                tokens[i] = minted.json()["token"]
             body = {"message": QUESTION, "conversation_id": f"load-conversation-{i}"}
-            return "/api/chat", body, {"Authorization": f"Bearer {minted.json()['token']}", "Origin": url}
+            return f"{url}/api/chat", body, {"Authorization": f"Bearer {tokens[i]}", "Origin": urls[0]}
 
-        async def one(i: int) -> tuple[float, float] | None:
+        async def one(i: int, turn: int) -> tuple[float, float] | None:
             try:
-                path, body, headers = await request(i)
+                path, body, headers = await request(i, turn)
                 started = time.perf_counter()
                 first = 0.0
                 async with client.stream("POST", path, json=body, headers=headers) as response:
@@ -85,12 +97,35 @@ async def over_http(url: str, n: int, api_key: str | None) -> tuple[list[float],
                 if "event: done" not in text and "[DONE]" not in text:
                     return None
                 return first, time.perf_counter() - started
-            except httpx.HTTPError:
+            except (httpx.HTTPError, KeyError, ValueError):
                 return None
 
-        results = await asyncio.gather(*(one(i) for i in range(n)))
+        async def conversation(i: int) -> list[tuple[float, float] | None]:
+            return [await one(i, turn) for turn in range(turns)]
+
+        tokens: dict[int, str] = {}
+        results = [r for c in await asyncio.gather(*(conversation(i) for i in range(n))) for r in c]
     ok = [r for r in results if r is not None]
-    return [r[0] for r in ok], [r[1] for r in ok], n - len(ok)
+    return [r[0] for r in ok], [r[1] for r in ok], len(results) - len(ok)
+
+
+def server_env(settings: Settings, llm_url: str, **extra: str) -> dict[str, str]:
+    """`switchboard serve` over the bench's Weaviate and fake LLM, with rate limits out of the way."""
+    return {
+        **os.environ,
+        "SWITCHBOARD_DATA_DIR": str(settings.data_dir),
+        "WEAVIATE_LOCAL_PORT": str(settings.weaviate_local_port),
+        "WEAVIATE_LOCAL_GRPC_PORT": str(settings.weaviate_local_grpc_port),
+        "EMBED_MODEL_PATH": str(settings.embed_model_path),
+        "SWITCHBOARD_KB": "demo",
+        "LLM_BASE_URL": llm_url,
+        "LLM_API_KEY": "sk-bench",
+        "LLM_MODEL": "fake-chat",
+        "RATE_LIMIT_IP": "100000/minute",
+        "RATE_LIMIT_SESSION": "100000/minute",
+        "RATE_LIMIT_API_KEY": "100000/minute",
+        **extra,
+    }
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -100,71 +135,42 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+@contextmanager
+def demo_setup(answers: int) -> Iterator[tuple[Settings, Path, FakeOpenAI]]:
+    """A temporary data directory with a local Weaviate holding the sample docs as KB `demo`, and a fast fake
+    LLM scripted with `answers` replies."""
+    fake = FakeOpenAI().start()
+    fake.enqueue(*[Reply(chunks=ANSWER) for _ in range(answers)])
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        work = Path(tmp)
+        port, grpc = free_port_block()
+        settings = settings_for(work, port, grpc).model_copy(
+            update={"default_kb": "demo", "llm_base_url": fake.base_url, "llm_model": "fake-chat"}
+        )
+        local = LocalWeaviate.from_settings(settings)
+        local.start()
+        try:
+            asyncio.run(ingest_demo(settings))
+            yield settings, work, fake
+        finally:
+            local.stop()
+            fake.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=200)
     parser.add_argument("--surface", choices=["widget", "api"], default="widget")
     args = parser.parse_args()
     n = args.conversations
-    fake = FakeOpenAI().start()
-    fake.enqueue(*[Reply(chunks=ANSWER) for _ in range(4 * n)])
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        work = Path(tmp)
-        port, grpc = free_port_block()
-        server_port, _ = free_port_block()
-        settings = settings_for(work, port, grpc).model_copy(
-            update={"default_kb": "demo", "llm_base_url": fake.base_url, "llm_model": "fake-chat"}
-        )
-        local = LocalWeaviate.from_settings(settings)
-        local.start()
-        env = {
-            **os.environ,
-            "SWITCHBOARD_DATA_DIR": str(settings.data_dir),
-            "WEAVIATE_LOCAL_PORT": str(port),
-            "WEAVIATE_LOCAL_GRPC_PORT": str(grpc),
-            "EMBED_MODEL_PATH": str(settings.embed_model_path),
-            "SWITCHBOARD_KB": "demo",
-            "LLM_BASE_URL": fake.base_url,
-            "LLM_API_KEY": "sk-bench",
-            "LLM_MODEL": "fake-chat",
-            "RATE_LIMIT_IP": "100000/minute",
-            "RATE_LIMIT_SESSION": "100000/minute",
-            "RATE_LIMIT_API_KEY": "100000/minute",
-            "SERVER_PORT": str(server_port),
-        }
-        server = None
-        try:
-            asyncio.run(_ingest(settings))
-            direct_first = asyncio.run(direct(n, settings))
-            server = subprocess.Popen(
-                [str(REPO / ".venv" / "bin" / "switchboard"), "serve"],
-                env=env,
-                cwd=work,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            url = f"http://127.0.0.1:{server_port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit("the server did not start")
-                time.sleep(0.2)
+    with demo_setup(4 * n) as (settings, work, fake):
+        direct_first = asyncio.run(direct(n, settings))
+        with serve_process(server_env(settings, fake.base_url), work) as server:
             key = None
             if args.surface == "api":
                 key, _ = ApiKeys(settings.data_dir / "api-keys.sqlite3").create(name="bench", bots=())
-            first, total, errors = asyncio.run(over_http(url, n, key))
+            first, total, errors = asyncio.run(over_http([server.url], n, key))
             rss = vm_hwm_mb(server.pid)
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(30)
-            local.stop()
-            fake.stop()
 
     rows = [
         ("conversations / errors", f"{n} concurrent", f"{errors} errors", ""),
@@ -195,7 +201,7 @@ def main() -> None:
     )
 
 
-async def _ingest(settings: Settings) -> None:
+async def ingest_demo(settings: Settings) -> None:
     async with open_store(settings) as store:
         await ingest(store, create_embedder(settings), [str(REPO / "examples" / "docs")], kb="demo", settings=settings)
 
