@@ -249,8 +249,12 @@ class Store:
         await self._meta(kb)  # KBNotFound rather than a raw query error
         collection = self._collection(kb)
         chunks = await self._guard(collection.aggregate.over_all(total_count=True))
-        groups = await self._guard(collection.aggregate.over_all(group_by="doc_id", total_count=True))
-        return len(groups.groups), int(chunks.total_count or 0)
+        # Every document has exactly one chunk at position 0. (A grouped aggregate over doc_id would return at
+        # most 100 groups.)
+        firsts = await self._guard(
+            collection.aggregate.over_all(filters=Filter.by_property("position").equal(0), total_count=True)
+        )
+        return int(firsts.total_count or 0), int(chunks.total_count or 0)
 
     async def delete_kb(self, kb: str) -> None:
         await self._meta(kb)

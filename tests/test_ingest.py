@@ -218,3 +218,12 @@ async def test_other_embedder_is_refused(
 
 def test_chunk_ids_are_stable() -> None:
     assert chunk_uuid("doc", 3) == chunk_uuid("doc", 3) != chunk_uuid("doc", 4)
+
+
+async def test_counts_every_document_however_many(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    for i in range(120):  # more than a grouped aggregate returns by default
+        (tmp_path / f"note-{i:03}.md").write_text(f"# Note {i}\n\nNote number {i}.\n")
+    await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
+    assert await store.counts(kb) == (120, 120)
