@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # The web server and widget (`switchboard serve`).
     server_host: str = Field("127.0.0.1", validation_alias="SERVER_HOST")
     server_port: int = Field(8000, ge=1, le=65535, validation_alias="SERVER_PORT")
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto the server believes (client IPs count for rate limits).
+    forwarded_allow_ips: str = Field("127.0.0.1", validation_alias="FORWARDED_ALLOW_IPS")
     # Signs widget session tokens. Required in production; in development one is generated in the data dir.
     secret_key: SecretStr | None = Field(None, validation_alias="SWITCHBOARD_SECRET_KEY")
     # Verifies host-site user identities: data-user-hash = hex HMAC-SHA256(user id, IDENTITY_SECRET).

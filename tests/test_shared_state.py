@@ -6,15 +6,19 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
+from core.apikeys import ApiKeys
 from core.config import Settings
 from core.errors import ConfigError, StateError
 from core.history import create_history
 from core.shared_state import open_redis, state_backend
 from core.types import Turn
-from tests.conftest import StateBackend, free_port_block, redis_server
+from tests.conftest import StateBackend, free_port_block, redis_server, web_settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.servers import run_server
 from widget.ratelimit import create_rate_limits
 from widget.sessions import SessionTokens, TokenError, signing_secret
 
@@ -88,3 +92,22 @@ async def test_redis_going_away_mid_run_is_a_state_error(tmp_path: Path) -> None
             running.close()  # Redis stops
             with pytest.raises(StateError, match=r"Redis failed while loading a conversation: .* see REDIS_URL"):
                 await history.load("web", "c1")
+
+
+def test_the_server_answers_503_with_the_reason_while_redis_is_down(
+    settings: Settings, fake_llm: FakeOpenAI, host_site: tuple[str, Path], tmp_path: Path
+) -> None:
+    origin = host_site[0]
+    with ExitStack() as redis:
+        url = redis.enter_context(redis_server(tmp_path))
+        with run_server(web_settings(settings, fake_llm, origin, tmp_path, redis_url=SecretStr(url))) as web:
+            key, _ = ApiKeys(web.settings.data_dir / "api-keys.sqlite3").create(name="t", bots=())
+            redis.close()  # Redis stops under the running server
+            minted = httpx.post(f"{web.url}/api/session", json={"bot": "docs"}, headers={"Origin": origin})
+            assert minted.status_code == 503 and minted.headers["Retry-After"] == "5"
+            assert "Redis failed while counting a request against the rate limits" in minted.json()["detail"]
+            chat = {"model": "docs", "messages": [{"role": "user", "content": "hi"}]}
+            api = httpx.post(f"{web.url}/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {key}"})
+            assert api.status_code == 503 and api.json()["error"]["type"] == "server_error", api.text
+            ready = httpx.get(f"{web.url}/readyz", timeout=15)
+            assert ready.status_code == 503 and ready.json()["redis"].startswith("unavailable"), ready.text

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bots.webhooks import WEBHOOK_BODY_LIMITS, webhook_routers
 from core.apikeys import ApiKeys
 from core.config import Settings
+from core.errors import StateError
 from core.jobs import Jobs
 from core.rag import Assistant, open_assistant
 from widget import admin, openai_api
@@ -165,6 +166,15 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
         if openai_path:  # OpenAI answers malformed parameters with 400 and names the parameter
             return OpenAIError(400, f"{where}: {first.get('msg', 'invalid')}", param=where).response()
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(StateError)
+    async def state_unavailable(request: Request, exc: StateError) -> JSONResponse:
+        # Redis (REDIS_URL) is down: a temporary condition of this server, not the client's fault.
+        logger.error("%s", exc)
+        headers = {"Retry-After": "5"}
+        if request.url.path.startswith("/v1/"):
+            return OpenAIError(503, str(exc), type="server_error", headers=headers).response()
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
 
     @app.get("/widget.js", include_in_schema=False)
     def widget_js() -> Response:

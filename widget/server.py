@@ -46,6 +46,7 @@ def serve(app: FastAPI, settings: Settings) -> None:
         app,
         host=settings.server_host,
         port=settings.server_port,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level="warning",
         timeout_graceful_shutdown=math.ceil(grace),
     )
