@@ -61,6 +61,8 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 
 async def ask(page: Page, question: str) -> None:
+    # Like a person, wait for the previous answer to finish: the widget ignores Enter while it streams.
+    await expect(page.get_by_test_id("sb-log")).not_to_have_attribute("aria-busy", "true", timeout=20_000)
     await page.get_by_test_id("sb-input").fill(question)
     await page.get_by_test_id("sb-input").press("Enter")
 
