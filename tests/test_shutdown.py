@@ -1,12 +1,13 @@
 """SIGTERM mid-answer, for real: the `switchboard` console script in a subprocess (the web server, the Telegram
-bot polling the fake Bot API, the stdio MCP server) against the session's Weaviate and the scripted fake LLM.
-In-flight answers finish within SHUTDOWN_GRACE_SECONDS, new work is refused, the process exits 0; past the
-grace period the answer is cut off and the process still exits in bounded time (a chat user is told so).
-And a long ingest stops between documents, leaving none half-written."""
+bot polling the fake Bot API, the stdio MCP server), or a bot's run() in this process (Discord, Slack), against
+the session's Weaviate and the scripted fake LLM. In-flight answers finish within SHUTDOWN_GRACE_SECONDS, new
+work is refused, the process exits 0; past the grace period the answer is cut off and the process still exits
+in bounded time (a chat user is told so). And a long ingest stops between documents, leaving none half-written."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -26,6 +27,7 @@ from pydantic import SecretStr
 
 from bots.base import CURSOR
 from bots.discord import run as discord_run
+from bots.slack import run as slack_run
 from core.apikeys import ApiKeys
 from core.config import Settings
 from core.ingest import chunks_for
@@ -36,8 +38,12 @@ from tests.conftest import REPO, cli_environment, free_port_block
 from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, user
 from tests.fakes.discord_server import TOKEN as DISCORD_TOKEN
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.slack_server import APP_TOKEN, FakeSlack
+from tests.fakes.slack_server import BOT_TOKEN as SLACK_BOT_TOKEN
+from tests.fakes.slack_server import BOT_USER as SLACK_BOT_USER
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
 from tests.test_interrupted_ingest import count, write_corpus
+from tests.test_slack import callback, envelope
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 # The fake model sends the first piece, then stalls: SIGTERM lands while the answer streams.
@@ -46,6 +52,7 @@ STUCK = Reply(chunks=["The dashboard listens ", "on port 8470 [1]."], stall_afte
 # A Discord channel of its own: the data directory is the session's, and a conversation with history would
 # spend the scripted reply on rewriting the question.
 CHANNEL = 260
+SLACK_CHANNEL = "C0SHUTDOWN"  # likewise, and each run asks in a new thread of it (a conversation of its own)
 EXIT_MARGIN = 5.0  # seconds past the grace period: CANCEL_SECONDS and closing the clients
 # Event ids unique in the session: the de-duplicator (shared data dir) remembers those of the other tests.
 _ids = itertools.count(int(time.time() * 1000))
@@ -307,6 +314,61 @@ async def test_discord_leaves_the_gateway_then_finishes_the_answer_over_http(
         await fake.stop()
     final = fake.edited(CHANNEL)[-1].body
     assert "port 8470" in final["content"] and "**Sources:**" in final["content"] and final["components"]
+
+
+# --- the Slack bot (Socket Mode, in this process against the fake Slack's Web API and websocket) ------------
+
+
+async def test_slack_closes_the_socket_then_finishes_the_streamed_answer(
+    settings: Settings, widget_kb: str, fake_llm: FakeOpenAI
+) -> None:
+    fake = FakeSlack().start()
+    bot_settings = settings.model_copy(
+        update={
+            "default_kb": widget_kb,
+            "llm_base_url": fake_llm.base_url,
+            "llm_api_key": SecretStr("sk-test"),
+            "llm_model": "fake-chat",
+            "slack_bot_token": SecretStr(SLACK_BOT_TOKEN),
+            "slack_app_token": SecretStr(APP_TOKEN),
+            "slack_api_url": fake.api_url,
+            "shutdown_grace_seconds": 15.0,
+        }
+    )
+    thread = f"{next(_ids) / 1000:.6f}"  # the question's ts: a thread no other test (or run) has asked in
+
+    def streaming() -> str | None:
+        """The streamed message, once the first piece of the answer is in it."""
+        for start in fake.of("chat.startStream", channel=SLACK_CHANNEL, thread_ts=thread):
+            ts = start.result.get("ts")
+            if any("dashboard" in c.params["markdown_text"] for c in fake.of("chat.appendStream", ts=ts)):
+                return str(ts)
+        return None
+
+    bot = asyncio.create_task(slack_run(bot_settings))
+    try:
+        await asyncio.to_thread(fake.wait_for, lambda: fake.connected or bot.done(), 120)
+        assert not bot.done(), bot.result()
+        fake_llm.enqueue(SLOW)
+        text = f"<@{SLACK_BOT_USER}> {QUESTION}"
+        question = {"type": "app_mention", "user": "U0ALICE", "text": text, "ts": thread, "event_ts": thread}
+        fake.send(envelope("events_api", callback(question | {"channel": SLACK_CHANNEL})))
+        ts = await asyncio.to_thread(fake.wait_for, streaming, 20)
+        os.kill(os.getpid(), signal.SIGTERM)  # caught by the bot's handler, as in `switchboard bot slack`
+        await asyncio.to_thread(fake.wait_for, lambda: not fake.connected, 5)
+        assert not fake.of("chat.stopStream", ts=ts), "left before the answer ended"
+        await asyncio.wait_for(bot, 3 + EXIT_MARGIN)
+    finally:
+        if not bot.done():
+            bot.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bot
+        fake.stop()
+    [stop] = fake.of("chat.stopStream", ts=ts)
+    assert stop.result["ok"] and stop.result["message"]["text"].endswith("port 8470 [1].")
+    sources, _, actions = stop.params["blocks"]
+    assert sources["text"]["text"].startswith("*Sources:*") and actions["type"] == "actions"
+    assert not fake.of("chat.postMessage") and not fake.of("chat.update"), "streamed to the end"
 
 
 # --- MCP over stdio ---------------------------------------------------------------------------------------
