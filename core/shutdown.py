@@ -13,14 +13,20 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
+
+from core.types import Event, Failed
 
 logger = logging.getLogger(__name__)
 
 # After the grace period: how long a cancelled answer may take to wind up (a chat answer edits its message
 # to say it was interrupted) before the process closes its clients regardless.
 CANCEL_SECONDS = 5.0
+# An HTTP answer still running this long before the grace period ends is cut off with a Failed event, so its
+# response ends properly (an error event the client shows) before uvicorn would cancel it mid-stream.
+CUT_OFF_SECONDS = 0.5
+INTERRUPTED = "The answer was interrupted because the assistant is restarting. Please ask again in a moment."
 
 
 class InFlight:
@@ -32,6 +38,7 @@ class InFlight:
         self._idle = asyncio.Event()
         self._idle.set()
         self._deadline: float | None = None
+        self._closing = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -55,7 +62,38 @@ class InFlight:
         """Shutdown began: the grace period starts now (once, however many layers report it)."""
         if self._deadline is None:
             self._deadline = time.monotonic() + grace
+            self._closing.set()
             logger.info("shutting down: %d answers in flight", len(self))
+
+    async def _cut_off(self) -> None:
+        """Returns shortly before the grace period ends (never, unless shutdown began)."""
+        await self._closing.wait()
+        assert self._deadline is not None
+        await asyncio.sleep(max(0.0, self._deadline - CUT_OFF_SECONDS - time.monotonic()))
+
+    async def bounded(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        """`events`, unless the grace period is about to end first: then a Failed saying so, and no more."""
+        cut_off = asyncio.ensure_future(self._cut_off())
+        step: asyncio.Future[Event] | None = None
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(events))
+                await asyncio.wait({step, cut_off}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):  # the answer ends here, however it reacts
+                        await step
+                    yield Failed(reason=INTERRUPTED)
+                    return
+                try:
+                    event = step.result()
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:  # also when the client went away mid-answer: the answer must not run on unobserved
+            cut_off.cancel()
+            if step is not None:
+                step.cancel()
 
     async def drain(self, grace: float) -> None:
         """Wait for the answers in flight until the grace period ends, then cancel the rest and give them

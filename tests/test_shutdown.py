@@ -189,18 +189,24 @@ async def test_serve_finishes_streams_in_flight_and_refuses_new_requests(
     assert "Traceback" not in process.stderr()
 
 
-async def test_serve_cancels_streams_past_the_grace_period(serve: Any, fake_llm: FakeOpenAI) -> None:
+async def test_serve_ends_streams_past_the_grace_period_with_an_error_event(
+    serve: Any, fake_llm: FakeOpenAI, settings: Settings
+) -> None:
     process, url = serve(grace=1)
-    fake_llm.enqueue(STUCK)
-    first = asyncio.Event()
+    key = ApiKeys(settings.data_dir / "api-keys.sqlite3").create(name="late", bots=())[0]
+    fake_llm.enqueue(STUCK, STUCK)
+    widget_first, openai_first = asyncio.Event(), asyncio.Event()
     async with httpx.AsyncClient(timeout=30) as client:
-        widget = asyncio.create_task(widget_chat(client, url, first))
-        await asyncio.wait_for(first.wait(), 20)
+        widget = asyncio.create_task(widget_chat(client, url, widget_first))
+        api = asyncio.create_task(openai_chat(client, url, key, openai_first))
+        await asyncio.wait_for(asyncio.gather(widget_first.wait(), openai_first.wait()), 20)
         process.terminate()
-        with pytest.raises(httpx.RemoteProtocolError):  # cut off: the stream never ends properly
-            await widget
+        kinds, chunks = await asyncio.gather(widget, api)  # both responses end properly, before uvicorn cuts them
+    assert kinds[-1] == "error" and "done" not in kinds
+    assert "restarting" in chunks[-1]["error"]["message"] and chunks[-1]["error"]["type"] == "server_error"
     assert process.exit_code(within=1 + EXIT_MARGIN) == 0, process.stderr()
-    assert "shutting down: 1 answers in flight" in process.stderr()
+    assert "shutting down: 2 answers in flight" in process.stderr()
+    assert "Traceback" not in process.stderr()
 
 
 # --- the Telegram bot (long polling) ----------------------------------------------------------------------

@@ -163,7 +163,7 @@ def build_server(assistant: Assistant) -> MCPServer[Any]:
         conversation = f"{key.id}:{uuid.uuid4().hex}" if key else uuid.uuid4().hex  # the answer log shows the key
         message = Message(text=text, channel="mcp", conversation_id=conversation, bot=bot.name, history=())
         done: Done | None = None
-        async for event in assistant.answer(message):
+        async for event in assistant.in_flight.bounded(assistant.answer(message)):
             if isinstance(event, Failed):
                 raise ToolError(event.reason)
             if isinstance(event, Done):

@@ -198,7 +198,7 @@ async def chat_completions(
             code="model_not_found",
         )
     message = _message(body, key, conversation, state.settings.max_message_chars)
-    events = state.assistant.answer(message)
+    events = state.assistant.in_flight.bounded(state.assistant.answer(message))
     first = await anext(events)
     if isinstance(first, Failed):
         raise OpenAIError(503, first.reason, type="server_error", code="knowledge_base_unavailable")
@@ -277,6 +277,9 @@ async def _chunks(
                     "usage": totals,
                 }
                 yield f"data: {json.dumps(payload)}\n\n".encode()
+        elif isinstance(event, Failed):  # mid-stream, as OpenAI reports it: the SDKs raise APIError
+            error = {"message": event.reason, "type": "server_error", "param": None, "code": None}
+            yield f"data: {json.dumps({'error': error}, ensure_ascii=False)}\n\n".encode()
     yield b"data: [DONE]\n\n"
 
 

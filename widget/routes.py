@@ -138,7 +138,7 @@ def _encode(event: Event) -> bytes:
 
 async def _stream(assistant: Assistant, message: Message) -> AsyncIterator[bytes]:
     try:
-        async for event in assistant.answer(message):
+        async for event in assistant.in_flight.bounded(assistant.answer(message)):
             yield _encode(event)
     except asyncio.CancelledError:
         raise  # the visitor closed the page
