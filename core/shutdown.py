@@ -38,7 +38,8 @@ class InFlight:
         self._idle = asyncio.Event()
         self._idle.set()
         self._deadline: float | None = None
-        self._closing = asyncio.Event()
+        self._cut_off_at: float | None = None  # in the event loop's clock, as asyncio.timeout wants it
+        self._limits: set[asyncio.Timeout] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -62,38 +63,31 @@ class InFlight:
         """Shutdown began: the grace period starts now (once, however many layers report it)."""
         if self._deadline is None:
             self._deadline = time.monotonic() + grace
-            self._closing.set()
+            self._cut_off_at = asyncio.get_running_loop().time() + max(0.0, grace - CUT_OFF_SECONDS)
+            for limit in self._limits:
+                limit.reschedule(self._cut_off_at)
             logger.info("shutting down: %d answers in flight", len(self))
-
-    async def _cut_off(self) -> None:
-        """Returns shortly before the grace period ends (never, unless shutdown began)."""
-        await self._closing.wait()
-        assert self._deadline is not None
-        await asyncio.sleep(max(0.0, self._deadline - CUT_OFF_SECONDS - time.monotonic()))
 
     async def bounded(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         """`events`, unless the grace period is about to end first: then a Failed saying so, and no more."""
-        cut_off = asyncio.ensure_future(self._cut_off())
-        step: asyncio.Future[Event] | None = None
-        try:
-            while True:
-                step = asyncio.ensure_future(anext(events))
-                await asyncio.wait({step, cut_off}, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    step.cancel()
-                    with contextlib.suppress(BaseException):  # the answer ends here, however it reacts
-                        await step
-                    yield Failed(reason=INTERRUPTED)
-                    return
-                try:
-                    event = step.result()
-                except StopAsyncIteration:
-                    return
-                yield event
-        finally:  # also when the client went away mid-answer: the answer must not run on unobserved
-            cut_off.cancel()
-            if step is not None:
-                step.cancel()
+        while True:
+            # A timeout without a deadline until shutdown begins (closing() sets it): no task per event.
+            limit = asyncio.timeout(self._cut_off_at)
+            try:
+                async with limit:
+                    self._limits.add(limit)
+                    try:
+                        event = await anext(events)
+                    finally:
+                        self._limits.discard(limit)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if not limit.expired():  # the answer's own timeout, not ours
+                    raise
+                yield Failed(reason=INTERRUPTED)
+                return
+            yield event
 
     async def drain(self, grace: float) -> None:
         """Wait for the answers in flight until the grace period ends, then cancel the rest and give them
