@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -29,7 +29,7 @@ from weaviate.classes.config import (
     VectorDistances,
 )
 from weaviate.classes.data import DataObject
-from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.classes.init import AdditionalConfig, Auth, GrpcConfig, Timeout
 from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.collections import CollectionAsync
 from weaviate.exceptions import WeaviateBaseError
@@ -47,6 +47,10 @@ SNIPPET_CHARS = 300
 T = TypeVar("T")
 Consistency = Literal["ONE", "QUORUM", "ALL"]
 _INSERT_BATCH = 200
+# With several nodes: how long a call runs before its node is checked, and how long that check may take.
+_PROBE_SECONDS = 2.0
+# Connects to the first node that answers other than the given one (down), returning its URL and client.
+OtherNode = Callable[[str], Awaitable[tuple[str, weaviate.WeaviateAsyncClient]]]
 
 
 def chunk_uuid(doc_id: str, position: int) -> str:
@@ -137,11 +141,23 @@ def _snippet(text: str) -> str:
 
 
 class Store:
-    def __init__(self, client: weaviate.WeaviateAsyncClient, *, consistency: Consistency, replication_factor: int):
+    def __init__(
+        self,
+        client: weaviate.WeaviateAsyncClient,
+        *,
+        node: str,
+        other_node: OtherNode | None,
+        consistency: Consistency,
+        replication_factor: int,
+    ):
         self._client = client
+        self._node = node  # the URL of the node self._client talks to
+        self._other_node = other_node  # None: a single node, nowhere to fail over to
+        self._switching = asyncio.Lock()
         self._consistency: Consistency = consistency
         self._replication_factor = replication_factor
-        # KB metadata never changes after creation; caching it keeps per-query checks off the network.
+        # KB metadata never changes after creation; caching it keeps per-query checks off the network. It is the
+        # cluster's, not a node's, so it stays valid when the store switches nodes.
         self._metas: dict[str, KBMeta] = {}
 
     # --- knowledge bases --------------------------------------------------------------------
@@ -175,7 +191,10 @@ class Store:
         )
 
     def _collection(self, kb: str) -> CollectionAsync[Any, Any]:
-        """Every KB read and write waits for as many replicas as WEAVIATE_CONSISTENCY asks."""
+        """Every KB read and write waits for as many replicas as WEAVIATE_CONSISTENCY asks.
+
+        A handle is bound to the current client: take a new one for each call, as the store may switch nodes.
+        """
         level = ConsistencyLevel(self._consistency)
         return self._client.collections.use(collection_name(kb)).with_consistency_level(level)
 
@@ -216,6 +235,7 @@ class Store:
         try:
             existing = await self._meta(kb)
         except KBNotFound:
+            replication = await self._replication()  # first: it awaits, and the store may switch clients meanwhile
             await self._guard(
                 self._client.collections.create(
                     collection_name(kb),
@@ -224,7 +244,7 @@ class Store:
                     vector_config=Configure.Vectors.self_provided(
                         vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
                     ),
-                    replication_config=await self._replication(),
+                    replication_config=replication,
                 )
             )
             return
@@ -247,12 +267,11 @@ class Store:
 
     async def counts(self, kb: str) -> tuple[int, int]:
         await self._meta(kb)  # KBNotFound rather than a raw query error
-        collection = self._collection(kb)
-        chunks = await self._guard(collection.aggregate.over_all(total_count=True))
+        chunks = await self._guard(self._collection(kb).aggregate.over_all(total_count=True))
         # Every document has exactly one chunk at position 0. (A grouped aggregate over doc_id would return at
         # most 100 groups.)
         firsts = await self._guard(
-            collection.aggregate.over_all(filters=Filter.by_property("position").equal(0), total_count=True)
+            self._collection(kb).aggregate.over_all(filters=Filter.by_property("position").equal(0), total_count=True)
         )
         return int(firsts.total_count or 0), int(chunks.total_count or 0)
 
@@ -308,18 +327,18 @@ class Store:
     async def delete_document(self, kb: str, doc_id: str) -> str | None:
         """Delete every chunk of one document; its source, or None when the KB has no such document."""
         await self._meta(kb)
-        collection = self._collection(kb)
         where = Filter.by_property("doc_id").equal(doc_id)
-        found = await self._guard(collection.query.fetch_objects(filters=where, limit=1, return_properties=["source"]))
+        found = await self._guard(
+            self._collection(kb).query.fetch_objects(filters=where, limit=1, return_properties=["source"])
+        )
         if not found.objects:
             return None
         # One delete_many removes at most QUERY_MAXIMUM_RESULTS objects (10,000 by default): repeat until none.
-        while (await self._guard(collection.data.delete_many(where=where))).successful:
+        while (await self._guard(self._collection(kb).data.delete_many(where=where))).successful:
             pass
         return str(found.objects[0].properties["source"])
 
     async def upsert(self, kb: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        collection = self._collection(kb)
         now = datetime.now(UTC)
         objects: list[DataObject[Any, None]] = [
             DataObject(
@@ -340,16 +359,15 @@ class Store:
             for c, v in zip(chunks, vectors, strict=True)
         ]
         for start in range(0, len(objects), _INSERT_BATCH):
-            result = await self._guard(collection.data.insert_many(objects[start : start + _INSERT_BATCH]))
+            result = await self._guard(self._collection(kb).data.insert_many(objects[start : start + _INSERT_BATCH]))
             if result.has_errors:
                 first = next(iter(result.errors.values()))
                 raise StoreError(f"Weaviate rejected {len(result.errors)} chunk(s): {first.message}")
 
     async def delete_chunks(self, kb: str, uuids: Sequence[str]) -> None:
-        collection = self._collection(kb)
         for start in range(0, len(uuids), _INSERT_BATCH):
             where = Filter.by_id().contains_any(list(uuids[start : start + _INSERT_BATCH]))
-            await self._guard(collection.data.delete_many(where=where))
+            await self._guard(self._collection(kb).data.delete_many(where=where))
 
     # --- retrieval --------------------------------------------------------------------------
 
@@ -406,13 +424,53 @@ class Store:
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _guard(self, awaitable: Awaitable[T]) -> T:
-        """Turn client exceptions into one StoreError with a readable message."""
+        """Turn client exceptions into one StoreError with a readable message; with several nodes, a failure on a
+        node that is down moves the store to another node (the call itself is not replayed: it may not be safe)."""
+        client = self._client  # the one the awaitable was built on: callers build it in the same step
         try:
-            return await awaitable
-        except WeaviateBaseError as exc:
-            raise StoreError(f"Weaviate error: {_short(exc)}") from exc
-        except (TimeoutError, OSError) as exc:
-            raise StoreError(f"Weaviate is unreachable: {exc}") from exc
+            return await (awaitable if self._other_node is None else self._watched(awaitable, client))
+        except (WeaviateBaseError, TimeoutError, OSError) as exc:
+            if isinstance(exc, WeaviateBaseError):
+                reason = f"Weaviate error: {_short(exc)}"
+            else:
+                reason = f"Weaviate is unreachable: {exc}"
+            if await self._failover(client):
+                reason += f"; switched to Weaviate node {self._node}, so the request can be retried"
+            raise StoreError(reason) from exc
+
+    async def _watched(self, awaitable: Awaitable[T], client: weaviate.WeaviateAsyncClient) -> T:
+        """The call, given up as soon as its node stops answering: the client retries a gRPC call (searches,
+        counts, writes) to an unreachable node for about a minute before it fails."""
+        call = asyncio.ensure_future(awaitable)
+        try:
+            while not (await asyncio.wait({call}, timeout=_PROBE_SECONDS))[0]:
+                if not await _answers(client) and not call.done():
+                    raise TimeoutError("the node stopped answering")
+            return call.result()
+        finally:
+            call.cancel()  # given up, or this request cancelled; a no-op once the call is done
+
+    async def _failover(self, failed: weaviate.WeaviateAsyncClient) -> bool:
+        """After a call on `failed` failed: whether the store has moved to another node, moving now if that
+        client's node is down. A node that still answers stays: the error would recur on any node."""
+        if self._other_node is None:
+            return False
+        if self._client is not failed:
+            return True  # another request already switched
+        if await _answers(failed):
+            return False
+        async with self._switching:  # concurrent failures: one reconnect
+            if self._client is not failed:
+                return True
+            try:
+                node, client = await self._other_node(self._node)
+            except StoreError:
+                return False  # no other node answers either: keep this one, it may come back
+            down, self._node, self._client = self._node, node, client
+        logger.warning("Weaviate node %s is down; switched to %s", down, node)
+        with suppress(Exception):  # a client whose node died may fail to close; the request's error matters
+            await failed.close()
+        return True
 
     async def close(self) -> None:
         await self._client.close()
@@ -437,10 +495,30 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _clients(settings: Settings, local: LocalWeaviate | None) -> Iterator[tuple[str, weaviate.WeaviateAsyncClient]]:
-    """A client for each node to try, in order, with the URL it is known by."""
+async def _answers(client: weaviate.WeaviateAsyncClient) -> bool:
+    """Whether the client's node still answers. (Not client.is_live(): it prints its errors to stdout, which is
+    the MCP stdio transport's.)"""
+    try:
+        await asyncio.wait_for(client.get_meta(), _PROBE_SECONDS)
+    except (WeaviateBaseError, TimeoutError, OSError):
+        return False
+    return True
+
+
+def _clients(
+    settings: Settings, local: LocalWeaviate | None, skip: str | None
+) -> Iterator[tuple[str, weaviate.WeaviateAsyncClient]]:
+    """A client for each node to try (but skip), in order, with the URL it is known by."""
     timeout = settings.weaviate_timeout
-    config = AdditionalConfig(timeout=Timeout(init=timeout, query=timeout, insert=max(timeout, 60)))
+    # Several nodes: each client keeps its own gRPC connections. gRPC otherwise shares them per address across the
+    # process, so refused connections to a dead node (and their reconnect backoff) would outlive the client that
+    # failed over and fail new clients for seconds once the node is back.
+    grpc = (
+        GrpcConfig(channel_options=[("grpc.use_local_subchannel_pool", 1)])
+        if len(settings.weaviate_nodes) > 1
+        else None
+    )
+    config = AdditionalConfig(timeout=Timeout(init=timeout, query=timeout, insert=max(timeout, 60)), grpc_config=grpc)
     if local is not None:
         yield (
             local.url,
@@ -455,6 +533,8 @@ def _clients(settings: Settings, local: LocalWeaviate | None) -> Iterator[tuple[
         return
     key = settings.weaviate_api_key
     for node, grpc_port in settings.weaviate_nodes:
+        if node == skip:
+            continue
         url = urlparse(node)
         secure = url.scheme == "https"
         yield (
@@ -472,17 +552,19 @@ def _clients(settings: Settings, local: LocalWeaviate | None) -> Iterator[tuple[
         )
 
 
-async def _connect(settings: Settings, local: LocalWeaviate | None) -> weaviate.WeaviateAsyncClient:
-    """The first node that answers: any node of a Weaviate cluster serves every request."""
+async def _connect(
+    settings: Settings, local: LocalWeaviate | None, *, skip: str | None = None
+) -> tuple[str, weaviate.WeaviateAsyncClient]:
+    """The first node that answers (but skip), with its URL: any node of a Weaviate cluster serves every request."""
     failures = []
-    for url, client in _clients(settings, local):
+    for url, client in _clients(settings, local, skip):
         try:
             await client.connect()
         except WeaviateBaseError as exc:
             failures.append(f"{url}: {_short(exc)}")
             await client.close()
         else:
-            return client
+            return url, client
     raise StoreError(f"cannot reach Weaviate at {'; '.join(failures)}; is it running?")
 
 
@@ -495,9 +577,17 @@ async def open_store(settings: Settings, *, keep_running: bool = False) -> Async
     """
     local = None if settings.weaviate_url else LocalWeaviate.from_settings(settings)
     started = await asyncio.to_thread(local.start) if local is not None else False
+
+    async def other_node(down: str) -> tuple[str, weaviate.WeaviateAsyncClient]:
+        return await _connect(settings, local, skip=down)
+
     try:
+        node, client = await _connect(settings, local)
         store = Store(
-            await _connect(settings, local),
+            client,
+            node=node,
+            # Several nodes: a request failing on a node that is down moves the store to the next that answers.
+            other_node=other_node if len(settings.weaviate_nodes) > 1 else None,
             consistency=settings.weaviate_consistency,
             replication_factor=settings.weaviate_replication_factor,
         )
