@@ -14,7 +14,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,49 +165,57 @@ async def openai_chat(client: httpx.AsyncClient, url: str, key: str, first: asyn
     return chunks
 
 
-async def test_serve_finishes_streams_in_flight_and_refuses_new_requests(
-    serve: Any, fake_llm: FakeOpenAI, settings: Settings
-) -> None:
-    process, url = serve(grace=15)
-    key = ApiKeys(settings.data_dir / "api-keys.sqlite3").create(name="shutdown", bots=())[0]
-    fake_llm.enqueue(SLOW, SLOW)
+@dataclass
+class Streaming:
+    process: Process
+    url: str
+    client: httpx.AsyncClient
+    widget: asyncio.Task[list[str]]
+    api: asyncio.Task[list[dict[str, Any]]]
+
+
+@contextlib.asynccontextmanager
+async def streaming(
+    serve: Any, settings: Settings, fake_llm: FakeOpenAI, grace: float, reply: Reply
+) -> AsyncIterator[Streaming]:
+    """A server with one widget and one /v1 answer streaming (their first pieces arrived), then SIGTERMed."""
+    process, url = serve(grace=grace)
+    key = ApiKeys(settings.data_dir / "api-keys.sqlite3").create(name=f"grace-{grace}", bots=())[0]
+    fake_llm.enqueue(reply, reply)
     widget_first, openai_first = asyncio.Event(), asyncio.Event()
     async with httpx.AsyncClient(timeout=30) as client:
         widget = asyncio.create_task(widget_chat(client, url, widget_first))
         api = asyncio.create_task(openai_chat(client, url, key, openai_first))
         await asyncio.wait_for(asyncio.gather(widget_first.wait(), openai_first.wait()), 20)
         process.terminate()
-        await asyncio.sleep(0.5)
-        assert not widget.done() and not api.done(), "the answers are still streaming"
-        with pytest.raises(httpx.ConnectError):  # uvicorn closed its socket: a new request is refused
-            await client.get(f"{url}/healthz")
-        kinds, chunks = await asyncio.gather(widget, api)
-    assert kinds[0] == "sources" and kinds[-1] == "done"
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).endswith("port 8470 [1].")
-    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    assert process.exit_code(within=3 + EXIT_MARGIN) == 0, process.stderr()
+        yield Streaming(process, url, client, widget, api)
     assert "shutting down: 2 answers in flight" in process.stderr()
     assert "Traceback" not in process.stderr()
+
+
+async def test_serve_finishes_streams_in_flight_and_refuses_new_requests(
+    serve: Any, fake_llm: FakeOpenAI, settings: Settings
+) -> None:
+    async with streaming(serve, settings, fake_llm, 15, SLOW) as running:
+        await asyncio.sleep(0.5)
+        assert not running.widget.done() and not running.api.done(), "the answers are still streaming"
+        with pytest.raises(httpx.ConnectError):  # uvicorn closed its socket: a new request is refused
+            await running.client.get(f"{running.url}/healthz")
+        kinds, chunks = await asyncio.gather(running.widget, running.api)
+        assert kinds[0] == "sources" and kinds[-1] == "done"
+        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).endswith("port 8470 [1].")
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+        assert running.process.exit_code(within=3 + EXIT_MARGIN) == 0, running.process.stderr()
 
 
 async def test_serve_ends_streams_past_the_grace_period_with_an_error_event(
     serve: Any, fake_llm: FakeOpenAI, settings: Settings
 ) -> None:
-    process, url = serve(grace=1)
-    key = ApiKeys(settings.data_dir / "api-keys.sqlite3").create(name="late", bots=())[0]
-    fake_llm.enqueue(STUCK, STUCK)
-    widget_first, openai_first = asyncio.Event(), asyncio.Event()
-    async with httpx.AsyncClient(timeout=30) as client:
-        widget = asyncio.create_task(widget_chat(client, url, widget_first))
-        api = asyncio.create_task(openai_chat(client, url, key, openai_first))
-        await asyncio.wait_for(asyncio.gather(widget_first.wait(), openai_first.wait()), 20)
-        process.terminate()
-        kinds, chunks = await asyncio.gather(widget, api)  # both responses end properly, before uvicorn cuts them
-    assert kinds[-1] == "error" and "done" not in kinds
-    assert "restarting" in chunks[-1]["error"]["message"] and chunks[-1]["error"]["type"] == "server_error"
-    assert process.exit_code(within=1 + EXIT_MARGIN) == 0, process.stderr()
-    assert "shutting down: 2 answers in flight" in process.stderr()
-    assert "Traceback" not in process.stderr()
+    async with streaming(serve, settings, fake_llm, 1, STUCK) as running:
+        kinds, chunks = await asyncio.gather(running.widget, running.api)  # both end properly, before uvicorn cuts
+        assert kinds[-1] == "error" and "done" not in kinds
+        assert "restarting" in chunks[-1]["error"]["message"] and chunks[-1]["error"]["type"] == "server_error"
+        assert running.process.exit_code(within=1 + EXIT_MARGIN) == 0, running.process.stderr()
 
 
 # --- the Telegram bot (long polling) ----------------------------------------------------------------------
@@ -282,6 +291,20 @@ async def test_telegram_tells_the_user_when_the_grace_period_cuts_an_answer_off(
     assert final.startswith("The dashboard listens") and "interrupted" in final and CURSOR not in final
 
 
+def in_process_bot(settings: Settings, widget_kb: str, fake_llm: FakeOpenAI, **tokens: Any) -> Settings:
+    """A bot run in this process over the sample KB and the fake LLM, with a grace period it never reaches."""
+    return settings.model_copy(
+        update={
+            "default_kb": widget_kb,
+            "llm_base_url": fake_llm.base_url,
+            "llm_api_key": SecretStr("sk-test"),
+            "llm_model": "fake-chat",
+            "shutdown_grace_seconds": 15.0,
+            **tokens,
+        }
+    )
+
+
 # --- the Discord bot (in this process: discord.py's endpoints are patched to the fake) ----------------------
 
 
@@ -289,16 +312,7 @@ async def test_discord_leaves_the_gateway_then_finishes_the_answer_over_http(
     settings: Settings, widget_kb: str, fake_llm: FakeOpenAI
 ) -> None:
     fake = await FakeDiscord(guild_id=100, channels=[CHANNEL]).start()
-    bot_settings = settings.model_copy(
-        update={
-            "default_kb": widget_kb,
-            "llm_base_url": fake_llm.base_url,
-            "llm_api_key": SecretStr("sk-test"),
-            "llm_model": "fake-chat",
-            "discord_bot_token": SecretStr(DISCORD_TOKEN),
-            "shutdown_grace_seconds": 15.0,
-        }
-    )
+    bot_settings = in_process_bot(settings, widget_kb, fake_llm, discord_bot_token=SecretStr(DISCORD_TOKEN))
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(discord.http.Route, "BASE", fake.api_base)
@@ -329,17 +343,13 @@ async def test_slack_closes_the_socket_then_finishes_the_streamed_answer(
     settings: Settings, widget_kb: str, fake_llm: FakeOpenAI
 ) -> None:
     fake = FakeSlack().start()
-    bot_settings = settings.model_copy(
-        update={
-            "default_kb": widget_kb,
-            "llm_base_url": fake_llm.base_url,
-            "llm_api_key": SecretStr("sk-test"),
-            "llm_model": "fake-chat",
-            "slack_bot_token": SecretStr(SLACK_BOT_TOKEN),
-            "slack_app_token": SecretStr(APP_TOKEN),
-            "slack_api_url": fake.api_url,
-            "shutdown_grace_seconds": 15.0,
-        }
+    bot_settings = in_process_bot(
+        settings,
+        widget_kb,
+        fake_llm,
+        slack_bot_token=SecretStr(SLACK_BOT_TOKEN),
+        slack_app_token=SecretStr(APP_TOKEN),
+        slack_api_url=fake.api_url,
     )
     thread = f"{next(_ids) / 1000:.6f}"  # the question's ts: a thread no other test (or run) has asked in
 
