@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from bots.render import Dialect, final_markdown, split
+from core import shutdown
 from core.answers import Rating
-from core.dedup import Deduplicator
+from core.dedup import create_deduplicator
 from core.errors import ConfigError
 from core.rag import Assistant
 from core.types import Delta, Done, Event, Failed, Message
@@ -28,7 +29,8 @@ from core.types import Delta, Done, Event, Failed, Message
 logger = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, something went wrong while answering. Please try again in a moment."
-INTERRUPTED = "_The answer was interrupted because the assistant is restarting. Please ask again in a moment._"
+INTERRUPTED = f"_{shutdown.INTERRUPTED}_"
+THANKS = "Thanks for the feedback!"
 THINKING = "_Thinking…_"
 CURSOR = " ▍"
 
@@ -58,13 +60,14 @@ class Channel(ABC):
         return await relay(events, self)
 
 
-class _Reply:
-    """The messages of one reply and what each one shows."""
+class Reply:
+    """The messages of one reply and what each one shows; with `replacing`, an existing message becomes its
+    first part."""
 
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, replacing: str | None = None):
         self.channel = channel
-        self.ids: list[str] = []
-        self.shown: list[str] = []
+        self.ids: list[str] = [replacing] if replacing else []
+        self.shown: list[str] = [""] if replacing else []
 
     async def show(self, markdown: str, *, answer_id: str | None = None) -> None:
         parts = split(markdown, self.channel.dialect, self.channel.limit) or ["…"]
@@ -139,7 +142,7 @@ async def follow(
 async def relay(events: AsyncIterator[Event], channel: Channel) -> Done | None:
     """Stream one answer into `channel`. Returns the `Done` event (None when the answer failed). Never
     raises for a failed answer: the user gets the core's reason or a short apology instead of silence."""
-    reply = _Reply(channel)
+    reply = Reply(channel)
     with contextlib.suppress(Exception):
         await channel.typing()
     try:
@@ -154,7 +157,7 @@ async def relay(events: AsyncIterator[Event], channel: Channel) -> Done | None:
     else:
         final = result.failure or (final_markdown(done) if done else APOLOGY)
     try:
-        await reply.show(final, answer_id=done.answer_id if done and done.answer_id else None)
+        await reply.show(final, answer_id=done.answer_id if done else None)
     except Exception:
         logger.exception("could not deliver the final answer to %s", channel.dialect.name)
     if result.cancelled is not None:
@@ -185,12 +188,12 @@ class Responder:
     """The part of every adapter that is not about its platform: which bot answers where, redelivery
     de-duplication, answering into a Channel, reset, feedback."""
 
-    def __init__(self, assistant: Assistant, dedup: Deduplicator, *, platform: str, default_bot: str):
+    def __init__(self, assistant: Assistant, *, platform: str, default_bot: str):
         if default_bot not in assistant.profiles:
             known = ", ".join(sorted(assistant.profiles))
             raise ConfigError(f"{platform.upper()}_BOT names an unknown bot {default_bot!r} (known: {known})")
         self.assistant = assistant
-        self.dedup = dedup
+        self.dedup = create_deduplicator(assistant.settings, assistant.redis)
         self.platform = platform
         self.default_bot = default_bot
 
@@ -203,9 +206,6 @@ class Responder:
                 if value in {str(v) for v in table.get(key, ())}:
                     return name
         return self.default_bot
-
-    def settings_of(self, bot: str) -> dict[str, object]:
-        return self.assistant.profiles[bot].channels.get(self.platform, {})
 
     def welcome(self, bot: str) -> str:
         return self.assistant.profiles[bot].welcome

@@ -30,11 +30,10 @@ from discord import app_commands
 from discord.utils import MISSING
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
 
-from bots.base import APOLOGY, Channel, Responder, feedback_value, is_reset, parse_feedback
+from bots.base import APOLOGY, THANKS, Channel, Responder, feedback_value, is_reset, parse_feedback
 from bots.render import DISCORD, render
 from core.answers import Rating
 from core.config import Settings
-from core.dedup import create_deduplicator
 from core.errors import ConfigError
 from core.profiles import BotProfile
 from core.rag import open_assistant
@@ -44,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 NOT_ALLOWED = "Sorry, I can't answer you here."
 RESET_DONE = "Okay, I've forgotten this conversation. Ask me anything."
-THANKS = "Thanks for the feedback!"
 UNKNOWN_ANSWER = "Sorry, I can't find that answer any more."
 _CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 _THREAD_NAME_CHARS = 90  # Discord allows 100
@@ -376,12 +374,7 @@ async def run(settings: Settings) -> None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set: add your bot's token to .env (README: Chat bots › Discord)")
     token = settings.discord_bot_token.get_secret_value()
     async with open_assistant(settings) as assistant:
-        responder = Responder(
-            assistant,
-            create_deduplicator(settings, assistant.redis),
-            platform="discord",
-            default_bot=settings.discord_bot,
-        )
+        responder = Responder(assistant, platform="discord", default_bot=settings.discord_bot)
         rules = load_rules(assistant.profiles, threads=settings.discord_threads)
         try:
             await _serve(DiscordBot(responder, rules, message_content=True), token)

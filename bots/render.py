@@ -224,9 +224,11 @@ def sources_markdown(done: Done) -> str:
     return f"**{label}:**  \n" + "  \n".join(lines)
 
 
-def final_markdown(done: Done) -> str:
+def final_markdown(done: Done, text: str | None = None) -> str:
+    """The answer (`done.text`, or what was shown of it) with its sources under it."""
+    text = (done.text if text is None else text).rstrip()
     footer = sources_markdown(done)
-    return f"{done.text.rstrip()}\n\n{footer}" if footer else done.text.rstrip()
+    return f"{text}\n\n{footer}" if footer else text
 
 
 # --- splitting at a platform's message limit --------------------------------------------------------------

@@ -53,18 +53,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.base import (
     APOLOGY,
     INTERRUPTED,
+    THANKS,
     THINKING,
     Channel,
+    Reply,
     Responder,
     feedback_value,
     follow,
     is_reset,
     relay,
 )
-from bots.render import SLACK, render, sources_markdown, split
+from bots.render import SLACK, final_markdown, render, sources_markdown, split
 from core.answers import Rating
 from core.config import Settings
-from core.dedup import create_deduplicator
 from core.errors import ConfigError
 from core.rag import Assistant, open_assistant
 from core.shutdown import sigterm
@@ -99,7 +100,6 @@ FENCE = "```"
 FEEDBACK_ACTION = re.compile(r"^feedback_(up|down)$")
 RESET_DONE = "Starting over: I have forgotten this conversation."
 ASK_USAGE = "Usage: `/ask QUESTION`, or `/ask reset` to start over."
-THANKS = "Thanks for the feedback!"
 UNKNOWN_ANSWER = "Sorry, I could not find that answer any more."
 
 
@@ -131,7 +131,7 @@ def feedback_blocks(answer_id: str, footer: str) -> list[dict[str, Any]]:
 
 def answer_blocks(text: str, answer_id: str | None, footer: str) -> list[dict[str, Any]] | None:
     """Block Kit for the last part of an answer: the text, a context line, 👍/👎. None for plain messages."""
-    return None if answer_id is None else [_section(text), *feedback_blocks(answer_id, footer)]
+    return [_section(text), *feedback_blocks(answer_id, footer)] if answer_id else None
 
 
 class SlackThread(Channel):
@@ -302,16 +302,10 @@ class StreamedThread(SlackThread):
     async def recover(self, stream: _Stream, answer: str, done: Done | None) -> None:
         """Replace the message whose stream broke with the rest of the answer, as the edit path shows it."""
         rest = stream.head + answer[stream.begin :]
-        sources = sources_markdown(done) if done else ""
-        parts = split(f"{rest.rstrip()}\n\n{sources}" if sources else rest, SLACK, SECTION_LIMIT) or ["…"]
-        answer_id = done.answer_id if done and done.answer_id else None
         try:
-            for i, part in enumerate(parts):
-                feedback = answer_id if i == len(parts) - 1 else None
-                if i == 0:
-                    await self.edit(stream.ts, part, answer_id=feedback)
-                else:
-                    await self.post(part, answer_id=feedback)
+            await Reply(self, replacing=stream.ts).show(
+                final_markdown(done, rest) if done else rest, answer_id=done.answer_id if done else None
+            )
         except Exception:
             logger.exception("could not deliver the final answer to slack")
 
@@ -503,9 +497,7 @@ def slack_app(settings: Settings, assistant: Assistant) -> AsyncApp:
         request_verification_enabled=http,
         logger=logger,
     )
-    responder = Responder(
-        assistant, create_deduplicator(settings, assistant.redis), platform="slack", default_bot=settings.slack_bot
-    )
+    responder = Responder(assistant, platform="slack", default_bot=settings.slack_bot)
     SlackBot(
         responder, ask_ephemeral=settings.slack_ask_ephemeral, native=settings.slack_streaming == "native"
     ).register(app)

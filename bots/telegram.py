@@ -39,10 +39,9 @@ from telegram.ext import (
     filters,
 )
 
-from bots.base import Channel, Responder, feedback_value, is_reset
+from bots.base import THANKS, Channel, Responder, feedback_value, is_reset
 from bots.render import TELEGRAM
 from core.config import Settings
-from core.dedup import create_deduplicator
 from core.errors import ConfigError
 from core.rag import Assistant, open_assistant
 from core.shutdown import sigterm
@@ -215,7 +214,7 @@ class TelegramBot:
         if query is None:
             return
         stored = await self.responder.feedback(query.data or "")
-        await query.answer("Thanks for the feedback!" if stored else "That answer is no longer available.")
+        await query.answer(THANKS if stored else "That answer is no longer available.")
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         if isinstance(context.error, Forbidden):  # blocked by the user, removed from the group
@@ -237,12 +236,7 @@ def _application(settings: Settings, assistant: Assistant, *, polling: bool) -> 
     if not polling:
         builder = builder.updater(None)
     application = builder.build()
-    responder = Responder(
-        assistant,
-        create_deduplicator(settings, assistant.redis),
-        platform="telegram",
-        default_bot=settings.telegram_bot,
-    )
+    responder = Responder(assistant, platform="telegram", default_bot=settings.telegram_bot)
     TelegramBot(responder).install(application)
     return application
 

@@ -7,7 +7,6 @@ store: SQLite under the data directory for one machine, or Redis (REDIS_URL) for
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 from typing import Protocol
@@ -41,13 +40,9 @@ class SQLiteDeduplicator:
         with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM seen WHERE at < ?", (now - self._retention,))
-            try:
-                db.execute("INSERT INTO seen (key, at) VALUES (?, ?)", (key, now))
-            except sqlite3.IntegrityError:
-                db.execute("COMMIT")
-                return False
+            new = db.execute("INSERT OR IGNORE INTO seen (key, at) VALUES (?, ?)", (key, now)).rowcount == 1
             db.execute("COMMIT")
-        return True
+        return new
 
     async def first(self, key: str) -> bool:
         return await asyncio.to_thread(self._first, key)
