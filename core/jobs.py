@@ -68,8 +68,7 @@ class _JobProgress:
 
 
 class Jobs:
-    def __init__(self, keep: int = KEEP):
-        self._keep = keep
+    def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}  # oldest first
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -107,7 +106,7 @@ class Jobs:
 
     def _forget_finished(self) -> None:
         finished = [job for job in self._jobs.values() if not job.active]
-        for job in finished[: max(0, len(self._jobs) - self._keep)]:
+        for job in finished[: max(0, len(self._jobs) - KEEP)]:
             del self._jobs[job.id]
 
     def get(self, job_id: str) -> Job | None:

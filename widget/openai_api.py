@@ -198,12 +198,12 @@ async def chat_completions(
             code="model_not_found",
         )
     message = _message(body, key, conversation, state.settings.max_message_chars)
+    prompt_tokens = sum(_tokens(_text(m)) for m in body.messages)  # before answering: _text refuses bad parts
     events = state.assistant.in_flight.bounded(state.assistant.answer(message))
     first = await anext(events)
     if isinstance(first, Failed):
         raise OpenAIError(503, first.reason, type="server_error", code="knowledge_base_unavailable")
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    prompt_tokens = sum(_tokens(_text(m)) for m in body.messages)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _chunks(events, completion_id, created, body.model, prompt_tokens, usage)

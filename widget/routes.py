@@ -204,7 +204,7 @@ async def feedback(body: FeedbackRequest, session: SessionDep, assistant: Assist
     if (
         record is None
         or record.channel != "widget"
-        or not record.conversation.startswith(f"{session.bot}:{session.identity}:")
+        or not record.conversation.startswith(_conversation_key(session, ""))
     ):
         raise HTTPException(404, "no such answer in this session")
     await assistant.answers.add_feedback(body.answer_id, body.rating, body.comment)
