@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.answer import vm_hwm_mb
 from bench.ingest_search import REPO, settings_for
 from core.apikeys import ApiKeys
 from core.config import Settings
@@ -34,7 +35,7 @@ from core.rag import open_assistant
 from core.store import open_store
 from core.types import Message
 from core.weaviate_local import LocalWeaviate
-from tests.conftest import free_port_block
+from tests.conftest import cli_environment, free_port_block
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import serve_process
 
@@ -111,28 +112,17 @@ async def over_http(
 
 def server_env(settings: Settings, llm_url: str, **extra: str) -> dict[str, str]:
     """`switchboard serve` over the bench's Weaviate and fake LLM, with rate limits out of the way."""
-    return {
-        **os.environ,
-        "SWITCHBOARD_DATA_DIR": str(settings.data_dir),
-        "WEAVIATE_LOCAL_PORT": str(settings.weaviate_local_port),
-        "WEAVIATE_LOCAL_GRPC_PORT": str(settings.weaviate_local_grpc_port),
-        "EMBED_MODEL_PATH": str(settings.embed_model_path),
-        "SWITCHBOARD_KB": "demo",
-        "LLM_BASE_URL": llm_url,
-        "LLM_API_KEY": "sk-bench",
-        "LLM_MODEL": "fake-chat",
-        "RATE_LIMIT_IP": "100000/minute",
-        "RATE_LIMIT_SESSION": "100000/minute",
-        "RATE_LIMIT_API_KEY": "100000/minute",
+    return cli_environment(
+        settings,
+        SWITCHBOARD_KB="demo",
+        LLM_BASE_URL=llm_url,
+        LLM_API_KEY="sk-bench",
+        LLM_MODEL="fake-chat",
+        RATE_LIMIT_IP="100000/minute",
+        RATE_LIMIT_SESSION="100000/minute",
+        RATE_LIMIT_API_KEY="100000/minute",
         **extra,
-    }
-
-
-def vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    )
 
 
 @contextmanager

@@ -153,6 +153,14 @@ def fake_llm() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_llm_script(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Replies a test queued but did not use (it refused them, or failed half-way) must not answer the next."""
+    yield
+    if "fake_llm" in request.fixturenames:
+        request.getfixturevalue("fake_llm").script.clear()
+
+
 @pytest.fixture(scope="session")
 def host_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A page server on another loopback port: another origin, like a customer's website."""

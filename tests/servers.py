@@ -33,7 +33,6 @@ HOSTILE = (
 class RunningServer:
     url: str
     settings: Settings
-    server: uvicorn.Server
 
 
 @contextmanager
@@ -51,7 +50,7 @@ def run_server(settings: Settings) -> Iterator[RunningServer]:
             raise RuntimeError("the web server did not start; see the log above")
         time.sleep(0.05)
     try:
-        yield RunningServer(url=f"http://127.0.0.1:{port}", settings=settings, server=server)
+        yield RunningServer(url=f"http://127.0.0.1:{port}", settings=settings)
     finally:
         server.should_exit = True
         thread.join(60)

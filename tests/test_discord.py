@@ -197,12 +197,6 @@ async def bot(bot_settings: Settings, fake_discord: FakeDiscord, fake_llm: FakeO
             yield Bot(fake_discord, fake_llm, AnswerLog(bot_settings.data_dir / "answers.sqlite3"))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_script(fake_llm: FakeOpenAI) -> Iterator[None]:
-    yield
-    fake_llm.script.clear()  # a test that failed half-way must not hand its replies to the next one
-
-
 # --- helpers ------------------------------------------------------------------------------------------------
 
 

@@ -251,7 +251,6 @@ def test_rate_limit_bursts_get_429_with_retry_after(
         assert statuses == [200, 200, 200, 429, 429, 429]
         assert 1 <= int(response.headers["Retry-After"]) <= 60
         assert "try again in" in response.json()["detail"]
-    fake_llm.script.clear()
 
 
 def test_health_docs_and_widget(web: RunningServer) -> None:

@@ -174,9 +174,6 @@ class FakeDiscord:
     def edited(self, channel_id: int) -> list[Call]:
         return self.rest("PATCH", rf"/channels/{channel_id}/messages/\d+")
 
-    def message_payload(self, message_id: int) -> Payload:
-        return self._messages[message_id]
-
     async def until(self, condition: Callable[[], object], timeout: float = 30.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not condition():
