@@ -11,6 +11,7 @@ if [ "${1:-}" = "--dev" ]; then extras="$extras,dev"; dev=true; fi
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is required ($2)" >&2; exit 1; }; }
 need npm "Node.js 18+ builds the web widget"
+if $dev; then need go "building tools/composecheck for the Docker file tests"; fi
 
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
@@ -41,7 +42,6 @@ if command -v go >/dev/null 2>&1; then method=go; else method=download; fi
 # compose-go) and match .dockerignore as BuildKit does: tools/composecheck, a small Go program built from the
 # Go module proxy into the venv (seconds; Go caches modules and builds).
 if $dev; then
-  need go "building tools/composecheck for the Docker file tests"
   (cd tools/composecheck && CGO_ENABLED=0 GOTOOLCHAIN=local go build -mod=readonly -trimpath -buildvcs=false \
     -o ../../.venv/bin/composecheck .)
 fi
