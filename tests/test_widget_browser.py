@@ -224,10 +224,13 @@ async def test_rate_limited_and_unreachable_server_messages(
     host_site: tuple[str, Path],
     tmp_path: Path,
 ) -> None:
-    tight = web_settings(settings, fake_llm, host_site[0], tmp_path, rate_limit_session="1/minute")
+    tight = web_settings(
+        settings, fake_llm, host_site[0], tmp_path, rate_limit_session="1/minute", max_message_chars=120
+    )
     with run_server(tight) as web:
         await page.goto(host_page(host_site, web, "limited.html"))
         await page.get_by_test_id("sb-launcher").click()
+        await expect(page.get_by_test_id("sb-input")).to_have_attribute("maxlength", "120")  # the server's limit
         fake_llm.enqueue(Reply(chunks=PORT_ANSWER))
         await ask(page, "Which port does the Kestrel dashboard listen on?")
         await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=10_000)

@@ -101,7 +101,12 @@ async def create_session(body: SessionRequest, request: Request, state: StateDep
         user_id=user_id,
         previous=body.previous_token,
     )
-    reply = {"token": token, "expires_in": state.tokens.ttl, "bot": state.bots[profile.name].public(profile)}
+    reply = {
+        "token": token,
+        "expires_in": state.tokens.ttl,
+        "bot": state.bots[profile.name].public(profile),
+        "max_message_chars": state.settings.max_message_chars,  # the widget's input limit follows the server's
+    }
     if user_id is not None:  # a verified user's latest conversation follows them to a new browser
         prefix = _conversation_key(session, "")
         latest = await state.assistant.answers.latest_conversation("widget", prefix)

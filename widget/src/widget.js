@@ -16,7 +16,7 @@ export const VERSION = '0.1.0';
 // document.currentScript is only set while this script runs synchronously: capture it first thing.
 const OWN_SCRIPT = typeof document !== 'undefined' ? findOwnScript() : null;
 
-const MAX_MESSAGE_CHARS = 2000;
+const DEFAULT_MAX_MESSAGE_CHARS = 2000; // until the server says its MAX_MESSAGE_CHARS
 const MAX_COMMENT_CHARS = 1000;
 const DEFAULT_TITLE = 'Assistant';
 const CONVERSATION_ID_RE = /^[A-Za-z0-9_-]{8,64}$/;
@@ -544,7 +544,7 @@ function mount(opts) {
     id: 'sb-input',
     'data-testid': 'sb-input',
     rows: '1',
-    maxlength: String(MAX_MESSAGE_CHARS),
+    maxlength: String(DEFAULT_MAX_MESSAGE_CHARS),
     placeholder: 'Ask a question…',
     autocomplete: 'off',
     enterkeyhint: 'send',
@@ -567,6 +567,7 @@ function mount(opts) {
     previousToken: str(stored.token),
     conversationId: isValidConversationId(stored.conversation_id) ? stored.conversation_id : null,
     config: null,
+    maxChars: DEFAULT_MAX_MESSAGE_CHARS,
     open: !floating,
     busy: false,
     abort: null,
@@ -1011,6 +1012,11 @@ function mount(opts) {
       const ttl = Number(data.expires_in);
       state.expiresAt = Number.isFinite(ttl) && ttl > 0 ? Date.now() + ttl * 1000 : 0;
       if (data.bot && typeof data.bot === 'object') state.config = data.bot;
+      const maxChars = Number(data.max_message_chars);
+      if (Number.isInteger(maxChars) && maxChars > 0) {
+        state.maxChars = maxChars;
+        input.maxLength = maxChars;
+      }
       if (!state.conversationId && isValidConversationId(data.conversation_id)) state.conversationId = data.conversation_id;
       if (!state.conversationId) state.conversationId = makeConversationId();
       persist();
@@ -1126,8 +1132,8 @@ function mount(opts) {
     if (state.busy) return;
     const text = input.value.trim();
     if (!text) return;
-    if (text.length > MAX_MESSAGE_CHARS) {
-      showError(`Messages can be at most ${MAX_MESSAGE_CHARS} characters long.`);
+    if (text.length > state.maxChars) {
+      showError(`Messages can be at most ${state.maxChars} characters long.`);
       return;
     }
     setBusy(true);
