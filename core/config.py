@@ -77,12 +77,20 @@ class Settings(BaseSettings):
     answer_min_relevance: float = Field(0.3, ge=-1.0, le=1.0, validation_alias="ANSWER_MIN_RELEVANCE")
     history_max_turns: int = Field(10, ge=0, le=200, validation_alias="HISTORY_MAX_TURNS")
     history_max_tokens: int = Field(1500, ge=0, validation_alias="HISTORY_MAX_TOKENS")
-    # With REDIS_URL, a conversation nobody continued for this long is forgotten (SQLite keeps it).
+    # A conversation nobody continued for this long is forgotten (in Redis and in SQLite).
     history_ttl_days: int = Field(30, ge=1, validation_alias="HISTORY_TTL_DAYS")
+    # Questions, answers and feedback older than this are purged from the answer log (empty: kept).
+    answer_log_retention_days: int | None = Field(None, ge=1, validation_alias="ANSWER_LOG_RETENTION_DAYS")
 
     # The web server and widget (`switchboard serve`).
     server_host: str = Field("127.0.0.1", validation_alias="SERVER_HOST")
     server_port: int = Field(8000, ge=1, le=65535, validation_alias="SERVER_PORT")
+    # Development mode relaxes origin checks, so `serve` refuses a non-loopback SERVER_HOST unless this is set.
+    dev_allow_remote: bool = Field(False, validation_alias="DEV_ALLOW_REMOTE")
+    # The origins this server is reached at (e.g. https://chat.example.com), comma-separated; the origin check
+    # trusts these, never the request's Host header. Empty: the SERVER_HOST:SERVER_PORT address (and in
+    # development its loopback aliases).
+    public_url: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="PUBLIC_URL")
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto the server believes (client IPs count for rate limits).
     forwarded_allow_ips: str = Field("127.0.0.1", validation_alias="FORWARDED_ALLOW_IPS")
     # Signs widget session tokens. Required in production; in development one is generated in the data dir.
@@ -96,6 +104,10 @@ class Settings(BaseSettings):
     rate_limit_api_key: str = Field("120/minute", validation_alias="RATE_LIMIT_API_KEY")
     max_message_chars: int = Field(2000, ge=1, validation_alias="MAX_MESSAGE_CHARS")
     max_body_bytes: int = Field(16384, ge=1024, validation_alias="MAX_BODY_BYTES")
+    # /v1 and /mcp: API clients resend whole conversations and long system prompts.
+    api_max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="API_MAX_BODY_BYTES")
+    # /docs and /openapi.json (empty: on in development, off in production).
+    api_docs: bool | None = Field(None, validation_alias="API_DOCS")
 
     # Shared state for several replicas (history, rate limits, session secret, event de-duplication).
     # Empty: SQLite files and in-memory limits under the data directory (one machine).
@@ -129,6 +141,13 @@ class Settings(BaseSettings):
     fetch_max_mb: float = Field(25.0, validation_alias="FETCH_MAX_MB")
     fetch_user_agent: str = Field("SwitchboardBot/0.1 (+self-hosted)", validation_alias="FETCH_USER_AGENT")
     max_file_mb: float = Field(50.0, validation_alias="INGEST_MAX_FILE_MB")
+    # Internal hosts URL ingestion may fetch (hostnames or CIDRs, comma-separated); every other loopback,
+    # private, link-local or metadata address is refused on every hop.
+    ingest_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="INGEST_ALLOWED_HOSTS")
+    # Archive-based formats (docx) and PDFs are bounded when unpacked, not only by their file size.
+    max_uncompressed_mb: float = Field(100.0, gt=0, validation_alias="INGEST_MAX_UNCOMPRESSED_MB")
+    max_compression_ratio: float = Field(100.0, gt=1, validation_alias="INGEST_MAX_COMPRESSION_RATIO")
+    max_pdf_pages: int = Field(2000, ge=1, validation_alias="INGEST_MAX_PDF_PAGES")
 
     # The admin API (/admin): disabled unless a key is set. Uploads may be larger than other request bodies.
     admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
@@ -149,6 +168,16 @@ class Settings(BaseSettings):
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ValueError(f"{url!r} is not an http(s) URL (several nodes: comma-separated URLs)")
         return value
+
+    @field_validator("public_url", "ingest_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return tuple(_split(value)) if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(web_origin(url) for url in value)
 
     @field_validator("weaviate_grpc_port", mode="before")
     @classmethod
@@ -173,23 +202,15 @@ class Settings(BaseSettings):
             raise ValueError("SWITCHBOARD_SECRET_KEY is required in production (e.g. `openssl rand -hex 32`)")
         if self.admin_api_key is not None and len(self.admin_api_key.get_secret_value()) < 16:
             raise ValueError("ADMIN_API_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)")
-        for name in (
-            "weaviate_api_key",
-            "embed_api_key",
-            "llm_api_key",
-            "secret_key",
-            "identity_secret",
-            "slack_bot_token",
-            "slack_app_token",
-            "slack_signing_secret",
-            "telegram_bot_token",
-            "telegram_webhook_secret",
-            "discord_bot_token",
-            "admin_api_key",
-        ):
+        for name in (*_OPTIONAL_KEYS, *_SIGNING_SECRETS):
             secret = getattr(self, name)
-            if self.environment == "production" and secret and secret.get_secret_value().startswith("change-me"):
-                raise ValueError(f"{name.upper()} still holds the placeholder from .env.example")
+            if secret is None or not is_placeholder(secret.get_secret_value()):
+                continue
+            if self.environment == "production" or name in _SIGNING_SECRETS:
+                # Anything signed or checked with a published placeholder can be forged by anyone.
+                variable = type(self).model_fields[name].validation_alias  # what the user sets: SWITCHBOARD_SECRET_KEY
+                raise ValueError(f"{variable} still holds the placeholder from .env.example: set a real value")
+            setattr(self, name, None)  # an optional key left as in .env.example is simply not set
         return self
 
     @property
@@ -212,6 +233,34 @@ class Settings(BaseSettings):
     @property
     def llm_is_local(self) -> bool:
         return not self.llm_base_url and not self.llm_api_key
+
+
+# Keys whose placeholder counts as unset in development, and secrets a placeholder must never stand in for.
+_OPTIONAL_KEYS = (
+    "weaviate_api_key",
+    "embed_api_key",
+    "llm_api_key",
+    "slack_bot_token",
+    "slack_app_token",
+    "telegram_bot_token",
+    "discord_bot_token",
+)
+_SIGNING_SECRETS = ("secret_key", "identity_secret", "slack_signing_secret", "telegram_webhook_secret", "admin_api_key")
+
+
+def is_placeholder(value: str) -> bool:
+    """The `change-me` values of .env.example (and the empty string)."""
+    return not value.strip() or value.strip().lower().startswith("change-me")
+
+
+def web_origin(url: str) -> str:
+    """The origin a browser sends for pages under `url`: scheme://host[:port], without a default port or path."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    port = "" if parsed.port in (None, {"http": 80, "https": 443}[parsed.scheme]) else f":{parsed.port}"
+    return f"{parsed.scheme}://{host}{port}"
 
 
 def _split(value: str | None) -> list[str]:

@@ -20,6 +20,17 @@ def test_env_example_loads_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(_env_file=EXAMPLE)
     assert settings.weaviate_url is None and settings.embed_model_path is None
     assert settings.weaviate_local_port == 8099
+    # A verbatim copy must not turn the local model off or leave a guessable signing secret behind.
+    assert settings.llm_is_local and settings.llm_api_key is None and settings.embed_api_key is None
+    assert settings.secret_key is None and settings.identity_secret is None
+
+
+def test_placeholders_count_as_unset_but_never_sign() -> None:
+    settings = Settings(_env_file=None, llm_api_key="change-me", weaviate_api_key="CHANGE-ME-too")
+    assert settings.llm_is_local and settings.weaviate_api_key is None
+    for field in ("secret_key", "identity_secret", "slack_signing_secret", "telegram_webhook_secret"):
+        with pytest.raises(ValidationError, match="placeholder"):
+            Settings(_env_file=None, **{field: "change-me"})
 
 
 def test_production_refuses_placeholders_and_bad_values() -> None:
