@@ -1,15 +1,27 @@
-"""Text extraction: every supported format becomes (title, Markdown) with well-kept libraries."""
+"""Text extraction: every supported format becomes (title, Markdown) with well-kept libraries.
+
+Documents are untrusted: archive-based formats (.docx is a zip) and PDFs are bounded by what they unpack to,
+not only by their file size, so a small file cannot take the server's memory and CPU (a decompression bomb).
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 import re
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from core.config import Settings
 from core.errors import IngestError, UnsupportedSource
+
+logger = logging.getLogger(__name__)
+
+_READ_SIZE = 1 << 16
 
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 _H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
@@ -20,6 +32,28 @@ _NOISE_TAGS = ("script", "style", "noscript", "nav", "header", "footer", "aside"
 class Extracted:
     title: str
     markdown: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """How far a document may unpack (INGEST_MAX_UNCOMPRESSED_MB, INGEST_MAX_COMPRESSION_RATIO,
+    INGEST_MAX_PDF_PAGES)."""
+
+    max_uncompressed_bytes: int
+    max_compression_ratio: float
+    max_pdf_pages: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_uncompressed_bytes=int(settings.max_uncompressed_mb * 1e6),
+            max_compression_ratio=settings.max_compression_ratio,
+            max_pdf_pages=settings.max_pdf_pages,
+        )
+
+    def refuse_size(self, what: str) -> IngestError:
+        limit = self.max_uncompressed_bytes / 1e6
+        return IngestError(f"refused: {what} unpacks to more than INGEST_MAX_UNCOMPRESSED_MB ({limit:g} MB)")
 
 
 def _decode(data: bytes) -> str:
@@ -34,7 +68,7 @@ def _decode(data: bytes) -> str:
         return guess
 
 
-def _markdown(data: bytes, fallback_title: str) -> Extracted:
+def _markdown(data: bytes, fallback_title: str, _limits: Limits) -> Extracted:
     text = _decode(data)
     title = ""
     front = _FRONT_MATTER.match(text)
@@ -48,7 +82,7 @@ def _markdown(data: bytes, fallback_title: str) -> Extracted:
     return Extracted(title, text)
 
 
-def _text(data: bytes, fallback_title: str) -> Extracted:
+def _text(data: bytes, fallback_title: str, _limits: Limits) -> Extracted:
     return Extracted(fallback_title, _decode(data))
 
 
@@ -82,11 +116,11 @@ def _code_language(el: Any) -> str:
     return ""
 
 
-def _html(data: bytes, fallback_title: str) -> Extracted:
+def _html(data: bytes, fallback_title: str, _limits: Limits) -> Extracted:
     return html_to_markdown(data, fallback_title)
 
 
-def _rst(data: bytes, fallback_title: str) -> Extracted:
+def _rst(data: bytes, fallback_title: str, _limits: Limits) -> Extracted:
     from docutils.core import publish_parts
 
     # No title promotion: a lone section would otherwise vanish into the document subtitle.
@@ -115,31 +149,81 @@ def _rst(data: bytes, fallback_title: str) -> Extracted:
     return html_to_markdown(str(soup), fallback_title)
 
 
-def _pdf(data: bytes, fallback_title: str) -> Extracted:
+def _pdf(data: bytes, fallback_title: str, limits: Limits) -> Extracted:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise IngestError("the PDF is encrypted; decrypt it first")
+        count = len(reader.pages)
+        if count > limits.max_pdf_pages:
+            pages_limit = limits.max_pdf_pages
+            raise IngestError(f"refused: the PDF has {count} pages, over INGEST_MAX_PDF_PAGES ({pages_limit})")
         title = (reader.metadata.title if reader.metadata else None) or fallback_title
-        # Page headings make the page number the section, so citations point at a page.
-        pages = [f"## Page {i}\n\n{(page.extract_text() or '').strip()}" for i, page in enumerate(reader.pages, 1)]
+        # pypdf caps each decompressed stream itself; the text of all pages together is bounded here.
+        pages: list[str] = []
+        size = 0
+        for i, page in enumerate(reader.pages, 1):
+            text = (page.extract_text() or "").strip()
+            size += len(text)
+            if size > limits.max_uncompressed_bytes:
+                raise limits.refuse_size("the PDF's text")
+            # Page headings make the page number the section, so citations point at a page.
+            pages.append(f"## Page {i}\n\n{text}")
+    except LimitReachedError as exc:
+        raise IngestError(f"refused: the PDF has a stream that unpacks too far ({exc})") from exc
     except PyPdfError as exc:
         raise IngestError(f"unreadable PDF ({exc})") from exc
     return Extracted(str(title), "\n\n".join(pages))
 
 
-def _docx(data: bytes, fallback_title: str) -> Extracted:
-    import zipfile
+def _vetted_archive(data: bytes, limits: Limits) -> bytes:
+    """The .docx rebuilt from members read within the limits, for python-docx to parse.
 
+    Declared sizes are checked first, then every member is inflated in small reads, which zipfile stops at the
+    declared size. python-docx is never handed the original: reading a member whole, zipfile inflates all of its
+    compressed stream before cutting it to the declared size, so a member lying about its size (with a CRC that
+    matches the declared prefix) would still inflate without bound."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            declared = sum(info.file_size for info in members)
+            if declared > limits.max_uncompressed_bytes:
+                raise limits.refuse_size("the .docx")
+            ratio = declared / max(len(data), 1)
+            if ratio > limits.max_compression_ratio:
+                raise IngestError(
+                    f"refused: the .docx unpacks {ratio:.0f} times its size, "
+                    f"over INGEST_MAX_COMPRESSION_RATIO ({limits.max_compression_ratio:g})"
+                )
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as vetted:
+                for info in {m.filename: m for m in members if not m.is_dir()}.values():  # the last of a name wins
+                    vetted.writestr(info.filename, _read_member(archive, info))
+    except (zipfile.BadZipFile, zlib.error, ValueError, RuntimeError, NotImplementedError, EOFError) as exc:
+        raise IngestError(f"unreadable .docx ({exc.__class__.__name__})") from exc
+    return out.getvalue()
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    chunks: list[bytes] = []
+    with archive.open(info) as member:
+        while chunk := member.read(_READ_SIZE):  # each read inflates at most about _READ_SIZE bytes
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _docx(data: bytes, fallback_title: str, limits: Limits) -> Extracted:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+    from lxml import etree
 
+    vetted = _vetted_archive(data, limits)
     try:
-        document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        document = docx.Document(io.BytesIO(vetted))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, etree.XMLSyntaxError) as exc:
         raise IngestError(f"unreadable .docx ({exc.__class__.__name__})") from exc
     title = document.core_properties.title or ""
     lines: list[str] = []
@@ -168,7 +252,7 @@ def _docx(data: bytes, fallback_title: str) -> Extracted:
     return Extracted(title or fallback_title, "\n".join(lines))
 
 
-EXTRACTORS: dict[str, Callable[[bytes, str], Extracted]] = {
+EXTRACTORS: dict[str, Callable[[bytes, str, Limits], Extracted]] = {
     ".md": _markdown,
     ".markdown": _markdown,
     ".txt": _text,
@@ -204,9 +288,9 @@ def check_type(name: str) -> str:
     return suffix
 
 
-def extract(data: bytes, suffix: str, fallback_title: str) -> Extracted:
+def extract(data: bytes, suffix: str, fallback_title: str, limits: Limits) -> Extracted:
     extractor = EXTRACTORS.get(suffix)
     if extractor is None:
         supported = ", ".join(sorted(EXTRACTORS))
         raise UnsupportedSource(f"unsupported file type {suffix or '(none)'!r}; supported: {supported}")
-    return extractor(data, fallback_title)
+    return extractor(data, fallback_title, limits)

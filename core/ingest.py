@@ -22,8 +22,9 @@ from core.chunk import SECTION_SEP, chunk_markdown
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestError, IngestStopped
-from core.extract import extract
+from core.extract import Limits, extract
 from core.kb import KBMeta
+from core.kblock import kb_write_lock
 from core.sources import Found, RawDoc, discover, normalise_origin
 from core.store import Store, StoredChunk, chunk_uuid
 from core.types import Chunk
@@ -71,7 +72,7 @@ def embedding_text(chunk: Chunk) -> str:
 
 def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
     fallback = doc.source.rstrip("/").rsplit("/", 1)[-1]
-    extracted = extract(doc.data, doc.suffix, fallback)
+    extracted = extract(doc.data, doc.suffix, fallback, Limits.from_settings(settings))
     doc_id = doc_id_for(doc.source)
     pieces = chunk_markdown(extracted.markdown, size=settings.chunk_size, overlap=settings.chunk_overlap)
     chunks = []
@@ -157,48 +158,53 @@ async def ingest_found(
         progress.advance(1)
     failed_ids = {doc_id_for(source) for source, _ in report.failures}
 
-    meta = KBMeta(
-        embed_model=embedder.name,
-        embed_dim=embedder.dim,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    )
-    await store.ensure_kb(kb, meta)
-    stored = await store.stored_chunks(kb)
+    # Planning reads the stored chunks: from here to the last delete, no other writer may change them.
+    def waiting(holder: str) -> None:
+        progress.stage(f"Waiting for another writer to finish ({holder})", 0)
 
-    to_write: list[Chunk] = []
-    stale: dict[str, list[str]] = {}  # by document
-    for doc_id, chunks in planned.items():
-        have = stored.get(doc_id, {})
-        wanted = {chunk_uuid(c.doc_id, c.position): c for c in chunks}
-        changed = [c for uid, c in wanted.items() if _needs_write(c, have.get(uid))]
-        to_write.extend(changed)
-        report.added += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) not in have)
-        report.updated += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) in have)
-        report.unchanged += len(chunks) - len(changed)
-        stale[doc_id] = [uid for uid in have if uid not in wanted]
-        report.documents_unchanged += int(not changed and len(have) == len(wanted))
-    report.documents = len(planned)
-
-    if prune_origins:
-        for doc_id, have in stored.items():
-            if doc_id in planned or doc_id in failed_ids:
-                continue
-            if any(c.origin in prune_origins for c in have.values()):
-                stale[doc_id] = list(have)
-                report.documents_pruned += 1
-
-    progress.stage("Embedding and storing", len(to_write))
-    written = await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress, stop)
-    untouched = {c.doc_id for c in to_write[written:]}  # documents not started when asked to stop
-    gone = [uid for doc_id, uids in stale.items() if doc_id not in untouched for uid in uids]
-    if gone:
-        await store.delete_chunks(kb, gone)
-    if untouched:
-        raise IngestStopped(
-            f"stopped before {len(untouched)} of {len(planned)} documents (each document stored is complete); "
-            "run the same command again to finish"
+    async with kb_write_lock(settings, kb, on_wait=waiting):
+        meta = KBMeta(
+            embed_model=embedder.name,
+            embed_dim=embedder.dim,
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
         )
+        await store.ensure_kb(kb, meta)
+        stored = await store.stored_chunks(kb)
+
+        to_write: list[Chunk] = []
+        stale: dict[str, list[str]] = {}  # by document
+        for doc_id, chunks in planned.items():
+            have = stored.get(doc_id, {})
+            wanted = {chunk_uuid(c.doc_id, c.position): c for c in chunks}
+            changed = [c for uid, c in wanted.items() if _needs_write(c, have.get(uid))]
+            to_write.extend(changed)
+            report.added += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) not in have)
+            report.updated += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) in have)
+            report.unchanged += len(chunks) - len(changed)
+            stale[doc_id] = [uid for uid in have if uid not in wanted]
+            report.documents_unchanged += int(not changed and len(have) == len(wanted))
+        report.documents = len(planned)
+
+        if prune_origins:
+            for doc_id, have in stored.items():
+                if doc_id in planned or doc_id in failed_ids:
+                    continue
+                if any(c.origin in prune_origins for c in have.values()):
+                    stale[doc_id] = list(have)
+                    report.documents_pruned += 1
+
+        progress.stage("Embedding and storing", len(to_write))
+        written = await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress, stop)
+        untouched = {c.doc_id for c in to_write[written:]}  # documents not started when asked to stop
+        gone = [uid for doc_id, uids in stale.items() if doc_id not in untouched for uid in uids]
+        if gone:
+            await store.delete_chunks(kb, gone)
+        if untouched:
+            raise IngestStopped(
+                f"stopped before {len(untouched)} of {len(planned)} documents (each document stored is complete); "
+                "run the same command again to finish"
+            )
     report.deleted = len(gone)
     report.seconds = time.perf_counter() - started
     return report

@@ -19,6 +19,7 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from core.config import Settings
+from core.egress import InternalAddress, ingest_client
 from core.errors import IngestError, UnsupportedSource
 from core.extract import CONTENT_TYPES, EXTRACTORS, check_type, suffix_of
 
@@ -50,12 +51,18 @@ def is_url(value: str) -> bool:
 
 
 def check_url(raw: str) -> None:
-    """Refuse what cannot be fetched before anything is read or written."""
-    parsed = urlparse(raw)
+    """Refuse what cannot be fetched before anything is read or written. Whether the address is public is
+    checked when fetching (core.egress), on every hop."""
+    invalid = f"{raw}: not a valid URL; expected http(s)://host/path"
+    try:
+        parsed = urlparse(raw)
+        parsed.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:  # 'http://[::1/': an unclosed IPv6 bracket
+        raise IngestError(f"{invalid} ({exc})") from exc
     if parsed.scheme not in ("http", "https"):
         raise UnsupportedSource(f"{raw}: only http(s) URLs can be ingested")
     if not parsed.hostname or " " in raw:
-        raise IngestError(f"{raw}: not a valid URL; expected http(s)://host/path")
+        raise IngestError(invalid)
 
 
 def normalise_origin(value: str) -> str:
@@ -87,7 +94,14 @@ def _walk(root: Path, found: Found, max_bytes: int) -> None:
             found.failures.append((str(path), str(exc)))
 
 
-async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[bytes, str]:
+@dataclass(frozen=True)
+class Fetched:
+    url: str  # after redirects: what is stored as the document's source
+    data: bytes
+    content_type: str
+
+
+async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetched:
     try:
         async with client.stream("GET", url) as response:
             if response.status_code >= 400:
@@ -100,7 +114,9 @@ async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[b
                     raise IngestError(f"{url}: larger than FETCH_MAX_MB")
                 chunks.append(block)
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            return b"".join(chunks), content_type
+            return Fetched(str(response.url), b"".join(chunks), content_type)
+    except InternalAddress as exc:  # the same words whether the port is open or not: no reachability oracle
+        raise IngestError(f"{url}: {exc}") from exc
     except httpx.InvalidURL as exc:
         raise IngestError(f"{url}: invalid URL ({exc})") from exc
     except httpx.HTTPError as exc:
@@ -128,12 +144,12 @@ def _url_suffix(url: str, content_type: str) -> str:
 
 
 async def _url(client: httpx.AsyncClient, url: str, found: Found, max_bytes: int) -> None:
-    data, content_type = await _fetch(client, url, max_bytes)
-    sitemap = _sitemap_locations(data) if "xml" in content_type or url.endswith(".xml") else None
+    got = await _fetch(client, url, max_bytes)
+    is_xml = "xml" in got.content_type or got.url.endswith(".xml")
+    sitemap = _sitemap_locations(got.data) if is_xml else None
     if sitemap is None:
-        found.docs.append(
-            RawDoc(source=url, origin=url, suffix=_url_suffix(url, content_type), data=data, explicit=True)
-        )
+        suffix = _url_suffix(got.url, got.content_type)
+        found.docs.append(RawDoc(source=got.url, origin=url, suffix=suffix, data=got.data, explicit=True))
         return
     pages: list[str] = []
     pending, is_index = sitemap
@@ -144,7 +160,7 @@ async def _url(client: httpx.AsyncClient, url: str, found: Found, max_bytes: int
         nested: list[str] = []
         for child in pending:
             try:
-                child_data, _ = await _fetch(client, child, max_bytes)
+                child_data = (await _fetch(client, child, max_bytes)).data
             except IngestError as exc:
                 found.failures.append((child, str(exc)))
                 continue
@@ -158,11 +174,12 @@ async def _url(client: httpx.AsyncClient, url: str, found: Found, max_bytes: int
     async def page(link: str) -> RawDoc | None:
         async with gate:
             try:
-                body, ctype = await _fetch(client, link, max_bytes)
+                got = await _fetch(client, link, max_bytes)
             except IngestError as exc:
                 found.failures.append((link, str(exc)))
                 return None
-        return RawDoc(source=link, origin=url, suffix=_url_suffix(link, ctype), data=body, explicit=False)
+        suffix = _url_suffix(got.url, got.content_type)
+        return RawDoc(source=got.url, origin=url, suffix=suffix, data=got.data, explicit=False)
 
     found.docs.extend(doc for doc in await asyncio.gather(*(page(link) for link in pages)) if doc is not None)
 
@@ -171,9 +188,7 @@ async def discover(inputs: list[str], settings: Settings) -> Found:
     found = Found()
     max_file = int(settings.max_file_mb * 1e6)
     max_fetch = int(settings.fetch_max_mb * 1e6)
-    async with httpx.AsyncClient(
-        timeout=settings.fetch_timeout, follow_redirects=True, headers={"User-Agent": settings.fetch_user_agent}
-    ) as client:
+    async with ingest_client(settings) as client:
         for raw in inputs:
             if is_url(raw):
                 check_url(raw)

@@ -397,7 +397,7 @@ class Store:
                 fusion_type=HybridFusion.RELATIVE_SCORE,
                 filters=Filter.all_of(filters) if filters else None,
                 return_metadata=MetadataQuery(score=True),
-                return_properties=["text", "title", "section", "doc_id", "source", "position"],
+                return_properties=["text", "title", "section", "doc_id", "source", "origin", "position"],
                 include_vector=True,
             )
         )
@@ -405,6 +405,7 @@ class Store:
             Source(
                 title=str(o.properties["title"]),
                 source=str(o.properties["source"]),
+                origin=str(o.properties["origin"]),
                 section=str(o.properties["section"]),
                 snippet=_snippet(str(o.properties["text"])),
                 score=float(o.metadata.score or 0.0),

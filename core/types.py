@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Literal
+from urllib.parse import urlsplit
 
 
 def heading(title: str, section: str) -> str:
     """How a passage is named wherever it is shown: 'Title › Section' (the section trail excludes the title)."""
     return f"{title} › {section}" if section else title
+
+
+def shown_source(source: str, origin: str) -> str:
+    """How a document's source is shown outside the server: a URL as it is; a file by its path within what
+    was ingested ('docs/guides/install.md' for the folder docs/, the file name for a file or an upload), never
+    the server's absolute path."""
+    if urlsplit(source).scheme in ("http", "https"):
+        return source
+    path = PurePosixPath(source)
+    try:
+        return path.relative_to(PurePosixPath(origin).parent).as_posix()
+    except ValueError:  # not below its origin: the name alone
+        return path.name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,7 +45,8 @@ class Source:
     """One retrieved chunk with its hybrid score, as surfaces show it."""
 
     title: str
-    source: str
+    source: str  # absolute path or URL: show it with shown_source(source, origin)
+    origin: str
     section: str
     snippet: str
     score: float  # hybrid score, normalised per query: good for ranking only
@@ -52,6 +68,7 @@ class Message:
     # Given by a stateless caller (the OpenAI-compatible API): used instead of the stored history, not saved.
     history: tuple[Turn, ...] | None = None
     generation: Generation | None = None
+    query: str | None = None  # what to search for when not `text` itself (an API client's long prompt)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +95,18 @@ class Citation:
 class Turn:
     role: Literal["user", "assistant"]
     content: str
+
+
+FinishReason = Literal["stop", "length", "content_filter"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """Tokens of the answer's model call: the prompt as sent (persona, history, retrieved passages) and the
+    reply; the model server's own count when it reports one, else an estimate."""
+
+    prompt_tokens: int
+    completion_tokens: int
 
 
 # --- the event stream of core.rag: typed, with a `kind` discriminator -----------------------------
@@ -108,6 +137,8 @@ class Done:
     citations: tuple[Citation, ...]
     cited: bool
     fallback: bool  # True: the LLM failed and the answer is the best passages, labelled as such
+    finish_reason: FinishReason = "stop"  # "length": the model hit its token limit mid-answer
+    usage: Usage | None = None  # None: no model call produced this answer (nothing found, or the fallback)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,11 +1,23 @@
 import io
+import struct
+import tracemalloc
+import zipfile
+import zlib
 
 import docx
 import pytest
 from fpdf import FPDF
 
+from core.config import Settings
 from core.errors import IngestError, UnsupportedSource
-from core.extract import extract
+from core.extract import Extracted, Limits
+from core.extract import extract as extract_with
+
+DEFAULTS = Limits.from_settings(Settings(_env_file=None))
+
+
+def extract(data: bytes, suffix: str, title: str, limits: Limits = DEFAULTS) -> Extracted:
+    return extract_with(data, suffix, title, limits)
 
 
 def make_pdf(pages: list[str], title: str = "Field Manual") -> bytes:
@@ -94,3 +106,64 @@ def test_unsupported_type() -> None:
 def test_corrupt_binary_documents(suffix: str) -> None:
     with pytest.raises(IngestError, match="unreadable"):
         extract(b"this is not a real document", suffix, "broken" + suffix)
+
+
+# --- decompression bombs: bounded by what a document unpacks to, not only by its file size -----------------
+
+
+def docx_with_member(name: str, data: bytes) -> bytes:
+    """A real .docx (python-docx) with one member added or replaced, compressed."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(make_docx())) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for info in source.infolist():
+            if info.filename != name:
+                bomb.writestr(info, source.read(info))
+        bomb.writestr(name, data)
+    return out.getvalue()
+
+
+def test_docx_bomb_is_refused_before_parsing() -> None:
+    bomb = docx_with_member("word/padding.xml", b" " * 18_000_000)  # the reported case: ~18 MB from tens of KB
+    assert len(bomb) < 100_000
+    with pytest.raises(IngestError, match=r"refused: the \.docx unpacks \d+ times its size, over INGEST_MAX_COMP"):
+        extract(bomb, ".docx", "bomb.docx")
+    lenient = Limits(max_uncompressed_bytes=10_000_000, max_compression_ratio=1e9, max_pdf_pages=10)
+    with pytest.raises(
+        IngestError, match=r"refused: the \.docx unpacks to more than INGEST_MAX_UNCOMPRESSED_MB \(10 MB"
+    ):
+        extract(bomb, ".docx", "bomb.docx", lenient)
+    assert "## Backups" in extract(make_docx(), ".docx", "fine.docx", lenient).markdown  # a normal one still reads
+
+
+@pytest.mark.parametrize("crc_matches_prefix", [False, True])
+def test_docx_member_longer_than_declared_is_not_inflated(crc_matches_prefix: bool) -> None:
+    """A member that declares 1,000 bytes over a 100 MB stream: read whole, zipfile would inflate all of it
+    before cutting it to size (and with a CRC forged for those 1,000 bytes it would not even fail)."""
+    content = b'<?xml version="1.0"?><w:document ' + b" " * 100_000_000
+    data = bytearray(docx_with_member("word/document.xml", content))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        lying = [i for i in archive.infolist() if i.filename == "word/document.xml"][-1]
+    central = bytes(data).rindex(b"PK\x01\x02")  # its central directory entry, written last
+    crc = zlib.crc32(content[:1000]) if crc_matches_prefix else lying.CRC
+    for header, crc_at, size_at in ((lying.header_offset, 14, 22), (central, 16, 24)):
+        struct.pack_into("<I", data, header + crc_at, crc)
+        struct.pack_into("<I", data, header + size_at, 1000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(IngestError, match=r"unreadable \.docx \((BadZipFile|XMLSyntaxError)\)"):
+            extract(bytes(data), ".docx", "lying.docx")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+
+
+def test_pdf_over_the_page_limit_is_refused() -> None:
+    pdf = make_pdf(["One.", "Two.", "Three."])
+    strict = Limits(max_uncompressed_bytes=10_000_000, max_compression_ratio=100, max_pdf_pages=2)
+    with pytest.raises(IngestError, match=r"refused: the PDF has 3 pages, over INGEST_MAX_PDF_PAGES \(2\)"):
+        extract(pdf, ".pdf", "long.pdf", strict)
+    tiny = Limits(max_uncompressed_bytes=5, max_compression_ratio=100, max_pdf_pages=10)
+    with pytest.raises(IngestError, match=r"refused: the PDF's text unpacks to more than INGEST_MAX_UNCOMPRESSED_MB"):
+        extract(pdf, ".pdf", "wordy.pdf", tiny)
+    assert "## Page 3" in extract(pdf, ".pdf", "ok.pdf").markdown

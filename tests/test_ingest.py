@@ -17,7 +17,7 @@ from core.ingest import chunks_for, ingest
 from core.kb import KBMeta
 from core.sources import RawDoc
 from core.store import Store, chunk_uuid
-from tests.conftest import QuietHandler
+from tests.conftest import QuietHandler, loopback_allowed
 from tests.test_extract import make_docx, make_pdf
 
 
@@ -164,6 +164,7 @@ async def test_urls_and_sitemaps(
         '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
         f"<sitemap><loc>{base}/sitemap.xml</loc></sitemap></sitemapindex>"
     )
+    settings = loopback_allowed(settings)
     report = await ingest(store, embedder, [f"{base}/index.xml"], kb=kb, settings=settings)
     assert report.documents == 3
     assert report.failures == [(f"{base}/missing.html", f"{base}/missing.html: HTTP 404")]
@@ -172,6 +173,30 @@ async def test_urls_and_sitemaps(
 
     single = await ingest(store, embedder, [f"{base}/one.html"], kb=kb, settings=settings)
     assert single.documents == 1 and single.documents_unchanged == 0  # same page, new origin: re-tagged
+
+
+async def test_a_redirected_url_is_stored_under_its_final_url(
+    site: tuple[str, Path], store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    base, root = site
+    (root / "manual").mkdir()
+    (root / "manual" / "index.html").write_text(
+        "<html><title>Manual</title><body><p>Kites need wind.</p></body></html>"
+    )
+    # The server answers /manual with a 301 to /manual/.
+    await ingest(store, embedder, [f"{base}/manual"], kb=kb, settings=loopback_allowed(settings))
+    hits = await store.search(kb, "kites", embedder.embed_query("kites"), alpha=0.5, limit=1)
+    assert (hits[0].source, hits[0].title) == (f"{base}/manual/", "Manual")
+
+
+async def test_an_internal_url_is_refused_before_anything_is_written(
+    site: tuple[str, Path], store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    base, root = site
+    (root / "secret.md").write_text("# Secret\n\nInternal only.\n")
+    with pytest.raises(IngestError, match=f"^{base}/secret.md: refused: internal address .*INGEST_ALLOWED_HOSTS"):
+        await ingest(store, embedder, [f"{base}/secret.md"], kb=kb, settings=settings)
+    assert kb not in {s.name for s in await store.list_kbs()}
 
 
 async def test_bad_inputs_write_nothing(
@@ -190,7 +215,7 @@ async def test_bad_inputs_write_nothing(
     ]
     for inputs, error, message in cases:
         with pytest.raises(error, match=message):
-            await ingest(store, embedder, inputs, kb=kb, settings=settings)
+            await ingest(store, embedder, inputs, kb=kb, settings=loopback_allowed(settings))
     assert kb not in {s.name for s in await store.list_kbs()}
 
 
