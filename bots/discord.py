@@ -23,7 +23,7 @@ import logging
 import re
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, Self
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 import discord
 from discord import app_commands
@@ -149,14 +149,12 @@ def feedback_view(answer_id: str | None) -> discord.ui.View | None:
 # --- where replies go -------------------------------------------------------------------------------------
 
 
-class _Editable(Protocol):
-    @property
-    def id(self) -> int: ...
-
-    async def edit(self, *, content: str | None = ..., view: discord.ui.View | None = ...) -> object: ...
+M = TypeVar("M", bound=discord.Message)
 
 
-class _DiscordChannel(Channel):
+class _DiscordChannel(Channel, Generic[M]):
+    """Every part of an answer is sent with link previews (embeds) suppressed: its sources are links."""
+
     dialect = DISCORD
     limit = 2000
     # Discord allows about 5 edits per 5 s per channel; discord.py waits out any 429 itself, and relay()
@@ -164,10 +162,13 @@ class _DiscordChannel(Channel):
     edit_interval = 1.0
 
     def __init__(self) -> None:
-        self._sent: dict[str, _Editable] = {}
+        self._sent: dict[str, M] = {}
 
     @abstractmethod
-    async def _send(self, text: str, view: discord.ui.View | None) -> _Editable: ...
+    async def _send(self, text: str, view: discord.ui.View | None) -> M: ...
+
+    @abstractmethod
+    async def _edit(self, message: M, text: str, view: discord.ui.View | None) -> None: ...
 
     async def post(self, text: str, *, answer_id: str | None = None) -> str:
         message = await self._send(text, feedback_view(answer_id))
@@ -175,10 +176,10 @@ class _DiscordChannel(Channel):
         return str(message.id)
 
     async def edit(self, message_id: str, text: str, *, answer_id: str | None = None) -> None:
-        await self._sent[message_id].edit(content=text, view=feedback_view(answer_id))
+        await self._edit(self._sent[message_id], text, feedback_view(answer_id))
 
 
-class MessageChannel(_DiscordChannel):
+class MessageChannel(_DiscordChannel[discord.Message]):
     """A reply in a channel, thread or DM; the first message replies to the question when given one."""
 
     def __init__(self, target: discord.abc.Messageable, reply_to: discord.Message | None = None):
@@ -187,7 +188,7 @@ class MessageChannel(_DiscordChannel):
         # Still post the answer if the question is deleted meanwhile.
         self.reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to else None
 
-    async def _send(self, text: str, view: discord.ui.View | None) -> _Editable:
+    async def _send(self, text: str, view: discord.ui.View | None) -> discord.Message:
         reference, self.reference = self.reference, None
         return await self.target.send(
             text,
@@ -196,21 +197,28 @@ class MessageChannel(_DiscordChannel):
             suppress_embeds=True,
         )
 
+    async def _edit(self, message: discord.Message, text: str, view: discord.ui.View | None) -> None:
+        # discord.py sends the flags on every edit, cleared unless told: the link previews would come back.
+        await message.edit(content=text, view=view, suppress=True)
+
     async def typing(self) -> None:
         await self.target.typing()
 
 
-class InteractionChannel(_DiscordChannel):
-    """A `/ask` reply: the deferred "thinking…" response becomes the first message, follow-ups the rest."""
+class InteractionChannel(_DiscordChannel[discord.WebhookMessage]):
+    """A `/ask` reply, all in follow-up messages: after a deferred response the first one takes the place of
+    "thinking…". (edit_original_response cannot suppress link previews; a follow-up can.)"""
 
     def __init__(self, interaction: discord.Interaction[Any]):
         super().__init__()
         self.interaction = interaction
 
-    async def _send(self, text: str, view: discord.ui.View | None) -> _Editable:
-        if not self._sent:
-            return await self.interaction.edit_original_response(content=text, view=view)
+    async def _send(self, text: str, view: discord.ui.View | None) -> discord.WebhookMessage:
         return await self.interaction.followup.send(text, view=view or MISSING, wait=True, suppress_embeds=True)
+
+    async def _edit(self, message: discord.WebhookMessage, text: str, view: discord.ui.View | None) -> None:
+        # Webhook edits send no flags, so the message keeps the ones it was sent with.
+        await message.edit(content=text, view=view)
 
 
 # --- the client -------------------------------------------------------------------------------------------

@@ -34,21 +34,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any, Required
 
+from annotated_types import MinLen
 from fastapi import APIRouter, FastAPI, Request, Response
-from pydantic import SecretStr
-from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from pydantic import SecretStr, TypeAdapter
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from bots.base import (
     APOLOGY,
@@ -64,6 +68,7 @@ from bots.base import (
     relay,
 )
 from bots.render import SLACK, final_markdown, render, sources_markdown, split
+from bots.webhooks import UNREADABLE, refuse, same_secret, unreadable
 from core.answers import Rating
 from core.config import Settings
 from core.errors import ConfigError
@@ -74,6 +79,7 @@ from core.types import Done, Event
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+MAX_REQUEST_AGE = 5 * 60  # seconds: Slack's advice, so a captured request cannot be replayed later
 # chat.update is rate-limited per workspace (Tier 3, ~50 a minute): one edit per 1.5 s per answer leaves
 # room for a few answers at once; a 429 beyond that waits for Retry-After.
 EDIT_INTERVAL = 1.5
@@ -101,6 +107,12 @@ FEEDBACK_ACTION = re.compile(r"^feedback_(up|down)$")
 RESET_DONE = "Starting over: I have forgotten this conversation."
 ASK_USAGE = "Usage: `/ask QUESTION`, or `/ask reset` to start over."
 UNKNOWN_ANSWER = "Sorry, I could not find that answer any more."
+
+
+def workspace(context: AsyncBoltContext) -> str:
+    """The team an event comes from. An org-wide (Enterprise Grid) install's events name no team in their
+    authorizations, so bolt's context has none: the organisation stands in, as in bolt's own say_stream."""
+    return context.team_id or context.enterprise_id or ""
 
 
 def conversation_id(team: str, channel: str, thread: str) -> str:
@@ -360,13 +372,13 @@ class SlackBot:
     async def on_mention(self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         if event.get("bot_id"):  # other bots mentioning us: no bot-to-bot loops
             return
-        await self.reply(client, context.team_id or "", event, _plain(event.get("text", ""), context.bot_user_id))
+        await self.reply(client, workspace(context), event, _plain(event.get("text", ""), context.bot_user_id))
 
     async def on_message(self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         # Subtypes are edits, deletions, joins, bot posts...; bolt already drops our own messages.
         if event.get("subtype") or event.get("bot_id"):
             return
-        team, channel, text = context.team_id or "", event["channel"], event.get("text", "")
+        team, channel, text = workspace(context), event["channel"], event.get("text", "")
         if not channel.startswith("D"):
             thread = event.get("thread_ts")
             if not thread or f"<@{context.bot_user_id}" in text:  # not a thread reply, or app_mention's job
@@ -483,9 +495,9 @@ def _required(secret: SecretStr | None, name: str, prefix: str = "") -> str:
 
 
 def slack_app(settings: Settings, assistant: Assistant) -> AsyncApp:
-    """The bolt app with every listener. HTTP mode verifies Slack's signature; Socket Mode has no requests
-    to verify (its websocket was opened with the app-level token)."""
-    http = settings.slack_mode == "http"
+    """The bolt app with every listener. It verifies nothing itself: in HTTP mode `http_router` checks each
+    request before bolt parses it; Socket Mode has no requests to verify (its websocket was opened with the
+    app-level token)."""
     client = AsyncWebClient(
         token=_required(settings.slack_bot_token, "SLACK_BOT_TOKEN", "xoxb-"),
         base_url=settings.slack_api_url,
@@ -493,8 +505,8 @@ def slack_app(settings: Settings, assistant: Assistant) -> AsyncApp:
     )
     app = AsyncApp(
         client=client,
-        signing_secret=_required(settings.slack_signing_secret, "SLACK_SIGNING_SECRET") if http else "",
-        request_verification_enabled=http,
+        signing_secret="",
+        request_verification_enabled=False,
         logger=logger,
     )
     responder = Responder(assistant, platform="slack", default_bot=settings.slack_bot)
@@ -533,22 +545,90 @@ async def _connect(handler: AsyncSocketModeHandler) -> None:
         ) from exc
 
 
+_Object = dict[str, Any]
+_Ref = _Object | str | None  # a team, user, channel or enterprise: the object, or its id
+
+
+class _Event(TypedDict, total=False):
+    type: Required[str]
+    user: _Ref
+    channel: _Ref
+    team: _Ref
+    message: _Object
+    previous_message: _Object
+    item: _Object
+
+
+class _Action(TypedDict, total=False):
+    action_id: Required[str]
+    block_id: str
+
+
+class _Payload(TypedDict, total=False):
+    """What bolt's context extractors and listener matchers read of a payload without checking its type:
+    signed but otherwise malformed bodies are refused instead of crashing bolt (a 500 and a traceback)."""
+
+    event: _Event
+    authorizations: list[_Object]
+    actions: Annotated[list[_Action], MinLen(1)]
+    team: _Ref
+    user: _Ref
+    channel: _Ref
+    enterprise: _Ref
+    container: _Object
+    message: _Object
+    view: _Object
+
+
+_PAYLOAD = TypeAdapter(_Payload)
+
+
+def _unsigned(verifier: SignatureVerifier, headers: Mapping[str, str], body: bytes) -> str | None:
+    """Why a request is not from Slack, or None when its signature holds. Only the raw bytes and headers are
+    read: nothing is parsed before the request is known to be Slack's. (slack_sdk's own is_valid raises on a
+    non-numeric timestamp or a non-ASCII signature instead of saying no.)"""
+    timestamp = headers.get("x-slack-request-timestamp", "")
+    try:
+        age = abs(time.time() - int(timestamp))
+    except ValueError:
+        return "missing or malformed X-Slack-Request-Timestamp"
+    if age > MAX_REQUEST_AGE:
+        return "X-Slack-Request-Timestamp is too old (a replayed request?)"
+    try:
+        expected = verifier.generate_signature(timestamp=timestamp, body=body.decode())
+    except UnicodeDecodeError:
+        return "the body is not UTF-8, so it cannot be Slack's"
+    if expected is None or not same_secret(headers.get("x-slack-signature"), expected):
+        return "missing or wrong X-Slack-Signature"
+    return None
+
+
 def http_router(settings: Settings) -> APIRouter:
-    """POST /slack/events on the web server: events, interactivity (the feedback buttons) and /ask, each
-    checked against the signing secret (401 otherwise); bolt answers Slack at once and works afterwards."""
+    """POST /slack/events on the web server: events, interactivity (the feedback buttons) and /ask. The
+    signature is checked before anything reads the body (401), a signed body bolt cannot read gets a 400;
+    bolt answers Slack at once and works afterwards."""
     _required(settings.slack_bot_token, "SLACK_BOT_TOKEN", "xoxb-")
-    _required(settings.slack_signing_secret, "SLACK_SIGNING_SECRET")
+    verifier = SignatureVerifier(_required(settings.slack_signing_secret, "SLACK_SIGNING_SECRET"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.slack = AsyncSlackRequestHandler(slack_app(settings, app.state.switchboard.assistant))
+        app.state.slack = slack_app(settings, app.state.switchboard.assistant)
         yield
 
     router = APIRouter(lifespan=lifespan, tags=["Chat bots"])
 
     @router.post(EVENTS_PATH, include_in_schema=False)
     async def events(request: Request) -> Response:
-        handler: AsyncSlackRequestHandler = request.app.state.slack
-        return await handler.handle(request)
+        body = await request.body()
+        reason = _unsigned(verifier, request.headers, body)
+        if reason is not None:
+            raise refuse("slack", 401, reason)
+        try:
+            bolt_request = to_async_bolt_request(request, body)
+            _PAYLOAD.validate_python(bolt_request.body)
+        except UNREADABLE as exc:  # a pydantic ValidationError is a ValueError
+            raise unreadable("slack", exc) from None
+        app: AsyncApp = request.app.state.slack
+        return to_starlette_response(await app.async_dispatch(bolt_request))
 
     return router

@@ -9,13 +9,12 @@ that changes nothing, is logged and skipped, never fatal.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Header, Request
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -41,6 +40,7 @@ from telegram.ext import (
 
 from bots.base import THANKS, Channel, Responder, feedback_value, is_reset
 from bots.render import TELEGRAM
+from bots.webhooks import UNREADABLE, refuse, same_secret, unreadable
 from core.config import Settings
 from core.errors import ConfigError
 from core.rag import Assistant, open_assistant
@@ -295,13 +295,13 @@ def webhook_router(settings: Settings) -> APIRouter:
     async def webhook(
         request: Request, x_telegram_bot_api_secret_token: Annotated[str | None, Header()] = None
     ) -> dict[str, bool]:
-        if x_telegram_bot_api_secret_token is None or not hmac.compare_digest(x_telegram_bot_api_secret_token, secret):
-            raise HTTPException(403, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+        if not same_secret(x_telegram_bot_api_secret_token, secret):
+            raise refuse("telegram", 403, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
         application = request.app.state.telegram
         try:
             update = Update.de_json(await request.json(), application.bot)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise HTTPException(400, f"not a Telegram update: {exc}") from exc
+        except UNREADABLE as exc:
+            raise unreadable("telegram", exc) from None
         await application.update_queue.put(update)  # answered after Telegram gets its 200
         return {"ok": True}
 

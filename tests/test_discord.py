@@ -27,11 +27,13 @@ from core.errors import ConfigError
 from core.ingest import ingest
 from core.profiles import load_profiles
 from core.store import open_store
+from tests.conftest import loopback_allowed
 from tests.fakes.discord_server import (
     BOT_ID,
     BOT_ROLE,
     BOT_USER,
     MESSAGE_CONTENT,
+    SUPPRESS_EMBEDS,
     TOKEN,
     Call,
     FakeDiscord,
@@ -96,7 +98,9 @@ async def discord_kb(settings: Settings, embedder: Embedder, host_site: tuple[st
     origin, root = host_site
     (root / "kestrel-dashboard.html").write_text(PAGE)
     async with open_store(settings) as store:
-        await ingest(store, embedder, [f"{origin}/kestrel-dashboard.html"], kb="discord_kb", settings=settings)
+        await ingest(
+            store, embedder, [f"{origin}/kestrel-dashboard.html"], kb="discord_kb", settings=loopback_allowed(settings)
+        )
     return "discord_kb"
 
 
@@ -250,7 +254,8 @@ async def test_mention_streams_typing_then_placeholder_edits_and_final_answer_wi
     assert "Thinking" in placeholder.body["content"]
     assert replied_to(placeholder) == question["id"]
     assert placeholder.body["allowed_mentions"] == {"parse": []}  # pings nobody, not even the asker
-    assert placeholder.body["flags"] & 4  # SUPPRESS_EMBEDS
+    # No link previews, on the placeholder and on every edit (discord.py clears the flag unless told not to).
+    assert all(c.body["flags"] & SUPPRESS_EMBEDS for c in [placeholder, *fake.edited(MAIN)])
     previews = fake.edited(MAIN)[:-1]
     assert previews and all(p.body["content"].endswith(CURSOR.strip()) for p in previews)
 
@@ -324,15 +329,20 @@ async def test_slash_ask_is_deferred_then_answered_in_the_original_response(bot:
     commands = {c["name"]: c for c in sync.body}
     assert set(commands) == {"ask", "reset"} and commands["ask"]["options"][0]["name"] == "question"
 
-    bot.llm.enqueue(Reply(chunks=ANSWER))
+    bot.llm.enqueue(Reply(chunks=ANSWER, stall_after=2, stall_seconds=1.5))
     command = fake.command("ask", SLASH, author=ALICE, question=QUESTION)
     await fake.dispatch("INTERACTION_CREATE", command)
-    original = rf"/webhooks/\d+/{command['token']}/messages/@original"
+    original = rf"/webhooks/\d+/{command['token']}/messages/{command['id']}"  # the first follow-up's id
     await fake.until(lambda: with_buttons(fake.rest("PATCH", original)))
     (callback,) = fake.rest("POST", rf"/interactions/{command['id']}/.+/callback")
     assert callback.body["type"] == 5  # deferred: "thinking…", within Discord's 3 s
+    # The first part is a follow-up, which replaces "thinking…" and, unlike an edit of it, can suppress previews.
+    (first,) = fake.rest("POST", rf"/webhooks/\d+/{command['token']}")
+    assert "Thinking" in first.body["content"] and first.body["flags"] & SUPPRESS_EMBEDS
+    assert fake.rest("PATCH", rf"/webhooks/\d+/{command['token']}/messages/@original") == []
     edits = fake.rest("PATCH", original)
-    assert fake.calls.index(callback) < fake.calls.index(edits[0])
+    assert fake.calls.index(callback) < fake.calls.index(first) < fake.calls.index(edits[0]) and len(edits) >= 2
+    assert fake.flags(command["id"]) & SUPPRESS_EMBEDS, "still without previews after every edit"
     final = edits[-1]
     assert "port 8470" in final.body["content"] and "(<http://127.0.0.1:" in final.body["content"]
     record = await bot.answers.get(answer_id(final))
@@ -399,8 +409,10 @@ async def test_long_slash_answers_continue_in_follow_up_messages(bot: Bot) -> No
     await fake.dispatch("INTERACTION_CREATE", command)
     followups = rf"/webhooks/\d+/{command['token']}(/messages/\d+)?"
     await fake.until(lambda: with_buttons(fake.rest("POST", followups) + fake.rest("PATCH", followups)))
-    original = fake.rest("PATCH", rf"/webhooks/\d+/{command['token']}/messages/@original")
+    original = fake.rest("PATCH", rf"/webhooks/\d+/{command['token']}/messages/{command['id']}")
     assert "Part 0" in original[-1].body["content"] and not with_buttons(original)
+    parts = fake.rest("POST", rf"/webhooks/\d+/{command['token']}")
+    assert len(parts) >= 2 and all(p.body["flags"] & SUPPRESS_EMBEDS for p in parts)
     (final,) = with_buttons(fake.rest("POST", followups) + fake.rest("PATCH", followups))
     assert "Part 5" in final.body["content"] and "Sources" in final.body["content"]
     assert all(len(c.body["content"]) <= 2000 for c in fake.calls if c.path.startswith("/webhooks/"))

@@ -36,7 +36,7 @@ from core.ingest import ingest
 from core.kb import KBMeta
 from core.rag import STORE_DOWN
 from core.store import open_store
-from tests.conftest import REPO, web_settings
+from tests.conftest import REPO, loopback_allowed, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, TEAM, Call, FakeSlack
 from tests.servers import RunningServer, run_server
@@ -68,7 +68,9 @@ async def links_kb(settings: Settings, embedder: Embedder, host_site: tuple[str,
         "<p>The Kestrel dashboard listens on port 8470 unless the port setting says otherwise.</p></body></html>"
     )
     async with open_store(settings) as store:
-        await ingest(store, embedder, [f"{origin}/kestrel-ports.html"], kb=LINKS_KB, settings=settings)
+        await ingest(
+            store, embedder, [f"{origin}/kestrel-ports.html"], kb=LINKS_KB, settings=loopback_allowed(settings)
+        )
         await store.ensure_kb(
             BROKEN_KB, KBMeta(embed_model="another-model", embed_dim=8, chunk_size=1000, chunk_overlap=0)
         )
@@ -273,6 +275,33 @@ def test_url_verification_and_request_signatures(server: RunningServer, slack: F
     assert texts(slack, "C0SIGNED", event["ts"]) == []
 
 
+def test_forged_and_malformed_requests_are_refused_with_one_log_line_and_no_traceback(
+    server: RunningServer, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, now = server.url + EVENTS_PATH, str(int(time.time()))
+    actionless = urlencode({"payload": json.dumps({"type": "block_actions", "actions": None, "user": {"id": "U0"}})})
+    with caplog.at_level(logging.INFO):
+        unauthenticated = [
+            httpx.post(url, content=b"{}", headers={"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=0"}),
+            httpx.post(
+                url,
+                content=b"{}",
+                headers=[(b"X-Slack-Request-Timestamp", now.encode()), (b"X-Slack-Signature", "v0=ü".encode())],
+            ),
+            httpx.post(url, content=b"[1,2", headers={"Content-Type": "application/json"}),
+            httpx.post(url, content=b"\xff{}", headers={"X-Slack-Request-Timestamp": now, "X-Slack-Signature": "v0=0"}),
+        ]
+        malformed = [send(server, body) for body in ('{"event":null}', "[1,2", "[1]", "null")]
+        malformed.append(send(server, actionless, form=True))
+    assert [r.status_code for r in unauthenticated] == [401] * 4
+    assert [r.status_code for r in malformed] == [400] * 5
+    assert "event: Input should be a valid dictionary" in malformed[0].json()["detail"]
+    refusals = [r for r in caplog.records if r.name == "bots.webhooks"]
+    assert len(refusals) == 9 and all("slack webhook: refused" in r.getMessage() for r in refusals)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text
+
+
 def test_mention_streams_the_answer_in_its_thread_with_sources_and_feedback(
     server: RunningServer, slack: FakeSlack, fake_llm: FakeOpenAI
 ) -> None:
@@ -452,6 +481,27 @@ def test_failures_get_a_short_apology_never_silence(
 
 
 # --- Slack's streaming API (SLACK_STREAMING=native, the default) ---------------------------------------------
+
+
+def test_an_org_wide_install_streams_with_the_organisation_as_the_recipient_team(
+    native: RunningServer, slack: FakeSlack, fake_llm: FakeOpenAI
+) -> None:
+    """Enterprise Grid: an org-wide install's events name the organisation, not a team, in their
+    authorizations, so bolt's context has no team_id."""
+    org = "E0GRID"
+    fake_llm.enqueue(Reply(chunks=ANSWER))
+    event = mention(QUESTION, channel="C0GRID")
+    grant = {"enterprise_id": org, "team_id": None, "user_id": BOT_USER, "is_bot": True, "is_enterprise_install": True}
+    body = callback(event) | {"enterprise_id": org, "authorizations": [grant]}
+    assert send(native, body).status_code == 200
+    [(appends, _)] = wait_streamed(slack, "C0GRID", event["ts"])
+
+    start = slack.of("chat.startStream", channel="C0GRID")[0].params
+    assert (start["recipient_team_id"], start["recipient_user_id"]) == (org, "U0ALICE")
+    assert "".join(appends) == "".join(ANSWER) and in_thread(slack, "C0GRID", event["ts"]) == []
+    answers = AnswerLog(native.settings.data_dir / "answers.sqlite3")
+    assert len(asyncio.run(answers.conversation("slack", f"{org}:C0GRID:{event['ts']}"))) == 1
+    assert asyncio.run(answers.conversation("slack", f":C0GRID:{event['ts']}")) == []
 
 
 def test_native_streaming_appends_the_answer_and_stops_with_sources_and_feedback(

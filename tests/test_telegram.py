@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -269,3 +270,32 @@ async def test_webhook_requires_the_secret_and_answers_each_update_once(
         await wait(fake_tg, lambda: has_final(fake_tg, 801))
         await asyncio.sleep(1.0)
         assert len([c for c in fake_tg.of("sendMessage", chat_id=801)]) == 1
+
+
+async def test_webhook_refuses_forged_and_malformed_updates_with_one_log_line_and_no_traceback(
+    settings: Settings,
+    widget_kb: str,
+    fake_llm: FakeOpenAI,
+    fake_tg: FakeTelegram,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hook_settings = tg_settings(
+        settings, fake_llm, tmp_path, fake_tg, telegram_mode="webhook", telegram_webhook_secret=SecretStr("hook-secret")
+    )
+    with run_server(hook_settings) as server, caplog.at_level(logging.INFO):
+        url = f"{server.url}/telegram/webhook"
+        async with httpx.AsyncClient() as client:
+            forged = await client.post(url, json={}, headers=[(b"X-Telegram-Bot-Api-Secret-Token", "hoök".encode())])
+            headers = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret"}
+            malformed = [
+                await client.post(url, content=body, headers=headers)
+                for body in (b"[1]", b"null", b'{"message":"str"}', b'{"update_id": 1, "message": {"chat": 5}}')
+            ]
+    assert forged.status_code == 403
+    assert [r.status_code for r in malformed] == [400] * 4
+    assert all(r.json()["detail"].startswith("not a Telegram payload: ") for r in malformed)
+    refusals = [r for r in caplog.records if r.name == "bots.webhooks"]
+    assert len(refusals) == 5 and all("telegram webhook: refused" in r.getMessage() for r in refusals)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text

@@ -5,7 +5,9 @@ Real discord.py talks to it once `discord.http.Route.BASE` and `DiscordWebSocket
 heartbeats, answers RESUME with RESUMED, closes with 4014 when a bot asks for the Message Content intent its
 application was not granted, and blanks message content the bot may not read, like Discord. Tests inject
 MESSAGE_CREATE and INTERACTION_CREATE events. Every REST call is recorded; messages, threads and interaction
-responses get plausible payloads back. Several bots (tokens) can be connected at once.
+responses get plausible payloads back. Messages keep their flags as Discord does: an edit sets them only when
+it sends `flags`. After a deferred response, the first follow-up becomes the original response, as on Discord.
+Several bots (tokens) can be connected at once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ BOT_ID = 1000
 APP_ID = 1001
 BOT_ROLE = 1002  # the bot's managed role in the guild
 MESSAGE_CONTENT = 1 << 15
+SUPPRESS_EMBEDS = 1 << 2  # a message flag: no link previews
 TOKEN = "test-token"
 TIMESTAMP = "2025-01-01T00:00:00+00:00"
 
@@ -61,6 +64,7 @@ class FakeDiscord:
     _threads: dict[int, int] = field(default_factory=dict)  # thread id → parent channel id
     _messages: dict[int, Payload] = field(default_factory=dict)
     _webhook_channels: dict[str, int] = field(default_factory=dict)  # interaction token → channel id
+    _deferred: set[str] = field(default_factory=set)  # interaction tokens still showing "thinking…"
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(10**17))
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -173,6 +177,10 @@ class FakeDiscord:
 
     def edited(self, channel_id: int) -> list[Call]:
         return self.rest("PATCH", rf"/channels/{channel_id}/messages/\d+")
+
+    def flags(self, message_id: int | str) -> int:
+        """A message's flags now, after every post and edit of it."""
+        return int(self._messages[int(message_id)]["flags"])
 
     async def until(self, condition: Callable[[], object], timeout: float = 30.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -329,17 +337,27 @@ class FakeDiscord:
         return 201, thread
 
     async def _callback(self, body: Payload, interaction_id: str, token: str) -> tuple[int, Any]:
+        if body["type"] == 5:
+            self._deferred.add(token)
         data: Payload = {"id": interaction_id, "type": 2, "response_message_loading": body["type"] == 5}
         ephemeral = bool((body.get("data") or {}).get("flags", 0) & 64)
         return 200, {"interaction": {**data, "response_message_ephemeral": ephemeral}}
 
     async def _followup(self, body: Payload, token: str) -> tuple[int, Any]:
+        if token in self._deferred:  # the first follow-up replaces "thinking…": it is the original response
+            self._deferred.discard(token)
+            return 200, self._store(self._original(token), self._webhook_channels[token], body)
         return 200, self._store(self.next_id(), self._webhook_channels[token], body)
 
     async def _edit_webhook_message(self, body: Payload, token: str, message_id: str) -> tuple[int, Any]:
-        # In this fake the original response's id is the interaction's: unique, and stable across edits.
-        stored_id = int(token.removeprefix("itoken-")) if message_id == "@original" else int(message_id)
+        self._deferred.discard(token)
+        stored_id = self._original(token) if message_id == "@original" else int(message_id)
         return 200, self._store(stored_id, self._webhook_channels[token], body)
+
+    @staticmethod
+    def _original(token: str) -> int:
+        """In this fake the original response's id is the interaction's: unique, and stable across edits."""
+        return int(token.removeprefix("itoken-"))
 
     # --- payloads ---
 
@@ -368,7 +386,11 @@ class FakeDiscord:
         previous = self._messages.get(message_id, {})
         message = self.message(channel_id, body.get("content", previous.get("content", "")), author=BOT_USER)
         message.pop("member", None)
-        message.update(id=str(message_id), components=body.get("components", previous.get("components", [])))
+        message.update(
+            id=str(message_id),
+            components=body.get("components", previous.get("components", [])),
+            flags=body.get("flags", previous.get("flags", 0)),
+        )
         self._messages[message_id] = message
         return message
 
