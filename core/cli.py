@@ -268,6 +268,7 @@ def kb_delete(
     name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False
 ) -> None:
     """Delete a knowledge base and all its chunks."""
+    from core.kblock import kb_write_lock
     from core.store import open_store
 
     settings = _settings()
@@ -276,7 +277,7 @@ def kb_delete(
         _fail("not deleted")
 
     async def go() -> None:
-        async with open_store(settings) as store:
+        async with open_store(settings) as store, kb_write_lock(settings, kb, wait=False):
             await store.delete_kb(kb)
 
     _run(go)
@@ -381,6 +382,38 @@ def keys_revoke(key_id: str) -> None:
     if not _api_keys().revoke(key_id):
         _fail(f"no active key with id {key_id!r}; see `switchboard keys list`")
     out.print(f"revoked {key_id}")
+
+
+@app.command("forget-user")
+def forget_user(
+    user_id: Annotated[str, typer.Argument(help="The user id as the channel knows it (Slack U…, Telegram, widget).")],
+    channel: Annotated[
+        str | None, typer.Option(help="Only this channel (widget, api, slack, telegram, discord); default: every one.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase everything kept about a user: their questions and answers, feedback, and conversation memory."""
+    from core import privacy
+
+    settings = _settings()
+    where = f"on channel {channel!r}" if channel else "on every channel"
+    if not yes and not typer.confirm(f"Erase every conversation of user {user_id!r} {where}?"):
+        _fail("nothing erased")
+
+    async def go() -> Any:
+        async with privacy.open_records(settings) as records:
+            return await privacy.forget_user(records, user_id, channel)
+
+    erased = _run(go)
+    if as_json:
+        print(json.dumps({"user_id": user_id, "channel": channel, **asdict(erased)}))
+        return
+    out.print(
+        f"erased user {escape(user_id)} {where}: {erased.conversations} conversations, {erased.answers} answers, "
+        f"{erased.feedback} feedback",
+        highlight=False,
+    )
 
 
 def _start_detached(local: Any, label: str) -> None:
@@ -534,11 +567,14 @@ def llm_stop() -> None:
 
 
 def _serve(settings: Settings, prepare: Any = None) -> None:
+    from core.ports import check_ports
     from widget.app import create_app
-    from widget.server import serve
+    from widget.server import check_bind_address, serve
 
-    out.print(f"Serving on [bold]http://{settings.server_host}:{settings.server_port}/[/bold] (Ctrl-C stops)")
-    serve(create_app(settings, prepare), settings)
+    check_bind_address(settings)
+    check_ports(settings)  # before Weaviate or the model server start: a clash is one clear line, not a traceback
+    url = f"http://{settings.server_host}:{settings.server_port}/"
+    serve(create_app(settings, prepare), settings, lambda: out.print(f"Serving on [bold]{url}[/bold] (Ctrl-C stops)"))
 
 
 @app.command()

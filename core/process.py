@@ -20,17 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import SwitchboardError
+from core.private import private_dir, private_file
 
 logger = logging.getLogger(__name__)
 
 
 def secret_file(path: Path) -> str:
-    """A random secret created once and kept readable by the owner only."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A random secret created once, in a directory and a file readable by the owner only (an existing file
+    that others could read is tightened)."""
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing = private_file(path).read_text().strip()
+        if existing:
+            return existing
+        # Left empty by a crash between creating and writing it: an empty secret must never sign anything.
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(value)
     return value

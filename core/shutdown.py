@@ -38,7 +38,7 @@ class InFlight:
         self._idle = asyncio.Event()
         self._idle.set()
         self._deadline: float | None = None
-        self._cut_off_at: float | None = None  # in the event loop's clock, as asyncio.timeout wants it
+        self._cut_off_at: float | None = None  # in the event loop's clock, as asyncio.timeout_at wants it
         self._limits: set[asyncio.Timeout] = set()
 
     def __len__(self) -> int:
@@ -72,7 +72,8 @@ class InFlight:
         """`events`, unless the grace period is about to end first: then a Failed saying so, and no more."""
         while True:
             # A timeout without a deadline until shutdown begins (closing() sets it): no task per event.
-            limit = asyncio.timeout(self._cut_off_at)
+            # The cut-off is a point in the loop's clock: timeout_at, not timeout (which takes a delay).
+            limit = asyncio.timeout_at(self._cut_off_at)
             try:
                 async with limit:
                     self._limits.add(limit)

@@ -32,6 +32,13 @@ logger = logging.getLogger(__name__)
 
 RELEASES = "https://github.com/weaviate/weaviate/releases/download"
 GO_MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
+# A node's cluster ports follow its HTTP port. The data port listens on every interface whatever --host says.
+CLUSTER_PORTS = {
+    "CLUSTER_GOSSIP_BIND_PORT": 1,
+    "CLUSTER_DATA_BIND_PORT": 2,
+    "RAFT_PORT": 3,
+    "RAFT_INTERNAL_RPC_PORT": 4,
+}
 
 
 def embedded_binary_name(version: str) -> str:
@@ -93,6 +100,11 @@ class LocalWeaviate:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def ports(self) -> dict[str, int]:
+        """Every TCP port the server binds, named by the setting that decides it."""
+        cluster = {f"WEAVIATE_LOCAL_PORT+{k}": self.http_port + k for k in CLUSTER_PORTS.values()}
+        return {"WEAVIATE_LOCAL_PORT": self.http_port, "WEAVIATE_LOCAL_GRPC_PORT": self.grpc_port, **cluster}
 
     # --- the binary -------------------------------------------------------------------------
 
@@ -203,10 +215,7 @@ class LocalWeaviate:
             "CLUSTER_IN_LOCALHOST": "true",
             "CLUSTER_BIND_ADDR": "127.0.0.1",
             "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
-            "CLUSTER_GOSSIP_BIND_PORT": str(p + 1),
-            "CLUSTER_DATA_BIND_PORT": str(p + 2),
-            "RAFT_PORT": str(p + 3),
-            "RAFT_INTERNAL_RPC_PORT": str(p + 4),
+            **{name: str(p + k) for name, k in CLUSTER_PORTS.items()},
             "RAFT_BOOTSTRAP_EXPECT": str(len(self.cluster) or 1),
             "GRPC_PORT": str(self.grpc_port),
             "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -69,7 +70,9 @@ def test_errors_are_one_line_with_a_hint(cli_env: dict[str, str], tmp_path: Path
         run(cli_env, "ingest", str(tmp_path / "tool.exe"), "--kb", kb, cwd=tmp_path), "unsupported file type"
     )
     one_line_error(run(cli_env, "ingest", str(tmp_path / "missing.md"), "--kb", kb, cwd=tmp_path), "no such file")
-    one_line_error(run(cli_env, "ingest", "http://127.0.0.1:9/x.md", "--kb", kb, cwd=tmp_path), "cannot fetch")
+    one_line_error(run(cli_env, "ingest", "http://127.0.0.1:9/x.md", "--kb", kb, cwd=tmp_path), "refused: internal")
+    intranet = {**cli_env, "INGEST_ALLOWED_HOSTS": "127.0.0.1"}
+    one_line_error(run(intranet, "ingest", "http://127.0.0.1:9/x.md", "--kb", kb, cwd=tmp_path), "cannot fetch")
     one_line_error(run(cli_env, "ingest", "htp:/bad", "--kb", kb, cwd=tmp_path), "only http(s) URLs")
     one_line_error(run(cli_env, "ingest", "http://", "--kb", kb, cwd=tmp_path), "not a valid URL")
     one_line_error(run(cli_env, "search", "q", "--kb", "Bad-Name", cwd=tmp_path), "invalid knowledge base name")
@@ -104,6 +107,21 @@ def test_unreachable_weaviate_fails_fast(cli_env: dict[str, str], tmp_path: Path
 def test_bad_configuration_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
     one_line_error(run({**cli_env, "SEARCH_ALPHA": "3"}, "status", cwd=tmp_path), "invalid configuration: SEARCH_ALPHA")
     one_line_error(run({**cli_env, "WEAVIATE_URL": "weaviate.local"}, "status", cwd=tmp_path), "is not an http(s) URL")
+
+
+def test_serve_binds_only_loopback_in_development(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Development generates its secrets and relaxes origins: not on a network unless DEV_ALLOW_REMOTE says so.
+    192.0.2.1 (TEST-NET) is no address of this machine: once allowed, binding it fails, and nothing listens."""
+    refusal = "refusing to serve on {} in development mode"
+    one_line_error(run(cli_env, "serve", "--host", "0.0.0.0", cwd=tmp_path), refusal.format("0.0.0.0"))
+    one_line_error(run({**cli_env, "SERVER_HOST": "192.0.2.1"}, "serve", cwd=tmp_path), refusal.format("192.0.2.1"))
+    one_line_error(run({**cli_env, "SERVER_HOST": "chat.local"}, "serve", cwd=tmp_path), refusal.format("chat.local"))
+    production = {"SWITCHBOARD_ENV": "production", "SWITCHBOARD_SECRET_KEY": "x" * 32}
+    for allowed in ({"DEV_ALLOW_REMOTE": "true"}, production):
+        passed = run({**cli_env, **allowed, "SERVER_HOST": "192.0.2.1"}, "serve", cwd=tmp_path, timeout=120)
+        one_line_error(passed, "cannot listen on 192.0.2.1")
+    placeholder = run({**cli_env, "SWITCHBOARD_SECRET_KEY": "change-me"}, "serve", cwd=tmp_path)
+    one_line_error(placeholder, "SWITCHBOARD_SECRET_KEY still holds the placeholder")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["kb", "--help"], ["weaviate", "--help"]])
@@ -179,3 +197,19 @@ def test_ask_on_unknown_kb_answers_politely(cli_env: dict[str, str], tmp_path: P
     asked = run(env, "ask", "anything?", "--kb", "no_such_kb", "--json", cwd=tmp_path)
     assert asked.returncode == 0
     assert json.loads(asked.stdout)["answer"].startswith("I couldn't find anything")
+
+
+def test_serve_refuses_a_port_weaviate_or_another_program_takes(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Weaviate also binds WEAVIATE_LOCAL_PORT+1…+4: a SERVER_PORT among them is refused before anything starts,
+    and "Serving on" is printed only once the port is bound."""
+    clash = int(cli_env["WEAVIATE_LOCAL_PORT"]) + 2
+    refused = run({**cli_env, "SERVER_PORT": str(clash)}, "serve", cwd=tmp_path, timeout=120)
+    one_line_error(refused, f"SERVER_PORT and WEAVIATE_LOCAL_PORT+2 are both port {clash}")
+    assert "Serving on" not in refused.stdout
+    with socket.socket() as taken:  # another program listens on SERVER_PORT
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run({**cli_env, "SERVER_PORT": str(port)}, "serve", cwd=tmp_path, timeout=120)
+    one_line_error(busy, f"port {port} (SERVER_PORT) is already in use by another program")
+    assert "Serving on" not in busy.stdout

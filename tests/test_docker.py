@@ -9,8 +9,10 @@ each long-running service health-checked, Weaviate locked down, secrets never ba
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -26,6 +28,7 @@ import yaml
 
 from core.cli import app
 from core.config import WEAVIATE_VERSION, Settings
+from core.profiles import load_profiles
 from tests.conftest import REPO
 
 DOCKER = REPO / "docker"
@@ -333,6 +336,85 @@ def test_every_command_given_to_the_image_is_a_real_cli_command(projects: dict[s
         _check_command(["ingest", "/docs", "--prun"])
 
 
+# Compose's options that take a value: before the subcommand, and of `run`/`exec` before the service.
+COMPOSE_VALUE_OPTIONS = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file", "--project-directory"}
+RUN_VALUE_OPTIONS = {"-e", "--env", "--name", "-u", "--user", "-w", "--workdir", "-v", "--volume", "-p", "--publish"}
+RUN_VALUE_OPTIONS |= {"-l", "--label", "--entrypoint", "--env-from-file", "--index"}
+
+
+def _shell_lines(path: Path) -> Iterator[str]:
+    """The command lines of a Markdown file's code blocks, continuation lines joined."""
+    fenced, logical = False, ""
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            fenced, logical = not fenced, ""
+            continue
+        if not fenced:
+            continue
+        logical += line.strip()
+        if logical.endswith("\\"):
+            logical = logical[:-1] + " "
+            continue
+        yield logical.removeprefix("$ ")
+        logical = ""
+
+
+def _cli_argv(line: str, projects: dict[str, dict[str, Any]]) -> list[str] | None:
+    """The `switchboard` argv a documented line runs: `switchboard ARGS`, or `docker compose … run|exec SERVICE
+    [ARGS]` on one of our services (ARGS replace the service's command). None for any other line."""
+    words = shlex.split(line, comments=True)
+    if words[:1] == ["switchboard"]:
+        return words[1:]
+    if words[:2] != ["docker", "compose"]:
+        return None
+    file, i = "compose.yml", 2
+    while i < len(words) and words[i].startswith("-"):
+        if words[i] in ("-f", "--file"):
+            file = Path(words[i + 1]).name
+        i += 2 if words[i] in COMPOSE_VALUE_OPTIONS else 1
+    if i >= len(words) or words[i] not in ("run", "exec"):
+        return None
+    i += 1
+    while words[i].startswith("-"):
+        assert words[i] != "--entrypoint", f"{line}: keep the image's entrypoint (switchboard)"
+        i += 2 if words[i] in RUN_VALUE_OPTIONS else 1
+    service = projects[file]["services"].get(words[i])
+    assert service is not None and _ours(service), f"{line}: {file} has no service {words[i]!r} of our image"
+    return words[i + 1 :] or list(service["command"])
+
+
+def _check_documented(argv: list[str]) -> None:
+    """A documented command parses, and the bots it names exist without a bots file (only `default` does)."""
+    _check_command(argv)
+    known = load_profiles(Settings(_env_file=None).model_copy(update={"bots_file": None}))
+    for option, value in itertools.pairwise(argv):
+        if option == "--bot":
+            assert value in known, f"{argv}: unknown bot {value!r} (bots: {', '.join(known)})"
+
+
+def test_every_documented_command_runs_a_real_cli_command(projects: dict[str, dict[str, Any]]) -> None:
+    checked = 0
+    for line in _shell_lines(DOCKER / "README.md"):
+        argv = _cli_argv(line, projects)
+        if argv is not None:
+            try:
+                _check_documented(argv)
+            except AssertionError as exc:
+                raise AssertionError(f"docker/README.md: {line}\n{exc}") from None
+            checked += 1
+    assert checked >= 3, "the documented commands were not found"
+    # The check catches the mistakes it exists for: `run SERVICE ARGS` replaces the command, bots must exist.
+    broken = {
+        "docker compose -f docker/compose.yml --profile tools run --rm ingest /docs --kb kb --prune": "'/docs'",
+        "docker compose -f docker/compose.yml run --rm web keys create --bot docs": "unknown bot 'docs'",
+    }
+    for line, error in broken.items():
+        argv = _cli_argv(line, projects)
+        assert argv is not None
+        with pytest.raises(AssertionError, match=error):
+            _check_documented(argv)
+
+
 def test_every_variable_is_a_setting_or_documented(projects: dict[str, dict[str, Any]]) -> None:
     documented = _documented()
     used: set[str] = set()
@@ -470,28 +552,84 @@ def test_local_llm_profile_serves_a_mounted_gguf(projects: dict[str, dict[str, A
     assert web["depends_on"]["llm"] == {"condition": "service_healthy", "required": False}
 
 
-def test_nginx_streams_answers_and_balances_the_web_replicas(projects: dict[str, dict[str, Any]]) -> None:
+def _find(block: list[dict[str, Any]], directive: str) -> list[dict[str, Any]]:
+    return [d for d in block if d["directive"] == directive]
+
+
+@cache
+def _nginx_http() -> list[dict[str, Any]]:
+    """nginx.conf's http block, parsed by crossplane."""
     parsed = crossplane.parse(str(DOCKER / "nginx.conf"), check_ctx=True, check_args=True, strict=True, single=True)
     assert parsed["status"] == "ok", parsed["errors"]
+    http: list[dict[str, Any]] = _find(parsed["config"][0]["parsed"], "http")[0]["block"]
+    return http
 
-    def find(block: list[dict[str, Any]], directive: str) -> list[dict[str, Any]]:
-        return [d for d in block if d["directive"] == directive]
 
-    http = find(parsed["config"][0]["parsed"], "http")[0]["block"]
-    upstreams = {u["args"][0]: u["block"] for u in find(http, "upstream")}
+def _upstreams() -> dict[str, list[dict[str, Any]]]:
+    return {u["args"][0]: u["block"] for u in _find(_nginx_http(), "upstream")}
+
+
+def _location(server: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    """The location nginx picks for `path`: exact, else the longest prefix unless a regex matches first."""
+    locations = [(d["args"], d["block"]) for d in _find(server, "location")]
+    for args, block in locations:
+        if args == ["=", path]:
+            return block
+    prefixes = [(args, block) for args, block in locations if args[0] not in ("=", "~", "~*")]
+    args, longest = max(((a, b) for a, b in prefixes if path.startswith(a[-1])), key=lambda ab: len(ab[0][-1]))
+    if args[0] == "^~":
+        return longest
+    for args, block in locations:
+        if args[0] in ("~", "~*") and re.search(args[1], path, re.I if args[0] == "~*" else 0):
+            return block
+    return longest
+
+
+def _effective(location: list[dict[str, Any]], server: list[dict[str, Any]], directive: str) -> list[dict[str, Any]]:
+    """A directive as nginx applies it in a location: its own there, else inherited from the server block."""
+    return _find(location, directive) or _find(server, directive)
+
+
+def test_nginx_streams_answers_and_balances_the_web_replicas(projects: dict[str, dict[str, Any]]) -> None:
+    http = _nginx_http()
+    upstreams = _upstreams()
     cluster = projects["compose.cluster.yml"]["services"]
     assert cluster["web"]["deploy"]["replicas"] >= 2
     for block in upstreams.values():
-        for server in find(block, "server"):
+        for server in _find(block, "server"):
             assert server["args"][0] == f"web:{cluster['web']['environment']['SERVER_PORT']}"
             assert "resolve" in server["args"] and any(a.startswith("max_fails=") for a in server["args"])
-    server = find(http, "server")[0]["block"]
-    headers = {tuple(d["args"]) for d in find(server, "proxy_set_header")}
+    server = _find(http, "server")[0]["block"]
+    headers = {tuple(d["args"]) for d in _find(server, "proxy_set_header")}
     assert ("X-Forwarded-For", "$remote_addr") in headers
-    locations = {" ".join(d["args"]): d["block"] for d in find(server, "location")}
+    locations = {" ".join(d["args"]): d["block"] for d in _find(server, "location")}
     for path in ("= /api/chat", "= /v1/chat/completions"):
-        assert ["off"] in [d["args"] for d in find(locations[path], "proxy_buffering")], f"{path} must stream"
-        assert find(locations[path], "proxy_pass")[0]["args"][0].removeprefix("http://") in upstreams
+        assert ["off"] in [d["args"] for d in _find(locations[path], "proxy_buffering")], f"{path} must stream"
+        assert _find(locations[path], "proxy_pass")[0]["args"][0].removeprefix("http://") in upstreams
     proxy = cluster["proxy"]
     assert [v["source"] for v in proxy["volumes"]] == [str(DOCKER / "nginx.conf")]
     assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+
+
+def test_nginx_passes_the_port_and_counts_no_503_against_a_replica() -> None:
+    server = _find(_nginx_http(), "server")[0]["block"]
+    upstreams = _upstreams()
+    for location in _find(server, "location"):
+        block = location["block"]
+        passes = _find(block, "proxy_pass")
+        if not passes:
+            continue
+        where = " ".join(location["args"])
+        # A location's own proxy_set_header would drop every inherited one, Host included.
+        headers = {d["args"][0]: d["args"][1] for d in _effective(block, server, "proxy_set_header")}
+        assert headers["Host"] == "$http_host", f"{where}: $host drops the port, and the origin check refuses the page"
+        # The app's 503s (Weaviate, Redis down) are the same on every replica: counted as failures (max_fails), two
+        # of them would take every replica out for fail_timeout ("no live upstreams").
+        servers = _find(upstreams[passes[0]["args"][0].removeprefix("http://")], "server")
+        if any("max_fails=0" not in s["args"] for s in servers):
+            retried = [a for d in _effective(block, server, "proxy_next_upstream") for a in d["args"]]
+            assert "http_503" not in retried, f"{where}: a 503 would count against the replica"
+    for path in ("/healthz", "/readyz"):
+        block = _location(server, path)
+        servers = _find(upstreams[_find(block, "proxy_pass")[0]["args"][0].removeprefix("http://")], "server")
+        assert servers and all("max_fails=0" in s["args"] for s in servers), f"{path}: a probe must not mark replicas"

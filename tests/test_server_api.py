@@ -258,13 +258,32 @@ def test_health_docs_and_widget(web: RunningServer) -> None:
     ready = httpx.get(f"{web.url}/readyz", timeout=15)
     assert ready.status_code == 200 and ready.json()["weaviate"].startswith("ok (1.39.0)")
     assert ready.json()["weaviate_nodes"] == "ok (1/1 healthy at QUORUM)"  # one node, KBs with one replica
-    assert httpx.get(f"{web.url}/docs").status_code == 200
-    assert "/api/chat" in httpx.get(f"{web.url}/openapi.json").json()["paths"]
+    assert httpx.get(f"{web.url}/docs").status_code == 404  # production: API_DOCS unset (tests/test_web_security.py)
     page = httpx.get(f"{web.url}/")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert 'src="/widget.js"' in page.text
     bundle = httpx.get(f"{web.url}/widget.js")
     assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
+
+
+def test_readyz_is_ready_without_an_llm(
+    settings: Settings, fake_llm: FakeOpenAI, host_site: tuple[str, Path], tmp_path: Path
+) -> None:
+    """No LLM endpoint and no local model (the default compose file): answers quote passages, a supported mode."""
+    passages = web_settings(
+        settings,
+        fake_llm,
+        host_site[0],
+        tmp_path,
+        llm_base_url=None,
+        llm_api_key=None,
+        llm_model=None,
+        llm_local_model_path=tmp_path / "no-model.gguf",
+    )
+    with run_server(passages) as web:
+        ready = httpx.get(f"{web.url}/readyz", timeout=15)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready" and ready.json()["llm"] == "none: answers quote passages"
 
 
 def test_weaviate_down_gives_an_sse_error_event_and_readyz_503(

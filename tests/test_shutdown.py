@@ -50,6 +50,8 @@ QUESTION = "Which port does the Kestrel dashboard listen on?"
 # The fake model sends the first piece, then stalls: SIGTERM lands while the answer streams.
 SLOW = Reply(chunks=["The dashboard listens ", "on port 8470 [1]."], stall_after=1, stall_seconds=3)
 STUCK = Reply(chunks=["The dashboard listens ", "on port 8470 [1]."], stall_after=1, stall_seconds=20)
+# Never silent, and still streaming well past a short grace period: a piece every 0.1 s for about 8 s.
+STEADY = Reply(chunks=["The dashboard listens ", *["and listens "] * 80, "on port 8470 [1]."], interval=0.1)
 # A Discord channel of its own: the data directory is the session's, and a conversation with history would
 # spend the scripted reply on rewriting the question.
 CHANNEL = 260
@@ -208,10 +210,11 @@ async def test_serve_finishes_streams_in_flight_and_refuses_new_requests(
         assert running.process.exit_code(within=3 + EXIT_MARGIN) == 0, running.process.stderr()
 
 
+@pytest.mark.parametrize("reply", [STUCK, STEADY], ids=["stalled", "streaming"])
 async def test_serve_ends_streams_past_the_grace_period_with_an_error_event(
-    serve: Any, fake_llm: FakeOpenAI, settings: Settings
+    serve: Any, fake_llm: FakeOpenAI, settings: Settings, reply: Reply
 ) -> None:
-    async with streaming(serve, settings, fake_llm, 1, STUCK) as running:
+    async with streaming(serve, settings, fake_llm, 1, reply) as running:
         kinds, chunks = await asyncio.gather(running.widget, running.api)  # both end properly, before uvicorn cuts
         assert kinds[-1] == "error" and "done" not in kinds
         assert "restarting" in chunks[-1]["error"]["message"] and chunks[-1]["error"]["type"] == "server_error"

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
 
 from core.answers import AnswerLog
 from core.config import Settings
@@ -240,3 +240,37 @@ async def test_rate_limited_and_unreachable_server_messages(
         await expect(error).to_contain_text("seconds")
     await ask(page, "Are you still there?")  # the server is gone now
     await expect(page.locator("[data-testid=sb-message][data-role=error]").last).to_contain_text("Can't reach")
+
+
+async def test_demo_page_on_a_phone_shows_the_launcher_and_passes_axe(
+    browser: Browser, web: RunningServer, fake_llm: FakeOpenAI
+) -> None:
+    """The server's own demo page on a 390 px phone: nothing widens the layout past the screen (a wide page would
+    put the fixed launcher off-screen until the user scrolls sideways); the launcher can be tapped where it is,
+    an answer streams; axe-core finds no serious or critical problem in the widget and the page has landmarks."""
+    phone: ViewportSize = {"width": 390, "height": 844}
+    # bypass_csp: the page's CSP (script-src 'self') would block the injected axe-core, a test tool only.
+    context = await browser.new_context(viewport=phone, is_mobile=True, has_touch=True, bypass_csp=True)
+    page = await context.new_page()
+    await page.goto(f"{web.url}/")
+    launcher = page.get_by_test_id("sb-launcher")
+    await expect(launcher).to_be_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    box = await launcher.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["y"] >= 0
+    assert box["x"] + box["width"] <= phone["width"] and box["y"] + box["height"] <= phone["height"], box
+    await launcher.tap()
+    assert await page.evaluate("[window.scrollX, window.scrollY]") == [0, 0]  # tapped without scrolling to it
+    await expect(page.get_by_test_id("sb-panel")).to_be_visible()
+    fake_llm.enqueue(Reply(chunks=PORT_ANSWER, stall_after=1, stall_seconds=1.0))
+    await ask(page, "Which port does the Kestrel dashboard listen on?")
+    await expect(last_answer(page)).to_contain_text("The dashboard")
+    await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=10_000)
+    await expect(page.get_by_test_id("sb-log")).not_to_have_attribute("aria-busy", "true")
+
+    await page.add_script_tag(path=str(REPO / "widget" / "node_modules" / "axe-core" / "axe.min.js"))
+    violations = await page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)")
+    found = {v["id"]: (v["impact"], [n["target"] for n in v["nodes"]]) for v in violations}
+    assert not {k: v for k, v in found.items() if v[0] in ("serious", "critical")}, found
+    assert "region" not in found and "landmark-one-main" not in found, found  # the page's content is in <main>
+    await context.close()

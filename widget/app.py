@@ -11,12 +11,12 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,9 +24,10 @@ from bots.webhooks import WEBHOOK_BODY_LIMITS, webhook_routers
 from core.apikeys import ApiKeys
 from core.config import Settings
 from core.errors import StateError
-from core.jobs import Jobs
+from core.jobs import Jobs, create_job_store
 from core.rag import Assistant, open_assistant
 from widget import admin, openai_api
+from widget.assets import STATIC, built_file, install_docs
 from widget.bots import widget_settings
 from widget.deps import ServerState
 from widget.mcp_server import McpEndpoint
@@ -36,11 +37,11 @@ from widget.routes import router
 from widget.sessions import SessionTokens, signing_secret
 
 logger = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parent / "static"
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 class _TooLarge(Exception):
@@ -100,6 +101,27 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class SecurityHeaders:
+    """Every response, API answers and errors included: no MIME sniffing, no Referer sent from our pages."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None]] | None = None) -> FastAPI:
     """`prepare` runs once the assistant is open, before serving (the demo ingests the sample docs there)."""
     mcp = McpEndpoint()
@@ -110,7 +132,7 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
             if prepare is not None:
                 await prepare(assistant)
             bots = {name: widget_settings(profile) for name, profile in assistant.profiles.items()}
-            jobs = Jobs()
+            jobs = Jobs(settings, create_job_store(settings, assistant.redis))
             app.state.switchboard = ServerState(
                 settings=settings,
                 assistant=assistant,
@@ -132,7 +154,18 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
                 await assistant.in_flight.drain(settings.shutdown_grace_seconds)
                 await jobs.close()  # before the store they write to closes
 
-    app = FastAPI(title="Switchboard", version="0.1.0", lifespan=lifespan)
+    # /docs and /openapi.json map every endpoint: on in development, in production only if API_DOCS says so.
+    docs = settings.api_docs if settings.api_docs is not None else settings.environment == "development"
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # install_docs serves Swagger UI's files itself, not from a CDN
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    if docs:
+        install_docs(app)
     app.include_router(router)
     app.include_router(admin.router)
     openai_api.install(app)
@@ -143,15 +176,25 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
         CORSMiddleware,
         allow_origins=["*"],
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["Retry-After"],
+        # Any request header: browser clients send their own (the openai JS SDK's x-stainless-*, which grow with
+        # its versions; MCP's mcp-protocol-version, mcp-session-id, Last-Event-ID; X-Switchboard-Conversation).
+        # Safe because no credential rides on cookies (allow_credentials stays off): a page must hold a bearer
+        # token to get anything.
+        allow_headers=["*"],
+        expose_headers=["Retry-After", "mcp-session-id"],
         max_age=600,
     )
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
-        wider={admin.UPLOAD_PATH: settings.admin_upload_bytes, **WEBHOOK_BODY_LIMITS},
+        wider={
+            admin.UPLOAD_PATH: settings.admin_upload_bytes,
+            **WEBHOOK_BODY_LIMITS,
+            # API clients resend whole conversations and long system prompts.
+            r"/v1/.*|/mcp": settings.api_max_body_bytes,
+        },
     )
+    app.add_middleware(SecurityHeaders)  # outermost: refusals by the other middleware carry them too
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -178,10 +221,7 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
 
     @app.get("/widget.js", include_in_schema=False)
     def widget_js() -> Response:
-        bundle = STATIC / "widget.js"
-        if not bundle.is_file():
-            return JSONResponse({"detail": "the widget is not built: run scripts/setup.sh"}, status_code=503)
-        return FileResponse(bundle, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"})
+        return built_file("widget.js", "text/javascript")
 
     @app.get("/", include_in_schema=False)
     def demo_page() -> Response:

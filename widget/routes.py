@@ -7,17 +7,21 @@ sources → delta* → done, or one error event.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from core.config import Settings, web_origin
 from core.errors import SwitchboardError
+from core.privacy import forget_conversation
 from core.rag import Assistant
 from core.shared_state import redis_check
 from core.types import Delta, Done, Event, Failed, Message, Sources
@@ -52,22 +56,38 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(None, max_length=1000)
 
 
-def _conversation_key(session: Session, conversation_id: str) -> str:
-    """Scoped to the caller: one identity can never address another's conversation."""
-    return f"{session.bot}:{session.identity}:{conversation_id}"
+def _server_origins(settings: Settings) -> tuple[str, ...]:
+    """Where this server's own pages are: PUBLIC_URL, else its SERVER_HOST:SERVER_PORT address (and in development
+    its loopback aliases). Never the request's Host header, which any client, or a DNS-rebinding page, chooses."""
+    if settings.public_url:
+        return settings.public_url
+    hosts = [settings.server_host]
+    if settings.environment == "development":
+        hosts += ["127.0.0.1", "localhost", "::1"]
+    port = settings.server_port
+    return tuple(web_origin(f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}") for h in hosts)
 
 
-def _own_origin(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"
-
-
-def _origin_allowed(state: StateDep, request: Request, bot: str, origin: str | None) -> bool:
-    own = _own_origin(request)
+def _origin_allowed(state: StateDep, bot: str, origin: str | None) -> bool:
     development = state.settings.environment == "development"
     allowed = state.bots[bot].allowed_origins
     if origin is None:  # not a browser page: tools and tests
         return development
-    return origin == own or origin in allowed or (development and not allowed)
+    if origin in _server_origins(state.settings) or origin in allowed:
+        return True
+    # Development lets a bot without allowed_origins be tried from any local page, never from a site on the web
+    # (any page the developer visits could otherwise read the knowledge base through their browser).
+    return development and not allowed and _loopback(origin)
+
+
+def _loopback(origin: str) -> bool:
+    host = (urlsplit(origin).hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _rate_limit(state: StateDep, kind: str, key: str) -> None:
@@ -79,6 +99,12 @@ async def _rate_limit(state: StateDep, kind: str, key: str) -> None:
         )
 
 
+async def _limit_session(state: StateDep, request: Request, session: Session) -> None:
+    """Every call a widget session makes counts against its network address's and its own limits."""
+    await _rate_limit(state, "ip", client_ip(request))
+    await _rate_limit(state, "session", session.identity)
+
+
 @router.post("/api/session")
 async def create_session(body: SessionRequest, request: Request, state: StateDep) -> dict[str, Any]:
     await _rate_limit(state, "ip", client_ip(request))
@@ -87,7 +113,7 @@ async def create_session(body: SessionRequest, request: Request, state: StateDep
     except SwitchboardError:
         raise HTTPException(404, f"unknown bot {body.bot!r}") from None
     origin = request.headers.get("origin")
-    if not _origin_allowed(state, request, profile.name, origin):
+    if not _origin_allowed(state, profile.name, origin):
         raise HTTPException(403, f"this website ({origin or 'unknown origin'}) is not allowed to use this assistant")
     user_id = None
     if body.user is not None:
@@ -97,7 +123,7 @@ async def create_session(body: SessionRequest, request: Request, state: StateDep
         user_id = body.user.id
     token, session = state.tokens.mint(
         bot=profile.name,
-        origin=origin or _own_origin(request),
+        origin=origin or _server_origins(state.settings)[0],
         user_id=user_id,
         previous=body.previous_token,
     )
@@ -108,7 +134,7 @@ async def create_session(body: SessionRequest, request: Request, state: StateDep
         "max_message_chars": state.settings.max_message_chars,  # the widget's input limit follows the server's
     }
     if user_id is not None:  # a verified user's latest conversation follows them to a new browser
-        prefix = _conversation_key(session, "")
+        prefix = session.conversation_key("")
         latest = await state.assistant.answers.latest_conversation("widget", prefix)
         if latest is not None:
             reply["conversation_id"] = latest.removeprefix(prefix)
@@ -159,12 +185,11 @@ async def chat(body: ChatRequest, request: Request, session: SessionDep, state: 
         raise HTTPException(422, "message is empty")
     if len(text) > state.settings.max_message_chars:
         raise HTTPException(422, f"message is longer than {state.settings.max_message_chars} characters")
-    await _rate_limit(state, "ip", client_ip(request))
-    await _rate_limit(state, "session", session.identity)
+    await _limit_session(state, request, session)
     message = Message(
         text=text,
         channel="widget",
-        conversation_id=_conversation_key(session, body.conversation_id),
+        conversation_id=session.conversation_key(body.conversation_id),
         bot=session.bot,
         user_id=session.user_id,
     )
@@ -177,11 +202,13 @@ async def chat(body: ChatRequest, request: Request, session: SessionDep, state: 
 
 @router.get("/api/history")
 async def history(
+    request: Request,
     session: SessionDep,
-    assistant: AssistantDep,
+    state: StateDep,
     conversation_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{8,64}$")],
 ) -> dict[str, Any]:
-    records = await assistant.answers.conversation("widget", _conversation_key(session, conversation_id))
+    await _limit_session(state, request, session)
+    records = await state.assistant.answers.conversation("widget", session.conversation_key(conversation_id))
     return {
         "messages": [
             {
@@ -198,21 +225,20 @@ async def history(
 
 
 @router.delete("/api/conversations/{conversation_id}", status_code=204)
-async def forget(conversation_id: ConversationId, session: SessionDep, assistant: AssistantDep) -> Response:
-    await assistant.reset("widget", _conversation_key(session, conversation_id))
+async def forget(conversation_id: ConversationId, request: Request, session: SessionDep, state: StateDep) -> Response:
+    await _limit_session(state, request, session)
+    # Gone from every store: the model's memory, the transcript /api/history and /api/session hand back, feedback.
+    await forget_conversation(state.assistant, "widget", session.conversation_key(conversation_id))
     return Response(status_code=204)
 
 
 @router.post("/api/feedback", status_code=204)
-async def feedback(body: FeedbackRequest, session: SessionDep, assistant: AssistantDep) -> Response:
-    record = await assistant.answers.get(body.answer_id)
-    if (
-        record is None
-        or record.channel != "widget"
-        or not record.conversation.startswith(_conversation_key(session, ""))
-    ):
+async def feedback(body: FeedbackRequest, request: Request, session: SessionDep, state: StateDep) -> Response:
+    await _limit_session(state, request, session)
+    record = await state.assistant.answers.get(body.answer_id)
+    if record is None or record.channel != "widget" or not record.conversation.startswith(session.conversation_key("")):
         raise HTTPException(404, "no such answer in this session")
-    await assistant.answers.add_feedback(body.answer_id, body.rating, body.comment)
+    await state.assistant.answers.add_feedback(body.answer_id, body.rating, body.comment)
     return Response(status_code=204)
 
 
@@ -237,12 +263,12 @@ async def readyz(assistant: AssistantDep, response: Response) -> dict[str, str]:
         checks["weaviate_nodes"] = "unknown: the cluster did not report its nodes within 5 s"
     except SwitchboardError as exc:
         checks["weaviate_nodes"] = f"unavailable: {exc}"
-    if assistant.llm is None:
-        checks["llm"] = "unavailable: answers quote passages"
+    if assistant.llm is None:  # a supported mode (the default compose file), not a fault: ready
+        checks["llm"] = "none: answers quote passages"
     else:
         checks["llm"] = "ok" if await assistant.llm.ping() else "unavailable"
     if assistant.redis is not None:
         checks["redis"] = await redis_check(assistant.redis)
-    ready = all(v.startswith(("ok", "unknown")) for v in checks.values())
+    ready = all(v.startswith(("ok", "unknown", "none")) for v in checks.values())
     response.status_code = 200 if ready else 503
     return {"status": "ready" if ready else "not ready", **checks}

@@ -37,7 +37,19 @@ class Session:
     @property
     def identity(self) -> str:
         """Whose history this is: a verified user follows across browsers, otherwise the browser session."""
-        return f"u:{self.user_id}" if self.user_id else f"s:{self.session_id}"
+        return f"u:{_key_part(self.user_id)}" if self.user_id else f"s:{_key_part(self.session_id)}"
+
+    def conversation_key(self, conversation_id: str) -> str:
+        """Scoped to the caller: one identity can never address another's conversation (and with an empty id, the
+        prefix of all of theirs)."""
+        return f"{_key_part(self.bot)}:{self.identity}:{_key_part(conversation_id)}"
+
+
+def _key_part(value: str) -> str:
+    """One component of a conversation key, with `%` and the `:` separator percent-encoded, so that user
+    `bob:admin`'s key never starts with user `bob`'s. Only those two characters change: ids without them (emails
+    included) keep the keys, and the history, they had before."""
+    return value.replace("%", "%25").replace(":", "%3A")
 
 
 async def signing_secret(settings: Settings, redis: Redis | None) -> str:
