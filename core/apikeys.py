@@ -88,13 +88,14 @@ class ApiKeys:
     def _verify(self, plain: str) -> ApiKey | None:
         now = time.time()
         with connect(self._path) as db:
+            # Read first: a wrong key (a guess) must cost no write, so guessing cannot contend with real traffic.
             row = db.execute(
-                "UPDATE api_keys SET last_used_at = ? WHERE hash = ? AND revoked_at IS NULL "
-                "RETURNING id, name, bots, created_at",
-                (now, _digest(plain)),
+                "SELECT id, name, bots, created_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
+                (_digest(plain),),
             ).fetchone()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, row[0]))
         return ApiKey(
             id=row[0], name=row[1], bots=tuple(json.loads(row[2])), created_at=row[3], last_used_at=now, revoked=False
         )

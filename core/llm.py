@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -21,7 +22,7 @@ from core.config import Settings
 from core.errors import LLMError
 from core.process import ManagedProcess, secret_file
 from core.prompt import ChatMessage
-from core.types import Citation, heading
+from core.types import Citation, FinishReason, Usage, heading
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,24 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 
 _FAILURES = _transport_errors()
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: for budgets and for usage a model server did not report."""
+    return math.ceil(len(text) / 4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finish:
+    """The last item of `LLM.stream`: why the model stopped, and the tokens of this call."""
+
+    reason: FinishReason
+    usage: Usage
+
+
+# Passed on as the server said; "tool_calls"/"function_call" cannot happen (no tools are sent), and a stream
+# that ended without a reason ended normally.
+_REASONS: dict[str | None, FinishReason] = {"length": "length", "content_filter": "content_filter"}
 
 
 class LLM:
@@ -75,21 +94,35 @@ class LLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: Sequence[str] = (),
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[str | Finish]:
+        """The reply's text pieces, then one `Finish`. LLM_MAX_TOKENS caps `max_tokens` (a caller may ask for
+        less, not more)."""
+        text, reason, usage = "", None, None
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,
                 messages=cast(Any, list(messages)),
                 temperature=self._temperature if temperature is None else temperature,
-                max_tokens=max_tokens or self._max_tokens,
+                max_tokens=min(max_tokens or self._max_tokens, self._max_tokens),
                 stop=list(stop) if stop else openai.omit,
                 stream=True,
             )
             async for chunk in response:
-                if chunk.choices and chunk.choices[0].delta.content:
+                usage = chunk.usage or usage  # servers that report usage do so on (or after) the last chunk
+                if not chunk.choices:
+                    continue
+                reason = chunk.choices[0].finish_reason or reason
+                if chunk.choices[0].delta.content:
+                    text += chunk.choices[0].delta.content
                     yield chunk.choices[0].delta.content
         except _FAILURES as exc:
             raise LLMError(f"{exc.__class__.__name__}: {exc}") from exc
+        if usage is not None:
+            counted = Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        else:
+            sent = sum(estimate_tokens(m["content"]) for m in messages)
+            counted = Usage(prompt_tokens=sent, completion_tokens=estimate_tokens(text))
+        yield Finish(reason=_REASONS.get(reason, "stop"), usage=counted)
 
     async def ping(self) -> bool:
         """Is the endpoint answering (for readiness checks)?"""
@@ -100,7 +133,8 @@ class LLM:
         return True
 
     async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> str:
-        return "".join([piece async for piece in self.stream(messages, max_tokens=max_tokens, temperature=0.0)])
+        pieces = self.stream(messages, max_tokens=max_tokens, temperature=0.0)
+        return "".join([piece async for piece in pieces if isinstance(piece, str)])
 
     async def close(self) -> None:
         await self._client.close()
@@ -156,9 +190,14 @@ class LocalLLM:
             raise LLMError(f"port {self.port} is used by another server; set LLM_LOCAL_PORT to a free port")
         return response.status_code == 200
 
-    def start(self) -> bool:
+    def model(self) -> Path | None:
+        """The GGUF file the server would load, if there is one."""
         model = self.model_path or packaged_model()
-        if model is None or not model.is_file():
+        return model if model is not None and model.is_file() else None
+
+    def start(self) -> bool:
+        model = self.model()
+        if model is None:
             raise LLMError(
                 "no LLM configured and no local model: install the local model (`bash scripts/setup.sh`) "
                 "or set LLM_BASE_URL / LLM_API_KEY"

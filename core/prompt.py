@@ -52,12 +52,15 @@ def condense_messages(question: str, history: Sequence[Turn]) -> list[ChatMessag
     ]
 
 
-def cited_numbers(text: str, available: int) -> list[int]:
-    """The source numbers an answer cites, in first-cited order, ignoring numbers that were never given."""
-    seen: dict[int, None] = {}
+def citation_spans(text: str) -> dict[int, tuple[int, int]]:
+    """Each source number the text cites, in first-cited order, with the span of its first `[n]` marker."""
+    spans: dict[int, tuple[int, int]] = {}
     for match in _CITATION.finditer(text):
         for part in match.group(1).split(","):
-            n = int(part)
-            if 1 <= n <= available:
-                seen.setdefault(n)
-    return list(seen)
+            spans.setdefault(int(part), match.span())
+    return spans
+
+
+def cited_numbers(text: str, available: int) -> list[int]:
+    """The source numbers an answer cites, in first-cited order, ignoring numbers that were never given."""
+    return [n for n in citation_spans(text) if 1 <= n <= available]

@@ -15,19 +15,31 @@ from contextlib import aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
-from core.answers import AnswerLog
+from core.answers import AnswerLog, create_answer_log
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
 from core.history import HistoryStore, create_history, fit_history
-from core.llm import LLM, extractive_answer, open_llm
+from core.llm import LLM, Finish, extractive_answer, open_llm
 from core.profiles import DEFAULT_BOT, BotProfile, load_profiles
 from core.prompt import answer_messages, cited_numbers, condense_messages
 from core.search import SearchOptions, retrieve
 from core.shared_state import open_redis
 from core.shutdown import InFlight
 from core.store import Store, open_store
-from core.types import Citation, Delta, Done, Event, Failed, Generation, Message, Source, Sources, Turn
+from core.types import (
+    Citation,
+    Delta,
+    Done,
+    Event,
+    Failed,
+    Generation,
+    Message,
+    Source,
+    Sources,
+    Turn,
+    shown_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +53,7 @@ _CONDENSED_MAX_CHARS = 300
 
 def to_citations(sources: Sequence[Source]) -> tuple[Citation, ...]:
     return tuple(
-        Citation(n=n, title=s.title, source=s.source, section=s.section, snippet=s.snippet)
+        Citation(n=n, title=s.title, source=shown_source(s.source, s.origin), section=s.section, snippet=s.snippet)
         for n, s in enumerate(sources, 1)
     )
 
@@ -94,7 +106,7 @@ class Assistant:
         if stored is None:
             stored = tuple(await self.history.load(message.channel, message.conversation_id))
         turns = fit_history(stored, self.settings.history_max_tokens)
-        query = await self._standalone_query(message.text, turns)
+        query = await self._standalone_query(message.query or message.text, turns)
         try:
             found = await retrieve(
                 self.store,
@@ -120,6 +132,7 @@ class Assistant:
             return
 
         text = ""
+        finish: Finish | None = None
         failure: str | None = None if self.llm else "no language model available"
         if self.llm is not None:
             messages = answer_messages(
@@ -130,6 +143,9 @@ class Assistant:
                 async for piece in self.llm.stream(
                     messages, max_tokens=options.max_tokens, temperature=options.temperature, stop=options.stop
                 ):
+                    if isinstance(piece, Finish):
+                        finish = piece
+                        continue
                     text += piece
                     yield Delta(text=piece)
             except LLMError as exc:
@@ -147,9 +163,9 @@ class Assistant:
         if numbers:
             by_number = {c.n: c for c in citations}
             cited = tuple(by_number[n] for n in numbers)
-            yield await self._finish(message, profile, text, cited, cited=True, fallback=False)
+            yield await self._finish(message, profile, text, cited, cited=True, fallback=False, model=finish)
         else:
-            yield await self._finish(message, profile, text, citations, cited=False, fallback=False)
+            yield await self._finish(message, profile, text, citations, cited=False, fallback=False, model=finish)
 
     async def _standalone_query(self, question: str, turns: Sequence[Turn]) -> str:
         """Fold a follow-up ("and on Docker?") into a self-contained search query using recent turns."""
@@ -174,6 +190,7 @@ class Assistant:
         *,
         cited: bool,
         fallback: bool,
+        model: Finish | None = None,
     ) -> Done:
         """Remember the turn, log the answer with its sources, and close the stream."""
         turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=text)]
@@ -190,10 +207,19 @@ class Assistant:
                 citations=citations,
                 cited=cited,
                 fallback=fallback,
+                user_id=message.user_id,
             )
         except Exception:  # losing memory or the log must not lose the answer itself
             logger.exception("could not save conversation %s/%s", message.channel, message.conversation_id)
-        return Done(answer_id=answer_id, text=text, citations=citations, cited=cited, fallback=fallback)
+        return Done(
+            answer_id=answer_id,
+            text=text,
+            citations=citations,
+            cited=cited,
+            fallback=fallback,
+            finish_reason=model.reason if model else "stop",
+            usage=model.usage if model else None,
+        )
 
 
 @asynccontextmanager
@@ -201,18 +227,21 @@ async def open_assistant(settings: Settings, *, keep_running: bool = False) -> A
     """Everything an answer needs, opened once per process (server lifespan, bot, CLI command)."""
     profiles = load_profiles(settings)
     embedder = await asyncio.to_thread(create_embedder, settings)
-    answers = AnswerLog(settings.data_dir / "answers.sqlite3")
+    answers = create_answer_log(settings)
     async with (
         open_redis(settings) as redis,  # first: a wrong REDIS_URL fails before Weaviate and the LLM start
         open_store(settings, keep_running=keep_running) as store,
         open_llm(settings, keep_running=keep_running) as llm,
     ):
+        history = create_history(settings, redis)
+        await history.purge_expired()  # retention at startup, then on writes (at most hourly)
+        await answers.purge_expired()
         yield Assistant(
             settings=settings,
             store=store,
             embedder=embedder,
             llm=llm,
-            history=create_history(settings, redis),
+            history=history,
             answers=answers,
             profiles=profiles,
             redis=redis,

@@ -3,6 +3,7 @@ and over stdio (the real `switchboard mcp` process), against the real Weaviate a
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from tests.test_cli import one_line_error, run
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 PRIVATE_KB = "mcp_private"
+NEVER_INGESTED = "mcp_never_ingested"
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +51,14 @@ def mcp_web(
     host_site: tuple[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
-    """Bots `default` and `docs` over widget_kb, `private` over another KB; its own per-address limit (every
-    test client is 127.0.0.1) and a per-key limit small enough to reach."""
+    """Bots `default` and `docs` over widget_kb, `private` over another KB, `blank` over a KB never ingested; its
+    own per-address limit (every test client is 127.0.0.1) and a per-key limit small enough to reach."""
     tmp = tmp_path_factory.mktemp("mcp-web")
     bots = tmp / "mcp-bots.toml"
     bots.write_text(
         f'[bots.docs]\nkb = "{WIDGET_KB}"\npersona = "Kestrel Helper"\n'
         f'[bots.private]\nkb = "{private_kb}"\npersona = "Vault Keeper"\n'
+        f'[bots.blank]\nkb = "{NEVER_INGESTED}"\n'
     )
     web = web_settings(
         settings,
@@ -151,9 +154,11 @@ async def test_http_tools_resource_answers_and_errors(mcp_web: RunningServer, fa
         assert [r.uri for r in (await client.list_resources()).resources] == ["switchboard://kbs"]
 
         rows = await kbs_resource(client)
-        assert [(r["name"], r["bot"]) for r in rows] == [(WIDGET_KB, "default"), (PRIVATE_KB, "private")]
+        expected = [(WIDGET_KB, "default"), (PRIVATE_KB, "private"), (NEVER_INGESTED, "blank")]
+        assert [(r["name"], r["bot"]) for r in rows] == expected
         assert rows[0]["documents"] >= 13 and rows[0]["chunks"] > rows[0]["documents"]
         assert rows[1]["documents"] == 1 and rows[1]["chunks"] == 1
+        assert rows[2]["documents"] == 0 and rows[2]["chunks"] == 0
 
         await check_search_and_ask(client, fake_llm, kb=None)
         await check_refusals(client)
@@ -219,6 +224,39 @@ async def test_http_refuses_missing_invalid_and_revoked_keys(mcp_web: RunningSer
             await client.call_tool("search_knowledge", {"query": QUESTION})
     revoked = httpx.post(url, json=ping, headers={**accept, "Authorization": f"Bearer {plain}"})
     assert revoked.status_code == 401 and "revoked" in revoked.json()["error_description"]
+
+
+async def test_clean_descriptions_readable_argument_errors_and_missing_kbs(mcp_web: RunningServer) -> None:
+    async with http_client(mcp_web, new_key(mcp_web)[0]) as client:
+        for listed in (await client.list_tools()).tools:
+            assert listed.description and listed.description == inspect.cleandoc(listed.description), listed.name
+            assert "\n " not in listed.description  # no source indentation
+        cases: list[tuple[str, dict[str, Any], str]] = [
+            (
+                "search_knowledge",
+                {"query": QUESTION, "k": 0},
+                "invalid arguments: k: Input should be greater than or equal to 1",
+            ),
+            ("ask", {"question": 42}, "invalid arguments: question: Input should be a valid string"),
+            ("ask", {}, "invalid arguments: question: Field required"),
+        ]
+        for tool, arguments, message in cases:
+            result = await client.call_tool(tool, arguments)
+            assert result.is_error and text_of(result) == message, (tool, arguments, text_of(result))
+        for tool, arguments in [
+            ("search_knowledge", {"query": QUESTION, "kb": NEVER_INGESTED}),
+            ("ask", {"question": QUESTION, "kb": NEVER_INGESTED}),  # not "I couldn't find anything"
+        ]:
+            result = await client.call_tool(tool, arguments)
+            assert result.is_error and f"knowledge base {NEVER_INGESTED!r} does not exist" in text_of(result)
+
+
+def test_http_get_answers_405_instead_of_holding_an_empty_stream(mcp_web: RunningServer) -> None:
+    """Stateless: there is no server-initiated stream (the legacy transport held an empty one open forever)."""
+    headers = {"Authorization": f"Bearer {new_key(mcp_web)[0]}", "Accept": "text/event-stream"}
+    for method in ("GET", "DELETE"):
+        response = httpx.request(method, f"{mcp_web.url}/mcp", headers=headers, timeout=10)
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
 
 
 def test_http_rate_limit_per_key(mcp_web: RunningServer) -> None:

@@ -4,12 +4,13 @@ real Weaviate and the scripted fake LLM. Responses are validated strictly with t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from core.apikeys import ApiKeys
 from core.config import Settings
@@ -145,9 +146,15 @@ def test_stateless_history_and_stateful_conversations(web: RunningServer, fake_l
         ),
         ({"messages": [{"role": "assistant", "content": "hi"}]}, openai.BadRequestError, 400, None),
         ({"temperature": 5}, openai.BadRequestError, 400, None),
-        ({"messages": [{"role": "user", "content": "x" * 2001}]}, openai.BadRequestError, 400, "message_too_long"),
+        ({"response_format": {"type": "json_object"}}, openai.BadRequestError, 400, "unsupported_parameter"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}},
+            openai.BadRequestError,
+            400,
+            "unsupported_parameter",
+        ),
     ],
-    ids=["unknown-model", "n", "tools", "logprobs", "image", "no-user-message", "temperature", "too-long"],
+    ids=["unknown-model", "n", "tools", "logprobs", "image", "no-user-message", "temperature", "json", "schema"],
 )
 def test_refusals_use_openais_error_shape(
     web: RunningServer, kwargs: dict[str, object], error: type[openai.APIStatusError], status: int, code: str | None
@@ -172,7 +179,8 @@ def test_keys_auth_scope_raw_errors_and_revocation(web: RunningServer, fake_llm:
     headers = {"Authorization": f"Bearer {new_key(web)}", "Content-Type": "application/json"}
     bad_json = httpx.post(f"{web.url}/v1/chat/completions", headers=headers, content=b"{nope")
     assert bad_json.status_code == 400 and bad_json.json()["error"]["type"] == "invalid_request_error"
-    huge = httpx.post(f"{web.url}/v1/chat/completions", headers=headers, content=b"{" + b" " * 20000 + b"}")
+    over = web.settings.api_max_body_bytes  # API_MAX_BODY_BYTES, not the widget's MAX_BODY_BYTES
+    huge = httpx.post(f"{web.url}/v1/chat/completions", headers=headers, content=b"{" + b" " * over + b"}")
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
 
     env = cli_environment(web.settings, SWITCHBOARD_BOTS_FILE=str(web.settings.bots_file))
@@ -224,3 +232,155 @@ def test_langchain_and_litellm_clients(
         model="openai/docs", api_base=f"{web.url}/v1", api_key=key, messages=[{"role": "user", "content": QUESTION}]
     )
     assert reply.choices[0].message.content == "LiteLLM 8470 [1]."
+
+
+def test_lone_surrogates_are_refused_in_openais_shape(web: RunningServer) -> None:
+    """JSON may escape a lone surrogate; no UTF-8 encoder downstream accepts it, so it is a 400, not a 500."""
+    headers = {"Authorization": f"Bearer {new_key(web)}", "Content-Type": "application/json"}
+    question = [{"role": "user", "content": QUESTION}]
+    for fields in (
+        {"messages": [{"role": "user", "content": "Which port \ud800?"}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "Which port \udfff?"}]}]},
+        {"messages": question, "user": "\ud800"},
+        {"messages": question, "stop": ["\ud800"]},
+    ):
+        for stream in (False, True):
+            raw = json.dumps({"model": "docs", "stream": stream, **fields}).encode()  # ASCII: "\\ud800" escapes
+            response = httpx.post(f"{web.url}/v1/chat/completions", headers=headers, content=raw, timeout=30)
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["type"] == "invalid_request_error" and "unicode" in error["message"].lower()
+
+
+def test_long_conversations_and_prompts_fit(web: RunningServer, fake_llm: FakeOpenAI) -> None:
+    """Chat UIs resend the whole conversation and send long system and title prompts: 30 turns of ~1 KB with a
+    3,000-character system prompt, and a 3,000-character title prompt as the user message (only its end is
+    searched; the model reads all of it)."""
+    api = client(web, new_key(web))
+    system = ("You are a meticulous assistant for the Kestrel team. " * 60)[:3000]
+    history: list[dict[str, str]] = []
+    for i in range(30):
+        history.append({"role": "user", "content": f"Question {i} about Kestrel: " + "dashboard settings " * 50})
+        history.append({"role": "assistant", "content": f"Answer {i} [1]. " + "The dashboard port is set. " * 35})
+    messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": QUESTION}]
+    assert len(json.dumps(messages)) > 60_000  # well over the widget's MAX_BODY_BYTES
+    fake_llm.enqueue(Reply(chunks=[QUESTION]), Reply(chunks=["Port 8470 [1]."]))
+    answered = api.chat.completions.create(model="docs", messages=messages)  # type: ignore[arg-type]
+    assert answered.choices[0].message.content == "Port 8470 [1]."
+
+    instructions = ("### Task: Generate a concise, 3-5 word title with an emoji for the chat below. " * 40)[:2900]
+    title_prompt = f"{instructions}\n<chat_history>\nUSER: {QUESTION}\nASSISTANT: Port 8470 [1].\n</chat_history>"
+    assert len(title_prompt) > 3000 > web.settings.max_message_chars
+    fake_llm.enqueue(Reply(chunks=["Kestrel dashboard port"]))
+    titled = api.chat.completions.create(model="docs", messages=[{"role": "user", "content": title_prompt}])
+    assert titled.choices[0].message.content == "Kestrel dashboard port"
+    assert title_prompt in fake_llm.chat_requests()[-1]["messages"][-1]["content"]
+
+
+def test_finish_reason_comes_from_the_model(web: RunningServer, fake_llm: FakeOpenAI) -> None:
+    api = client(web, new_key(web))
+    question: list[ChatCompletionMessageParam] = [{"role": "user", "content": QUESTION}]
+    fake_llm.enqueue(Reply(chunks=["The dashboard listens"], finish_reason="length"))
+    completion = api.chat.completions.create(model="docs", messages=question, max_tokens=4)
+    assert completion.choices[0].finish_reason == "length"
+
+    fake_llm.enqueue(Reply(chunks=["The dashboard", " listens"], finish_reason="length"))
+    stream = api.chat.completions.create(model="docs", messages=question, max_tokens=4, stream=True)
+    reasons = [c.choices[0].finish_reason for c in stream if c.choices and c.choices[0].finish_reason]
+    assert reasons == ["length"]
+
+    fake_llm.enqueue(Reply(chunks=["Port 8470 [1]."]))
+    assert api.chat.completions.create(model="docs", messages=question).choices[0].finish_reason == "stop"
+
+
+def test_max_tokens_above_the_servers_ceiling_is_lowered(web: RunningServer, fake_llm: FakeOpenAI) -> None:
+    fake_llm.enqueue(Reply(chunks=["Port 8470 [1]."]))
+    completion = client(web, new_key(web)).chat.completions.create(
+        model="docs", messages=[{"role": "user", "content": QUESTION}], max_tokens=100_000
+    )
+    assert completion.choices[0].message.content == "Port 8470 [1]."
+    assert fake_llm.chat_requests()[-1]["max_tokens"] == web.settings.llm_max_tokens
+
+
+def test_model_retrieval_and_unknown_paths_use_openais_shape(web: RunningServer) -> None:
+    key = new_key(web, "docs")
+    api = client(web, key)
+    model = api.models.retrieve("docs")
+    assert (model.id, model.object, model.owned_by) == ("docs", "model", "switchboard")
+    for hidden in ("closed", "nobody"):  # out of the key's scope, or no such bot: the same answer
+        with pytest.raises(openai.NotFoundError) as caught:
+            api.models.retrieve(hidden)
+        assert caught.value.code == "model_not_found"
+
+    headers = {"Authorization": f"Bearer {key}"}
+    for method, path, status in [
+        ("GET", "/v1/nope", 404),
+        ("POST", "/v1/embeddings", 404),
+        ("GET", "/v1/chat/completions", 405),
+        ("GET", "/v1", 404),
+    ]:
+        response = httpx.request(method, f"{web.url}{path}", headers=headers)
+        assert response.status_code == status, (method, path)
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert httpx.get(f"{web.url}/v1/nope").json()["error"]["message"] == "Invalid URL (GET /v1/nope)"
+    assert httpx.get(f"{web.url}/nope").json() == {"detail": "Not Found"}  # elsewhere: FastAPI's shape
+
+
+def test_sources_are_url_citation_annotations(
+    web: RunningServer, fake_llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI's own slot for sources, for clients that drop unknown fields; the `switchboard` field stays."""
+    api = client(web, new_key(web))
+    fake_llm.enqueue(Reply(chunks=["The dashboard listens on ", "port 8470 [1]."]))
+    raw = api.chat.completions.with_raw_response.create(model="docs", messages=[{"role": "user", "content": QUESTION}])
+    body = raw.http_response.json()
+    message = ChatCompletion.model_validate(body, strict=True).choices[0].message
+    assert message.annotations is not None and len(message.annotations) == 1
+    cited = message.annotations[0].url_citation
+    source = body["switchboard"]["sources"][0]
+    assert cited.url == source["source"] and source["title"] in cited.title
+    assert message.content is not None and message.content[cited.start_index : cited.end_index] == "[1]"
+
+    fake_llm.enqueue(Reply(chunks=["The dashboard listens ", "on port 8470."]))  # cites nothing: consulted
+    stream = api.chat.completions.create(model="docs", messages=[{"role": "user", "content": QUESTION}], stream=True)
+    chunks = [ChatCompletionChunk.model_validate(c.model_dump(), strict=True) for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    annotations = (final.choices[0].delta.model_extra or {})["annotations"]
+    assert len(annotations) == len((final.model_extra or {})["switchboard"]["sources"]) > 1
+    assert {(a["url_citation"]["start_index"], a["url_citation"]["end_index"]) for a in annotations} == {(0, len(text))}
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no cost-map download
+    import litellm
+
+    fake_llm.enqueue(Reply(chunks=["Port 8470 [1]."]))
+    reply = litellm.completion(
+        model="openai/docs",
+        api_base=f"{web.url}/v1",
+        api_key=new_key(web),
+        messages=[{"role": "user", "content": QUESTION}],
+    )
+    annotation = reply.choices[0].message.annotations[0]
+    assert annotation["type"] == "url_citation" and annotation["url_citation"]["url"] == source["source"]
+
+
+def test_usage_counts_the_prompt_the_model_was_sent(web: RunningServer, fake_llm: FakeOpenAI) -> None:
+    api = client(web, new_key(web))
+    fake_llm.enqueue(Reply(chunks=["Port 8470 [1]."]))
+    completion = api.chat.completions.create(model="docs", messages=[{"role": "user", "content": QUESTION}])
+    sent = fake_llm.chat_requests()[-1]["messages"]  # persona, passages and question
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == sum(math.ceil(len(m["content"]) / 4) for m in sent)
+    assert completion.usage.prompt_tokens > 3 * math.ceil(len(QUESTION) / 4)
+
+    reported = {"prompt_tokens": 1234, "completion_tokens": 7, "total_tokens": 1241}
+    fake_llm.enqueue(Reply(chunks=["Port 8470 [1]."], usage=reported))  # the model server's own count wins
+    stream = api.chat.completions.create(
+        model="docs",
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = [c.usage for c in stream if c.usage]
+    assert len(usage) == 1 and usage[0].model_dump(exclude_none=True) == reported

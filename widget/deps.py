@@ -43,10 +43,12 @@ AssistantDep = Annotated[Assistant, Depends(get_assistant)]
 
 
 def bearer(authorization: str | None) -> str | None:
-    """The credential of an `Authorization: Bearer ...` header, if there is one."""
-    if not authorization or not authorization.startswith("Bearer "):
+    """The credential of an `Authorization: Bearer ...` header, if there is one (the scheme is case-insensitive,
+    RFC 9110 §11.1)."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
         return None
-    return authorization.removeprefix("Bearer ").strip()
+    return credential.strip()
 
 
 def get_session(request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None) -> Session:

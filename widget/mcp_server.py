@@ -8,29 +8,32 @@ in order, the default bot first, then the bots file's order: a call without `kb`
 makes X the default bot's KB. A KB no bot serves is not exposed, as in every other channel.
 
 Over HTTP (`/mcp`) the transport is stateless JSON: each POST is one self-contained exchange, so there is no
-session affinity (replicas work behind any load balancer), and every request passes the key check (revocation
-is at once) and the per-key and per-IP rate limits.
+session affinity (replicas work behind any load balancer), and every request passes the API-key gate of /v1
+(revocation is at once; per-key limits; failed keys limited per address). There is no server-initiated stream:
+GET answers 405, as the transport's specification provides.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from importlib import metadata
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from core.apikeys import ApiKey
@@ -38,8 +41,9 @@ from core.errors import KBNotFound, SwitchboardError
 from core.profiles import BotProfile
 from core.rag import STORE_DOWN, Assistant
 from core.search import SearchOptions, retrieve
-from core.types import Citation, Done, Failed, Message, heading
-from widget.deps import bearer, client_ip, get_state
+from core.types import Citation, Done, Failed, Message, heading, shown_source
+from widget.api_auth import KeyRefused, authenticate
+from widget.deps import client_ip, get_state
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ KBArg = Annotated[
 class Passage(BaseModel):
     title: str
     section: str = Field(description="Heading trail inside the document; empty at its top.")
-    source: str = Field(description="File path or URL of the document.")
+    source: str = Field(description="URL of the document, or its file path within the folder that was ingested.")
     score: float = Field(description="Hybrid (keyword + vector) score, normalised per query: for ranking only.")
     text: str
 
@@ -112,6 +116,17 @@ def _text(value: str, what: str, limit: int) -> str:
     return text
 
 
+async def _require_kb(assistant: Assistant, kb: str) -> None:
+    """A KB a bot serves but nobody ingested: say so, as `search_knowledge` does, rather than "found nothing"."""
+    try:
+        await assistant.store.counts(kb)
+    except KBNotFound as exc:
+        raise ToolError(str(exc)) from None
+    except SwitchboardError:
+        logger.exception("MCP: checking KB %s failed", kb)
+        raise ToolError(STORE_DOWN) from None
+
+
 def _answer_text(done: Done) -> str:
     """What the client's model reads: the answer, then its sources by number (as the CLI prints them)."""
     if not done.citations:
@@ -121,13 +136,38 @@ def _answer_text(done: Done) -> str:
     return f"{done.text}\n\n{label}:\n" + "\n".join(lines)
 
 
+def _invalid_arguments(error: ValidationError) -> str:
+    """One readable line instead of pydantic's report (which names internal models and links to its docs)."""
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors()]
+    return "invalid arguments: " + "; ".join(problems)
+
+
+class _Server(MCPServer[Any]):
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(_invalid_arguments(exc.__cause__)) from exc.__cause__
+            raise
+
+
+def _described(tool: Callable[..., Any]) -> Callable[..., Any]:
+    """Tool descriptions without the docstring's source indentation (the SDK sends __doc__ as it is)."""
+    tool.__doc__ = inspect.cleandoc(tool.__doc__ or "")
+    return tool
+
+
 def build_server(assistant: Assistant) -> MCPServer[Any]:
     settings = assistant.settings
-    server: MCPServer[Any] = MCPServer(
+    server = _Server(
         "switchboard", version=metadata.version("switchboard"), instructions=INSTRUCTIONS, log_level="WARNING"
     )
 
     @server.tool(annotations=_READ_ONLY)
+    @_described
     async def search_knowledge(
         query: Annotated[str, Field(description="What to look for: a question or keywords.")],
         kb: KBArg = None,
@@ -146,11 +186,15 @@ def build_server(assistant: Assistant) -> MCPServer[Any]:
             logger.exception("MCP search in %s failed", kb_name)
             raise ToolError(STORE_DOWN) from None
         passages = [
-            Passage(title=s.title, section=s.section, source=s.source, score=s.score, text=s.text) for s in found
+            Passage(
+                title=s.title, section=s.section, source=shown_source(s.source, s.origin), score=s.score, text=s.text
+            )
+            for s in found
         ]
         return SearchResult(kb=kb_name, query=text, passages=passages)
 
     @server.tool(annotations=_READ_ONLY)
+    @_described
     async def ask(
         question: Annotated[str, Field(description="A self-contained question (no conversation is kept).")],
         kb: KBArg = None,
@@ -159,6 +203,7 @@ def build_server(assistant: Assistant) -> MCPServer[Any]:
         It says so when the documents do not cover the question."""
         text = _text(question, "question", settings.max_message_chars)
         bot = _bot_for(assistant, kb)
+        await _require_kb(assistant, bot.kb)
         key = _caller.get()
         conversation = f"{key.id}:{uuid.uuid4().hex}" if key else uuid.uuid4().hex  # the answer log shows the key
         message = Message(text=text, channel="mcp", conversation_id=conversation, bot=bot.name, history=())
@@ -230,7 +275,7 @@ class McpEndpoint:
         server.streamable_http_app(
             stateless_http=True,
             json_response=True,
-            max_request_body_size=assistant.settings.max_body_bytes,
+            max_request_body_size=assistant.settings.api_max_body_bytes,
             # Host/Origin checks protect credential-less local servers from DNS rebinding; this endpoint needs
             # an API key that a rebinding page cannot have, and must answer under whatever host it is deployed.
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
@@ -246,22 +291,15 @@ class McpEndpoint:
         if self._manager is None:
             raise RuntimeError("the MCP endpoint runs only inside the app's lifespan")
         request = Request(scope, receive)
-        state = get_state(request)
-        plain = bearer(request.headers.get("authorization"))
-        key = None if plain is None else await state.api_keys.verify(plain)
-        if key is None:
-            reason = (
-                "missing API key: send `Authorization: Bearer sb-...` (create one with `switchboard keys create`)"
-                if plain is None
-                else "invalid or revoked API key"
-            )
-            challenge = "Bearer" if plain is None else 'Bearer error="invalid_token"'
-            await _refusal(401, "invalid_token", reason, {"WWW-Authenticate": challenge})(scope, receive, send)
+        if request.method != "POST":
+            # Stateless: no session to stream to or to delete. The legacy transport would hold a GET open forever.
+            await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
             return
-        wait = await state.limits.hit("key", key.id) or await state.limits.hit("ip", client_ip(request))
-        if wait is not None:
-            reason = f"rate limit reached; retry in {wait} seconds"
-            await _refusal(429, "rate_limited", reason, {"Retry-After": str(wait)})(scope, receive, send)
+        state = get_state(request)
+        try:
+            key = await authenticate(state, request.headers.get("authorization"), client_ip(request))
+        except KeyRefused as refused:
+            await _refused(refused)(scope, receive, send)
             return
         # Stateless mode handles the request in this task or in tasks it starts, which inherit the variable.
         token = _caller.set(key)
@@ -269,3 +307,13 @@ class McpEndpoint:
             await self._manager.handle_request(scope, receive, send)
         finally:
             _caller.reset(token)
+
+
+def _refused(refused: KeyRefused) -> JSONResponse:
+    """RFC 6750's shape, as MCP clients expect from a protected resource."""
+    if refused.status == 429:
+        return _refusal(429, "rate_limited", refused.reason, {"Retry-After": str(refused.retry_after)})
+    if refused.missing:
+        reason = "missing API key: send `Authorization: Bearer sb-...` (create one with `switchboard keys create`)"
+        return _refusal(401, "invalid_token", reason, {"WWW-Authenticate": "Bearer"})
+    return _refusal(401, "invalid_token", refused.reason, {"WWW-Authenticate": 'Bearer error="invalid_token"'})

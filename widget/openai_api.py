@@ -1,16 +1,17 @@
-"""OpenAI-compatible API: `GET /v1/models` and `POST /v1/chat/completions` (streaming and not) over the bots.
+"""OpenAI-compatible API: `GET /v1/models[/{id}]` and `POST /v1/chat/completions` (streaming and not) over the bots.
 
 Each bot is a model id. Stateless by default: the `messages` array is the conversation (the last user message
 is the question, earlier user/assistant turns are history); send `X-Switchboard-Conversation: <id>` to keep the
 conversation server-side instead. Client system messages are ignored: the bot's persona and prompt govern.
-The answer keeps its `[n]` markers; sources travel in the extra `switchboard` field of the completion and of
-the final chunk. Token counts in `usage` are estimates (about four characters a token).
+The answer keeps its `[n]` markers; sources travel as OpenAI `url_citation` annotations of the message (of the
+final chunk's delta when streaming) and, with more detail, in the extra `switchboard` field. `usage` counts the
+prompt the model was actually sent (retrieved passages included): the model server's count when it reports one,
+else an estimate (about four characters a token). Errors, unknown /v1 paths included, take OpenAI's shape.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,12 +19,17 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException
 
 from core.apikeys import ApiKey
-from core.types import Delta, Done, Event, Failed, Generation, Message, Turn
-from widget.deps import StateDep, bearer, client_ip
+from core.llm import estimate_tokens
+from core.prompt import citation_spans
+from core.types import Delta, Done, Event, Failed, Generation, Message, Turn, Usage, heading
+from widget.api_auth import KeyRefused, authenticate
+from widget.deps import StateDep, client_ip
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
 CONVERSATION_HEADER = "X-Switchboard-Conversation"
@@ -51,6 +57,16 @@ class OpenAIError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
+def _require_unicode(*texts: str | None) -> None:
+    # JSON can escape a lone surrogate ("\\ud800"); Python decodes it, but no UTF-8 encoder (the model's client,
+    # the answer log) accepts it later on.
+    for text in texts:
+        try:
+            (text or "").encode()
+        except UnicodeEncodeError:
+            raise ValueError("the text contains a lone UTF-16 surrogate, which is not valid Unicode") from None
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
@@ -62,60 +78,92 @@ class InputMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _unicode_content(cls, content: str | list[ContentPart] | None) -> str | list[ContentPart] | None:
+        _require_unicode(*([content] if isinstance(content, str) else [part.text for part in content or ()]))
+        return content
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
     include_usage: bool = False
 
 
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
 class CompletionRequest(BaseModel):
-    """Parameters not listed here are accepted and ignored."""
+    """Parameters not listed here are accepted and ignored. `max_tokens` above LLM_MAX_TOKENS is lowered to it."""
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=100)
-    messages: list[InputMessage] = Field(min_length=1, max_length=200)
+    messages: list[InputMessage] = Field(min_length=1, max_length=1000)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=32768)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     user: str | None = Field(None, max_length=256)
     n: int | None = None
     tools: list[Any] | None = None
     functions: list[Any] | None = None
     logprobs: bool | None = None
+    response_format: ResponseFormat | None = None
+
+    @field_validator("stop")  # (length-constrained strings such as `user` are checked by pydantic itself)
+    @classmethod
+    def _unicode_stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        _require_unicode(*([stop] if isinstance(stop, str | None) else stop))
+        return stop
 
 
 async def api_key(state: StateDep, request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-    plain = bearer(authorization)
-    if plain is None:
-        raise OpenAIError(401, "Missing API key: send `Authorization: Bearer sb-...`.", code="invalid_api_key")
-    key = await state.api_keys.verify(plain)
-    if key is None:
-        raise OpenAIError(401, "Incorrect or revoked API key provided.", code="invalid_api_key")
-    wait = await state.limits.hit("key", key.id) or await state.limits.hit("ip", client_ip(request))
-    if wait is not None:
-        raise OpenAIError(
-            429,
-            f"Rate limit reached; retry in {wait} seconds.",
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(wait)},
+    try:
+        return await authenticate(state, authorization, client_ip(request))
+    except KeyRefused as refused:
+        if refused.status == 429:
+            message = f"{refused.reason.capitalize()}."
+            headers = {"Retry-After": str(refused.retry_after)}
+            raise OpenAIError(429, message, type="requests", code="rate_limit_exceeded", headers=headers) from None
+        message = (
+            "Missing API key: send `Authorization: Bearer sb-...`."
+            if refused.missing
+            else "Incorrect or revoked API key provided."
         )
-    return key
+        raise OpenAIError(401, message, code="invalid_api_key") from None
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
 
 
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "switchboard"}
+
+
+def _require_model(state: StateDep, key: ApiKey, name: str) -> None:
+    if name not in state.assistant.profiles or not key.allows(name):
+        raise OpenAIError(
+            404,
+            f"The model {name!r} does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+
+
 @router.get("/models")
 def models(key: ApiKeyDep, state: StateDep) -> dict[str, Any]:
     names = [name for name in sorted(state.assistant.profiles) if key.allows(name)]
-    return {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": 0, "owned_by": "switchboard"} for n in names],
-    }
+    return {"object": "list", "data": [_model(n) for n in names]}
+
+
+@router.get("/models/{model_id}")
+def model(model_id: str, key: ApiKeyDep, state: StateDep) -> dict[str, Any]:
+    _require_model(state, key, model_id)
+    return _model(model_id)
 
 
 def _text(message: InputMessage) -> str:
@@ -143,6 +191,24 @@ def _refuse_unsupported(body: CompletionRequest) -> None:
         )
     if body.logprobs:
         raise OpenAIError(400, "logprobs are not supported.", param="logprobs", code="unsupported_parameter")
+    if body.response_format is not None and body.response_format.type != "text":
+        raise OpenAIError(
+            400,
+            f"response_format {body.response_format.type!r} is not supported: the assistant answers in Markdown "
+            "prose with [n] citations of its sources.",
+            param="response_format",
+            code="unsupported_parameter",
+        )
+
+
+def _search_text(question: str, max_chars: int) -> str | None:
+    """What to search for when the question is longer than MAX_MESSAGE_CHARS (a chat UI's title request, a
+    pasted log): its end, where the question usually is, from a word boundary. None: the question itself."""
+    if len(question) <= max_chars:
+        return None
+    tail = question[-max_chars:]
+    _, space, words = tail.partition(" ")
+    return words if space and words.strip() else tail
 
 
 def _message(body: CompletionRequest, key: ApiKey, conversation: str | None, max_chars: int) -> Message:
@@ -150,14 +216,11 @@ def _message(body: CompletionRequest, key: ApiKey, conversation: str | None, max
     if not turns or turns[-1][0] != "user" or not turns[-1][1].strip():
         raise OpenAIError(400, "The last message must be a non-empty user message.", param="messages")
     question = turns[-1][1].strip()
-    if len(question) > max_chars:
-        raise OpenAIError(
-            400, f"The question is longer than {max_chars} characters.", param="messages", code="message_too_long"
-        )
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     history = None if conversation else tuple(Turn(role=role, content=text) for role, text in turns[:-1])
     return Message(
         text=question,
+        query=_search_text(question, max_chars),
         channel="api",
         conversation_id=f"{key.id}:{conversation or uuid.uuid4().hex}",  # scoped to the key
         bot=body.model,
@@ -169,8 +232,16 @@ def _message(body: CompletionRequest, key: ApiKey, conversation: str | None, max
     )
 
 
-def _tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
+def _annotations(done: Done) -> list[dict[str, Any]]:
+    """The sources in OpenAI's own slot, for clients that drop unknown fields: each cited source spans its first
+    `[n]` marker; sources consulted but not cited span the whole answer."""
+    spans = citation_spans(done.text) if done.cited else {}
+    annotations = []
+    for c in done.citations:
+        start, end = spans.get(c.n, (0, len(done.text)))
+        citation = {"url": c.source, "title": heading(c.title, c.section), "start_index": start, "end_index": end}
+        annotations.append({"type": "url_citation", "url_citation": citation})
+    return annotations
 
 
 def _extra(done: Done) -> dict[str, Any]:
@@ -182,6 +253,13 @@ def _extra(done: Done) -> dict[str, Any]:
     }
 
 
+def _usage(done: Done) -> dict[str, int]:
+    # No usage: no model call made this answer (nothing relevant was found, or the passages were quoted).
+    usage = done.usage or Usage(prompt_tokens=0, completion_tokens=estimate_tokens(done.text))
+    total = usage.prompt_tokens + usage.completion_tokens
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": total}
+
+
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
     body: CompletionRequest,
@@ -190,15 +268,8 @@ async def chat_completions(
     conversation: Annotated[str | None, Header(alias=CONVERSATION_HEADER, pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
 ) -> Response:
     _refuse_unsupported(body)
-    if body.model not in state.assistant.profiles or not key.allows(body.model):
-        raise OpenAIError(
-            404,
-            f"The model {body.model!r} does not exist or you do not have access to it.",
-            param="model",
-            code="model_not_found",
-        )
+    _require_model(state, key, body.model)
     message = _message(body, key, conversation, state.settings.max_message_chars)
-    prompt_tokens = sum(_tokens(_text(m)) for m in body.messages)  # before answering: _text refuses bad parts
     events = state.assistant.in_flight.bounded(state.assistant.answer(message))
     first = await anext(events)
     if isinstance(first, Failed):
@@ -206,29 +277,18 @@ async def chat_completions(
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chunks(events, completion_id, created, body.model, prompt_tokens, usage)
+        chunks = _chunks(events, completion_id, created, body.model, usage)
         return StreamingResponse(chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     done = await _last(events)
-    completion = _tokens(done.text)
+    message_out = {"role": "assistant", "content": done.text, "refusal": None, "annotations": _annotations(done)}
     return JSONResponse(
         {
             "id": completion_id,
             "object": "chat.completion",
             "created": created,
             "model": body.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": done.text, "refusal": None},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion,
-                "total_tokens": prompt_tokens + completion,
-            },
+            "choices": [{"index": 0, "message": message_out, "finish_reason": done.finish_reason, "logprobs": None}],
+            "usage": _usage(done),
             "switchboard": _extra(done),
         }
     )
@@ -242,45 +302,38 @@ async def _last(events: AsyncIterator[Event]) -> Done:
 
 
 async def _chunks(
-    events: AsyncIterator[Event], completion_id: str, created: int, model: str, prompt_tokens: int, usage: bool
+    events: AsyncIterator[Event], completion_id: str, created: int, model: str, usage: bool
 ) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         payload = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "choices": choices,
             **extra,
         }
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
-    yield chunk({"role": "assistant", "content": ""})
+    def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+
+    yield chunk(choice({"role": "assistant", "content": ""}))
     async for event in events:
         if isinstance(event, Delta):
-            yield chunk({"content": event.text})
+            yield chunk(choice({"content": event.text}))
         elif isinstance(event, Done):
-            yield chunk({}, "stop", switchboard=_extra(event))
+            yield chunk(choice({"annotations": _annotations(event)}, event.finish_reason), switchboard=_extra(event))
             if usage:
-                completion = _tokens(event.text)
-                totals = {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt_tokens + completion,
-                }
-                payload = {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": totals,
-                }
-                yield f"data: {json.dumps(payload)}\n\n".encode()
+                yield chunk([], usage=_usage(event))
         elif isinstance(event, Failed):  # mid-stream, as OpenAI reports it: the SDKs raise APIError
             error = {"message": event.reason, "type": "server_error", "param": None, "code": None}
             yield f"data: {json.dumps({'error': error}, ensure_ascii=False)}\n\n".encode()
     yield b"data: [DONE]\n\n"
+
+
+def _is_api(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
 
 
 def install(app: Any) -> None:
@@ -290,3 +343,11 @@ def install(app: Any) -> None:
     @app.exception_handler(OpenAIError)
     async def openai_error(request: Request, exc: OpenAIError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(HTTPException)
+    async def unknown_route(request: Request, exc: HTTPException) -> Response:
+        """Unknown /v1 paths and methods (404, 405) in OpenAI's shape, as its SDKs expect; elsewhere FastAPI's."""
+        if not _is_api(request.url.path):
+            return await http_exception_handler(request, exc)
+        message = f"Invalid URL ({request.method} {request.url.path})" if exc.status_code == 404 else exc.detail
+        return OpenAIError(exc.status_code, message, headers=dict(exc.headers or {})).response()

@@ -25,6 +25,7 @@ class RateLimits:
             "session": parse(per_session),
             "ip": parse(per_ip),
             "key": parse(per_key),
+            "bad-key": parse(per_ip),  # failed API-key attempts per address: a budget the size of the IP limit
         }
 
     async def hit(self, kind: str, key: str) -> int | None:

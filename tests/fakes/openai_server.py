@@ -38,7 +38,10 @@ class Reply:
     stall_before: float = 0.0  # seconds of silence before the first chunk
     stall_after: int | None = None  # go silent (for `stall_seconds`) after this many chunks
     stall_seconds: float = 30.0
+    interval: float = 0.0  # seconds between chunks: a slow, steady stream
     malformed: bool = False  # a data line that is not JSON
+    finish_reason: str = "stop"  # "length": as if the reply hit max_tokens
+    usage: dict[str, int] | None = None  # reported after the last chunk, as servers asked for usage do
 
 
 @dataclass
@@ -110,7 +113,8 @@ class FakeOpenAI:
                             "object": "chat.completion",
                             "created": 0,
                             "model": body["model"],
-                            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                            **({"usage": reply.usage} if reply.usage else {}),
                         },
                     )
                 self.send_response(200)
@@ -121,10 +125,15 @@ class FakeOpenAI:
                     for i, piece in enumerate(reply.chunks):
                         if reply.stall_after is not None and i == reply.stall_after:
                             time.sleep(reply.stall_seconds)
+                        elif i:
+                            time.sleep(reply.interval)
                         if reply.malformed:
                             self._event("{not json")
                         self._event(json.dumps(_chunk(body["model"], {"content": piece}, None)))
-                    self._event(json.dumps(_chunk(body["model"], {}, "stop")))
+                    self._event(json.dumps(_chunk(body["model"], {}, reply.finish_reason)))
+                    if reply.usage:
+                        usage = {**_chunk(body["model"], {}, None), "choices": [], "usage": reply.usage}
+                        self._event(json.dumps(usage))
                     self._event("[DONE]")
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout under test)
