@@ -2,21 +2,28 @@
 
 Channel-agnostic: the widget, the chat bots and the API all record here, so thumbs up/down from any surface
 land next to the exact answer and sources they judge. Conversation keys are opaque strings built by each
-surface; ownership checks (may this session rate this answer?) are the surface's job.
+surface; ownership checks (may this session rate this answer?) are the surface's job. Each answer carries the
+asker's user id (as the surface knows it), so one person's records can be erased on request; erased and expired
+text is overwritten on disk (core.sqlite: secure_delete, WAL emptied), not only unlinked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core.sqlite import connect, init_db
+from core.config import Settings
+from core.sqlite import Periodic, connect, init_db, scrub
 from core.types import Citation
+
+logger = logging.getLogger(__name__)
 
 Rating = Literal["up", "down"]
 
@@ -31,7 +38,8 @@ CREATE TABLE IF NOT EXISTS answers (
     citations TEXT NOT NULL,
     cited INTEGER NOT NULL,
     fallback INTEGER NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    user_id TEXT
 );
 CREATE INDEX IF NOT EXISTS answers_by_conversation ON answers (channel, conversation, created_at);
 CREATE INDEX IF NOT EXISTS answers_by_bot ON answers (bot, created_at);
@@ -63,6 +71,16 @@ class AnswerRecord:
     cited: bool
     fallback: bool
     created_at: float
+    user_id: str | None = None  # who asked, as the channel identifies them (None: anonymous or logged before)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Erased:
+    """What an erasure removed from the answer log."""
+
+    conversations: int  # conversations the erased answers belonged to
+    answers: int
+    feedback: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,8 +109,10 @@ class ConversationSummary:
 
 
 _COLUMNS = (
-    "a.id, a.channel, a.conversation, a.bot, a.question, a.answer, a.citations, a.cited, a.fallback, a.created_at"
+    "a.id, a.channel, a.conversation, a.bot, a.question, a.answer, a.citations, a.cited, a.fallback, a.created_at, "
+    "a.user_id"
 )
+_PURGE_EVERY = 3600.0  # seconds between retention purges (checked on writes)
 
 
 def _answer(row: tuple[Any, ...]) -> AnswerRecord:
@@ -108,19 +128,43 @@ def _answer(row: tuple[Any, ...]) -> AnswerRecord:
         cited=bool(row[7]),
         fallback=bool(row[8]),
         created_at=row[9],
+        user_id=row[10],
     )
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Answer logs made before answers carried a user id get the column (empty for their old rows)."""
+    db.execute("BEGIN IMMEDIATE")  # several processes may open the log at once: one adds the column
+    if "user_id" not in {row[1] for row in db.execute("PRAGMA table_info(answers)")}:
+        db.execute("ALTER TABLE answers ADD COLUMN user_id TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS answers_by_user ON answers (user_id)")
+    db.execute("COMMIT")
+
+
+# Erasing answers: their feedback first (it points at them), then engaged rows of conversations left empty.
+_ERASE = (
+    "DELETE FROM feedback WHERE answer_id IN (SELECT id FROM doomed)",
+    "DELETE FROM answers WHERE id IN (SELECT id FROM doomed)",
+    "DELETE FROM engaged WHERE (channel, conversation) IN (SELECT channel, conversation FROM doomed) AND NOT EXISTS "
+    "(SELECT 1 FROM answers a WHERE a.channel = engaged.channel AND a.conversation = engaged.conversation)",
+)
+
+
 class AnswerLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, retention_days: int | None = None):
         self._path = path
+        self._retention = retention_days * 86400 if retention_days else None
+        self._purge = Periodic(_PURGE_EVERY)
         init_db(path, _SCHEMA)
+        with connect(path) as db:
+            _migrate(db)
 
     def _record(self, record: AnswerRecord) -> None:
         citations = json.dumps([asdict(c) for c in record.citations])
         with connect(self._path) as db:
             db.execute(
-                "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO answers (id, channel, conversation, bot, question, answer, citations, cited, fallback, "
+                "created_at, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.channel,
@@ -132,8 +176,11 @@ class AnswerLog:
                     int(record.cited),
                     int(record.fallback),
                     record.created_at,
+                    record.user_id,
                 ),
             )
+        if self._purge.due():
+            self._purge_expired()
 
     async def record(
         self,
@@ -146,6 +193,7 @@ class AnswerLog:
         citations: tuple[Citation, ...],
         cited: bool,
         fallback: bool,
+        user_id: str | None = None,
     ) -> str:
         record = AnswerRecord(
             id=uuid.uuid4().hex,
@@ -158,9 +206,77 @@ class AnswerLog:
             cited=cited,
             fallback=fallback,
             created_at=time.time(),
+            user_id=user_id,
         )
         await asyncio.to_thread(self._record, record)
         return record.id
+
+    def _erase(self, where: str, params: tuple[str | float, ...]) -> Erased:
+        """Erase the answers matching `where` with their feedback, in one transaction, and empty the WAL."""
+        with connect(self._path) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                f"CREATE TEMP TABLE doomed AS SELECT id, channel, conversation FROM answers WHERE {where}", params
+            )
+            (answers,) = db.execute("SELECT count(*) FROM doomed").fetchone()
+            (conversations,) = db.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT channel, conversation FROM doomed)"
+            ).fetchone()
+            (feedback,) = db.execute(
+                "SELECT count(*) FROM feedback WHERE answer_id IN (SELECT id FROM doomed)"
+            ).fetchone()
+            for statement in _ERASE:
+                db.execute(statement)
+            db.execute("DROP TABLE doomed")
+            db.execute("COMMIT")
+            scrub(db)
+        return Erased(conversations=conversations, answers=answers, feedback=feedback)
+
+    def _forget(self, channel: str, conversation: str) -> Erased:
+        erased = self._erase("channel = ? AND conversation = ?", (channel, conversation))
+        with connect(self._path) as db:  # a conversation the kit engaged in but never finished an answer in
+            db.execute("DELETE FROM engaged WHERE channel = ? AND conversation = ?", (channel, conversation))
+            scrub(db)
+        return erased
+
+    async def forget_conversation(self, channel: str, conversation: str) -> Erased:
+        """Erase a conversation: its answers, their feedback, and the note that the kit engaged in it."""
+        return await asyncio.to_thread(self._forget, channel, conversation)
+
+    def _user_conversations(self, user_id: str, channel: str | None) -> list[tuple[str, str]]:
+        with connect(self._path) as db:
+            rows = db.execute(
+                "SELECT DISTINCT channel, conversation FROM answers "
+                "WHERE user_id = ?1 AND (?2 IS NULL OR channel = ?2)",
+                (user_id, channel),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    async def user_conversations(self, user_id: str, channel: str | None = None) -> list[tuple[str, str]]:
+        """(channel, conversation) of every conversation in which the user asked something."""
+        return await asyncio.to_thread(self._user_conversations, user_id, channel)
+
+    async def forget_user(self, user_id: str, channel: str | None = None) -> Erased:
+        """Erase every answer the user asked for (on one channel, or on all), with its feedback."""
+        if channel is None:
+            return await asyncio.to_thread(self._erase, "user_id = ?", (user_id,))
+        return await asyncio.to_thread(self._erase, "user_id = ? AND channel = ?", (user_id, channel))
+
+    def _purge_expired(self) -> int:
+        if self._retention is None:
+            return 0
+        cutoff = time.time() - self._retention
+        erased = self._erase("created_at < ?", (cutoff,))
+        with connect(self._path) as db:  # engaged long ago, and nothing answered there since
+            db.execute("DELETE FROM engaged WHERE created_at < ?", (cutoff,))
+        if erased.answers:
+            logger.info("purged %d answers older than ANSWER_LOG_RETENTION_DAYS", erased.answers)
+        return erased.answers
+
+    async def purge_expired(self) -> int:
+        """Erase answers (and their feedback) older than the retention period; how many. Runs at startup, then at
+        most hourly as answers are recorded."""
+        return await asyncio.to_thread(self._purge_expired)
 
     def _rows(self, where: str, params: tuple[str, ...]) -> list[AnswerRecord]:
         with connect(self._path) as db:
@@ -243,7 +359,7 @@ class AnswerLog:
                 "ORDER BY f.created_at DESC, f.rowid DESC LIMIT :limit",
                 {"bot": bot, "rating": rating, "limit": limit},
             ).fetchall()
-        return [RatedAnswer(answer=_answer(r), rating=r[10], comment=r[11], rated_at=r[12]) for r in rows]
+        return [RatedAnswer(answer=_answer(r), rating=r[11], comment=r[12], rated_at=r[13]) for r in rows]
 
     async def rated_answers(
         self, *, bot: str | None = None, rating: Rating | None = None, limit: int = 100
@@ -267,3 +383,7 @@ class AnswerLog:
     async def conversations(self, bot: str, limit: int = 100) -> list[ConversationSummary]:
         """One bot's conversations, the most recently active first."""
         return await asyncio.to_thread(self._conversations, bot, limit)
+
+
+def create_answer_log(settings: Settings) -> AnswerLog:
+    return AnswerLog(settings.data_dir / "answers.sqlite3", settings.answer_log_retention_days)

@@ -2,7 +2,10 @@
 
 SQLite under the data directory is the single-machine default (several processes can write it at once: see
 core.sqlite); with REDIS_URL, a Redis list per conversation is shared by every replica. Both keep the last
-HISTORY_MAX_TURNS question/answer pairs, appending and trimming in one transaction.
+HISTORY_MAX_TURNS question/answer pairs, appending and trimming in one transaction, and forget a conversation
+nobody continued for HISTORY_TTL_DAYS (Redis expires the key; SQLite stops loading it and purges it at startup,
+then at most hourly as turns are written). A reset erases the text on disk too (core.sqlite: secure_delete, WAL
+emptied).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from redis.asyncio import Redis
 
 from core.config import Settings
 from core.shared_state import redis_errors, redis_key
-from core.sqlite import connect, init_db
+from core.sqlite import Periodic, connect, init_db, scrub
 from core.types import Turn
 
 Role = Literal["user", "assistant"]
@@ -33,6 +36,7 @@ CREATE TABLE IF NOT EXISTS turns (
 );
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (channel, conversation, id);
 """
+_PURGE_EVERY = 3600.0  # seconds between purges of idle conversations (checked on writes)
 
 
 class HistoryStore(Protocol):
@@ -42,22 +46,29 @@ class HistoryStore(Protocol):
 
     async def reset(self, channel: str, conversation: str) -> None: ...
 
+    async def purge_expired(self) -> int: ...
+
 
 class SQLiteHistory:
-    """Keeps the last `max_turns` question/answer pairs of each conversation."""
+    """Keeps the last `max_turns` question/answer pairs of each conversation, for `ttl_seconds` after its last."""
 
-    def __init__(self, path: Path, max_turns: int):
+    def __init__(self, path: Path, max_turns: int, ttl_seconds: float = 30 * 86400):
         self._path = path
         self._max_rows = max_turns * 2
+        self._ttl = ttl_seconds
+        self._purge = Periodic(_PURGE_EVERY)
         init_db(path, _SCHEMA)
 
     def _load(self, channel: str, conversation: str) -> list[Turn]:
         with connect(self._path) as db:
             rows = db.execute(
-                "SELECT role, content FROM turns WHERE channel = ? AND conversation = ? ORDER BY id DESC LIMIT ?",
+                "SELECT role, content, created_at FROM turns WHERE channel = ? AND conversation = ? "
+                "ORDER BY id DESC LIMIT ?",
                 (channel, conversation, self._max_rows),
             ).fetchall()
-        return [Turn(role=cast(Role, role), content=content) for role, content in rows[::-1]]
+        if rows and rows[0][2] < time.time() - self._ttl:  # idle too long: forgotten, as Redis expires it
+            return []
+        return [Turn(role=cast(Role, role), content=content) for role, content, _ in rows[::-1]]
 
     def _append(self, channel: str, conversation: str, turns: Sequence[Turn]) -> None:
         now = time.time()
@@ -73,10 +84,24 @@ class SQLiteHistory:
                 (channel, conversation, channel, conversation, self._max_rows),
             )
             db.execute("COMMIT")
+        if self._purge.due():
+            self._purge_expired()
 
     def _reset(self, channel: str, conversation: str) -> None:
         with connect(self._path) as db:
             db.execute("DELETE FROM turns WHERE channel = ? AND conversation = ?", (channel, conversation))
+            scrub(db)
+
+    def _purge_expired(self) -> int:
+        with connect(self._path) as db:
+            purged = db.execute(
+                "DELETE FROM turns WHERE (channel, conversation) IN (SELECT channel, conversation FROM turns "
+                "GROUP BY channel, conversation HAVING max(created_at) < ?)",
+                (time.time() - self._ttl,),
+            ).rowcount
+            if purged:
+                scrub(db)
+        return purged
 
     async def load(self, channel: str, conversation: str) -> list[Turn]:
         return await asyncio.to_thread(self._load, channel, conversation)
@@ -86,6 +111,10 @@ class SQLiteHistory:
 
     async def reset(self, channel: str, conversation: str) -> None:
         await asyncio.to_thread(self._reset, channel, conversation)
+
+    async def purge_expired(self) -> int:
+        """Erase conversations idle for longer than the TTL; how many turns went."""
+        return await asyncio.to_thread(self._purge_expired)
 
 
 class RedisHistory:
@@ -119,10 +148,15 @@ class RedisHistory:
         with redis_errors("forgetting a conversation"):
             await self._redis.delete(redis_key("history", channel, conversation))
 
+    async def purge_expired(self) -> int:
+        return 0  # Redis expires idle conversations itself
+
 
 def create_history(settings: Settings, redis: Redis | None) -> HistoryStore:
     if redis is None:
-        return SQLiteHistory(settings.data_dir / "history.sqlite3", settings.history_max_turns)
+        return SQLiteHistory(
+            settings.data_dir / "history.sqlite3", settings.history_max_turns, settings.history_ttl_days * 86400
+        )
     return RedisHistory(redis, settings.history_max_turns, settings.history_ttl_days * 86400)
 
 

@@ -125,6 +125,11 @@ def kb() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
 
 
+def loopback_allowed(settings: Settings) -> Settings:
+    """The test sites serve on 127.0.0.1, an internal address URL ingestion refuses unless it is opted in."""
+    return settings.model_copy(update={"ingest_allowed_hosts": ("127.0.0.1",)})
+
+
 def cli_environment(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for running the real `switchboard` console script against these settings' Weaviate."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WEAVIATE_", "EMBED_", "SWITCHBOARD_"))}
@@ -133,6 +138,7 @@ def cli_environment(settings: Settings, **extra: str) -> dict[str, str]:
         WEAVIATE_LOCAL_PORT=str(settings.weaviate_local_port),
         WEAVIATE_LOCAL_GRPC_PORT=str(settings.weaviate_local_grpc_port),
         EMBED_MODEL_PATH=str(settings.embed_model_path),
+        LLM_LOCAL_PORT=str(free_port_block()[1]),  # `serve` checks its ports: never another checkout's model server
         **extra,
     )
     return env

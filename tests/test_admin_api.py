@@ -4,6 +4,8 @@ jobs, documents, feedback and conversations, and every refusal → a 4xx that sa
 from __future__ import annotations
 
 import http.server
+import os
+import signal
 import threading
 import time
 import uuid
@@ -18,12 +20,14 @@ from pydantic import SecretStr, ValidationError
 from core.answers import AnswerLog
 from core.config import Settings
 from core.embed import Embedder
+from core.jobs import LEASE_SECONDS, STOPPED
 from core.search import SearchOptions, retrieve
 from core.store import Store
 from core.types import Citation
-from tests.conftest import web_settings
+from core.weaviate_local import LocalWeaviate
+from tests.conftest import StateBackend, cli_environment, loopback_allowed, web_settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.servers import RunningServer, run_server
+from tests.servers import RunningServer, run_server, serve_process
 from tests.test_extract import make_pdf
 
 KEY = "admin-key-for-tests-0123456789"
@@ -39,8 +43,11 @@ def admin(
 ) -> Iterator[RunningServer]:
     """Small limits so that refusals are cheap to provoke: 50 KB per file, 200 KB per upload request."""
     tmp = tmp_path_factory.mktemp("admin")
-    limits = {"max_file_mb": 0.05, "admin_max_upload_mb": 0.2}
-    with run_server(web_settings(settings, fake_llm, host_site[0], tmp, admin_api_key=SecretStr(KEY), **limits)) as s:
+    # The test sites are on 127.0.0.1, an internal address URL ingestion refuses unless opted in.
+    limits = {"max_file_mb": 0.05, "admin_max_upload_mb": 0.2, "ingest_allowed_hosts": ("127.0.0.1",)}
+    # Production serves /openapi.json only with API_DOCS=true: test_openapi_documents_the_admin_api reads it.
+    admin_settings = web_settings(settings, fake_llm, host_site[0], tmp, admin_api_key=SecretStr(KEY), api_docs=True)
+    with run_server(admin_settings.model_copy(update=limits)) as s:
         yield s
 
 
@@ -161,12 +168,21 @@ def test_url_ingestion(admin: RunningServer, host_site: tuple[str, Path], kb: st
     assert len(documents(admin, kb)) == 1
 
 
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.2:9/", "http://[::1]:22/"])
+def test_url_ingestion_refuses_internal_addresses(admin: RunningServer, kb: str, url: str) -> None:
+    job = ingested(admin, call(admin, "POST", f"/admin/kbs/{kb}/urls", json={"urls": [url]}))
+    assert job["state"] == "failed" and job["error"].startswith(f"{url}: refused: internal address (")
+    assert call(admin, "GET", f"/admin/kbs/{kb}/documents").status_code == 404
+
+
 @pytest.mark.parametrize(
     ("urls", "status", "message"),
     [
         (["ftp://example.org/a.md"], 400, "only http(s) URLs can be ingested"),
         (["just words"], 400, "only http(s) URLs can be ingested"),
         (["http:///path-without-host"], 400, "not a valid URL"),
+        (["http://[::1/"], 400, "not a valid URL"),
+        (["http://example.org:99999/"], 400, "not a valid URL"),
         ([], 422, "urls"),
     ],
 )
@@ -272,8 +288,8 @@ def slow_page() -> Iterator[tuple[str, threading.Event]]:
     server.shutdown()
 
 
-def wait_for_state(server: RunningServer, job_id: str, state: str) -> None:
-    deadline = time.monotonic() + 30
+def wait_for_state(server: RunningServer, job_id: str, state: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
     while call(server, "GET", f"/admin/jobs/{job_id}").json()["state"] != state:
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -394,6 +410,7 @@ def test_openapi_documents_the_admin_api(admin: RunningServer) -> None:
         "/admin/kbs/{kb}/documents/{doc_id}",
         "/admin/feedback",
         "/admin/conversations",
+        "/admin/users/{user_id}",
     }
     operations = [op for ops in admin_paths.values() for op in ops.values()]
     assert all(op["tags"] == ["Admin"] and op["security"] == [{"HTTPBearer": []}] for op in operations)
@@ -432,3 +449,62 @@ def test_streamed_upload_over_the_limit(admin: RunningServer, kb: str) -> None:
     )
     assert response.status_code == 413 and "request body too large" in response.json()["detail"]
     assert_nothing_written(admin, kb)
+
+
+# --- job records survive restarts -------------------------------------------------------------------------
+
+
+def test_job_records_survive_a_restart(
+    settings: Settings,
+    fake_llm: FakeOpenAI,
+    host_site: tuple[str, Path],
+    tmp_path: Path,
+    kb: str,
+    slow_page: tuple[str, threading.Event],
+) -> None:
+    own = web_settings(settings, fake_llm, host_site[0], tmp_path, admin_api_key=SecretStr(KEY))
+    own = loopback_allowed(own)
+    with run_server(own) as first:
+        done = ingested(first, upload(first, kb, GOOD))
+        cut = call(first, "POST", f"/admin/kbs/{kb}/urls", json={"urls": [slow_page[0]]}).json()
+        wait_for_state(first, cut["id"], "running")
+    with run_server(own) as second:  # the first stopped with a job running: it says so, and why
+        assert call(second, "GET", f"/admin/jobs/{done['id']}").json() == done
+        stopped = call(second, "GET", f"/admin/jobs/{cut['id']}").json()
+        assert stopped["state"] == "failed" and stopped["error"] == STOPPED and stopped["inputs"] == [slow_page[0]]
+        listed = [j["id"] for j in call(second, "GET", "/admin/jobs", params={"kb": kb}).json()["jobs"]]
+        assert listed == [cut["id"], done["id"]]
+
+
+def test_a_job_of_a_killed_server_reads_as_interrupted(
+    state: StateBackend,
+    settings: Settings,
+    fake_llm: FakeOpenAI,
+    tmp_path: Path,
+    kb: str,
+    slow_page: tuple[str, threading.Event],
+) -> None:
+    weaviate = LocalWeaviate.from_settings(settings)  # the session's, as an external server
+    env = cli_environment(settings) | {
+        "SWITCHBOARD_DATA_DIR": str(state.settings.data_dir),
+        "WEAVIATE_URL": weaviate.url,
+        "WEAVIATE_GRPC_PORT": str(settings.weaviate_local_grpc_port),
+        "WEAVIATE_API_KEY": weaviate.api_key,
+        "ADMIN_API_KEY": KEY,
+        "INGEST_ALLOWED_HOSTS": "127.0.0.1",
+        "LLM_BASE_URL": fake_llm.base_url,  # no local model server to start
+        "LLM_API_KEY": "sk-test",
+    }
+    if state.settings.redis_url is not None:
+        env["REDIS_URL"] = state.settings.redis_url.get_secret_value()
+    with serve_process(env, tmp_path) as first:
+        server = RunningServer(url=first.url, settings=settings)
+        job = call(server, "POST", f"/admin/kbs/{kb}/urls", json={"urls": [slow_page[0]]}).json()
+        wait_for_state(server, job["id"], "running")
+        os.kill(first.pid, signal.SIGKILL)
+    with serve_process(env, tmp_path) as second:
+        server = RunningServer(url=second.url, settings=settings)
+        # Running until its lease (renewed by the dead server) runs out, then failed for good.
+        wait_for_state(server, job["id"], "failed", timeout=LEASE_SECONDS + 15)
+        seen = call(server, "GET", f"/admin/jobs/{job['id']}").json()
+        assert seen["error"] == STOPPED and seen["kb"] == kb and seen["inputs"] == [slow_page[0]]

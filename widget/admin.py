@@ -2,7 +2,7 @@
 feedback and conversations. Enabled by ADMIN_API_KEY and called with `Authorization: Bearer <key>`.
 
 The work is the CLI's: core.ingest (through core.uploads for files), core.store, core.answers. Jobs are
-core.jobs: in-process, one at a time per KB, their records in memory.
+core.jobs: one at a time per KB, their records kept with the shared state (SQLite or Redis).
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from starlette.datastructures import UploadFile
 from core.answers import Rating
 from core.errors import ConfigError, IngestError, KBNotFound, StoreError, UnsupportedSource
 from core.ingest import IngestReport, Progress, ingest
-from core.jobs import Job, JobKind, JobState, KBBusy
+from core.jobs import Job, JobKind, JobState
 from core.kb import validate_kb_name
+from core.kblock import KBBusy
+from core.privacy import forget_user as erase_user
 from core.sources import check_url
 from core.types import Citation
 from core.uploads import UploadRejected, UploadTooLarge, check_uploads, ingest_staged, remove_upload, stage
@@ -276,7 +278,7 @@ async def upload(kb: KB, request: Request, state: StateDep) -> JobOut:
         )
 
     names = [f.target.name for f in batch.files]
-    return _job(state.jobs.submit(kb=kb, kind="upload", inputs=names, work=work, cleanup=batch.discard))
+    return _job(await state.jobs.submit(kb=kb, kind="upload", inputs=names, work=work, cleanup=batch.discard))
 
 
 @router.post("/kbs/{kb}/urls", status_code=202, responses=_errors(400, 422))
@@ -302,21 +304,21 @@ async def submit_urls(kb: KB, body: UrlsIn, state: StateDep) -> JobOut:
             progress=progress,
         )
 
-    return _job(state.jobs.submit(kb=kb, kind="urls", inputs=body.urls, work=work))
+    return _job(await state.jobs.submit(kb=kb, kind="urls", inputs=body.urls, work=work))
 
 
 @router.get("/jobs")
 async def list_jobs(state: StateDep, kb: str | None = None) -> JobsOut:
-    """Recent jobs of this server process, newest first (records are kept in memory, lost on restart)."""
-    return JobsOut(jobs=[_job(job) for job in state.jobs.recent(kb)])
+    """Recent jobs, newest first (the latest 500, kept across restarts; every replica sees them)."""
+    return JobsOut(jobs=[_job(job) for job in await state.jobs.recent(kb)])
 
 
 @router.get("/jobs/{job_id}", responses=_errors(404))
 async def get_job(job_id: str, state: StateDep) -> JobOut:
     """A job's state, progress of its current stage, and its summary or error."""
-    job = state.jobs.get(job_id)
+    job = await state.jobs.get(job_id)
     if job is None:
-        raise HTTPException(404, f"no job {job_id!r} (job records are kept in memory and lost on restart)")
+        raise HTTPException(404, f"no job {job_id!r} (only the latest 500 jobs are kept)")
     return _job(job)
 
 
@@ -391,3 +393,26 @@ async def list_conversations(state: StateDep, bot: str, limit: Limit = 100) -> C
     _known_bot(state, bot)
     summaries = await state.assistant.answers.conversations(bot, limit)
     return ConversationsOut(bot=bot, conversations=[ConversationOut(**asdict(c)) for c in summaries])
+
+
+class ErasedOut(BaseModel):
+    user_id: str
+    channel: str | None = Field(description="The channel erased on; null: every channel")
+    conversations: int = Field(description="Conversations the erased answers belonged to (their memory is erased)")
+    answers: int
+    feedback: int
+
+
+UserId = Annotated[str, Path(min_length=1, max_length=200, description="The user id as the channel knows it")]
+
+
+@router.delete("/users/{user_id:path}", responses=_errors(422))
+async def forget_user(
+    user_id: UserId,
+    assistant: AssistantDep,
+    channel: Annotated[str | None, Query(max_length=50, description="Only this channel; default: every one")] = None,
+) -> ErasedOut:
+    """Erase everything kept about a user (a data-subject request): the answers to their questions on every
+    channel (or one), their feedback, and the memory of the conversations they asked in. Counts what went."""
+    erased = await erase_user(assistant, user_id, channel)
+    return ErasedOut(user_id=user_id, channel=channel, **asdict(erased))
