@@ -1,0 +1,288 @@
+"""Retrieval on third-party QA sets: the kit's pipeline against a naive one, same embedder, same Weaviate.
+
+    python -m bench.retrieval [--sets DIR] [--set NAME ...]
+
+Reads the sets `python -m bench.qa_sets build` wrote (DIR/<set>/docs + qa.jsonl), starts one local Weaviate on
+free loopback ports, and per set:
+  kit    `core.ingest.ingest` into a KB with the current defaults, questions through `core.search.retrieve`
+         (alpha = SEARCH_ALPHA, 40 chunks fetched, as `switchboard eval` does)
+  naive  each file's text split by LangChain's RecursiveCharacterTextSplitter (1000/200), the same embedder over
+         the plain chunk text, one raw Weaviate collection, hybrid (relative-score fusion) at alpha 0.5 and 0.75
+Documents are ranked by their best chunk; the gold is the FAQ entry's document. Prints recall@5, MRR@10,
+nDCG@10 and p50 query latency (query embedding + search) per set and their mean over the sets, and writes
+every question's ranks to bench/out/retrieval.json for looking at the misses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import weaviate
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.data import DataObject
+from weaviate.classes.init import Auth
+from weaviate.classes.query import HybridFusion
+from weaviate.collections import CollectionAsync
+
+from bench.ingest_search import settings_for
+from bench.qa_sets import DEFAULT_OUT
+from core.config import Settings
+from core.embed import Embedder, create_embedder
+from core.evaluate import MRR_DEPTH, QA, QuestionResult, load_qa, matches, score
+from core.ingest import ingest
+from core.search import SearchOptions, retrieve
+from core.store import Store, open_store
+from core.weaviate_local import LocalWeaviate
+
+REPO = Path(__file__).resolve().parent.parent
+K = 5
+FETCH = max(K, MRR_DEPTH) * 4  # chunks per query, as core.evaluate fetches them
+NAIVE_SIZE, NAIVE_OVERLAP = 1000, 200
+NAIVE_ALPHAS = (0.5, 0.75)
+Search = Callable[[str], Awaitable[list[str]]]  # question -> sources of the ranked chunks
+
+
+@dataclass(frozen=True, kw_only=True)
+class SideResult:
+    name: str
+    chunks: int
+    ingest_seconds: float
+    questions: list[QuestionResult]
+    latencies: list[float]
+
+    def row(self) -> dict[str, float]:
+        n = len(self.questions)
+        return {
+            "recall@5": sum(q.recall for q in self.questions) / n,
+            "MRR@10": sum(q.reciprocal_rank for q in self.questions) / n,
+            "nDCG@10": sum(ndcg(q) for q in self.questions) / n,
+            "p50 ms": statistics.median(self.latencies) * 1000,
+        }
+
+
+def ndcg(result: QuestionResult) -> float:
+    """Binary-relevance nDCG@10 over distinct documents."""
+    gains = [1.0 if any(matches(s, e) for e in result.expected) else 0.0 for s in result.retrieved[:MRR_DEPTH]]
+    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(len(result.expected), MRR_DEPTH)))
+    return dcg / ideal
+
+
+# --- the naive pipeline ------------------------------------------------------------------------------------
+
+
+async def naive_collection(client: weaviate.WeaviateAsyncClient, name: str) -> CollectionAsync[Any, Any]:
+    await client.collections.delete(name)
+    return await client.collections.create(
+        name,
+        properties=[
+            Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
+            Property(name="source", data_type=DataType.TEXT, tokenization=Tokenization.FIELD, index_searchable=False),
+        ],
+        vector_config=Configure.Vectors.self_provided(
+            vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
+        ),
+    )
+
+
+async def naive_ingest(collection: CollectionAsync[Any, Any], embedder: Embedder, docs: Path) -> int:
+    splitter = RecursiveCharacterTextSplitter(chunk_size=NAIVE_SIZE, chunk_overlap=NAIVE_OVERLAP)
+    chunks = [
+        (str(path.relative_to(docs)), piece)
+        for path in sorted(docs.rglob("*.md"))
+        for piece in splitter.split_text(path.read_text(encoding="utf-8"))
+    ]
+    for start in range(0, len(chunks), 256):
+        group = chunks[start : start + 256]
+        vectors = await asyncio.to_thread(embedder.embed_documents, [text for _, text in group])
+        objects = [
+            DataObject(properties={"text": text, "source": source}, vector=vector)
+            for (source, text), vector in zip(group, vectors, strict=True)
+        ]
+        result = await collection.data.insert_many(objects)
+        if result.has_errors:
+            raise RuntimeError(f"naive insert failed: {next(iter(result.errors.values())).message}")
+    return len(chunks)
+
+
+def naive_search(collection: CollectionAsync[Any, Any], embedder: Embedder, alpha: float) -> Search:
+    async def search(question: str) -> list[str]:
+        vector = await asyncio.to_thread(embedder.embed_query, question)
+        result = await collection.query.hybrid(
+            query=question,
+            vector=vector,
+            alpha=alpha,
+            limit=FETCH,
+            fusion_type=HybridFusion.RELATIVE_SCORE,
+            return_properties=["source"],
+        )
+        return [str(o.properties["source"]) for o in result.objects]
+
+    return search
+
+
+def kit_search(store: Store, embedder: Embedder, kb: str, alpha: float) -> Search:
+    options = SearchOptions(top_k=FETCH, alpha=alpha)
+
+    async def search(question: str) -> list[str]:
+        return [s.source for s in await retrieve(store, embedder, kb, question, options)]
+
+    return search
+
+
+# --- one set -----------------------------------------------------------------------------------------------
+
+
+async def run_set(
+    set_dir: Path, settings: Settings, embedder: Embedder, store: Store, client: weaviate.WeaviateAsyncClient
+) -> dict[str, Any]:
+    name = set_dir.name
+    qa = load_qa(set_dir / "qa.jsonl")
+    docs = set_dir / "docs"
+    log(f"{name}: kit ingest")
+    kb = f"bench_{name}"
+    started = time.perf_counter()
+    report = await ingest(store, embedder, [str(docs)], kb=kb, settings=settings)
+    if report.failures:
+        raise RuntimeError(f"{name}: kit ingest failures: {report.failures[:3]}")
+    kit_seconds = time.perf_counter() - started
+    log(f"{name}: kit {report.added} chunks in {kit_seconds:.0f} s; naive ingest")
+    collection = await naive_collection(client, f"Naive_{name.capitalize()}")
+    started = time.perf_counter()
+    naive_chunks = await naive_ingest(collection, embedder, docs)
+    naive_seconds = time.perf_counter() - started
+    log(f"{name}: naive {naive_chunks} chunks in {naive_seconds:.0f} s; {len(qa)} questions")
+
+    searches: dict[str, Search] = {"kit": kit_search(store, embedder, kb, settings.search_alpha)}
+    for alpha in NAIVE_ALPHAS:
+        searches[f"naive α={alpha}"] = naive_search(collection, embedder, alpha)
+    results: dict[str, list[QuestionResult]] = {side: [] for side in searches}
+    latencies: dict[str, list[float]] = {side: [] for side in searches}
+    for search in searches.values():  # warm-up, outside the timings
+        await search("warm up")
+    for item in qa:
+        for side, search in searches.items():  # interleaved, so drift on the machine hits every side alike
+            t = time.perf_counter()
+            ranked = await search(item.question)
+            latencies[side].append(time.perf_counter() - t)
+            results[side].append(score(item, ranked, K))
+    chunks = {"kit": report.added} | {side: naive_chunks for side in searches if side != "kit"}
+    seconds = {"kit": kit_seconds} | {side: naive_seconds for side in searches if side != "kit"}
+    sides = [
+        SideResult(name=s, chunks=chunks[s], ingest_seconds=seconds[s], questions=results[s], latencies=latencies[s])
+        for s in searches
+    ]
+    manifest = json.loads((set_dir / "manifest.json").read_text()) if (set_dir / "manifest.json").exists() else {}
+    return {
+        "set": name,
+        "questions": len(qa),
+        "documents": report.documents,
+        "manifest": manifest,
+        "sides": {s.name: {"chunks": s.chunks, "ingest_seconds": s.ingest_seconds, **s.row()} for s in sides},
+        "per_question": per_question(qa, sides),
+    }
+
+
+def per_question(qa: list[QA], sides: list[SideResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "question": item.question,
+            "expected": list(item.expected),
+            **{
+                s.name: {
+                    "rank": round(1 / s.questions[i].reciprocal_rank) if s.questions[i].reciprocal_rank else None,
+                    "top": list(s.questions[i].retrieved[:5]),
+                }
+                for s in sides
+            },
+        }
+        for i, item in enumerate(qa)
+    ]
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+METRICS = ("recall@5", "MRR@10", "nDCG@10", "p50 ms")
+
+
+def table(title: str, rows: dict[str, dict[str, float]], extra: dict[str, str] | None = None) -> str:
+    lines = [title, f"  {'pipeline':<14}" + "".join(f"{m:>10}" for m in METRICS) + ("  chunks" if extra else "")]
+    for side, row in rows.items():
+        cells = "".join(f"{row[m]:>10.1f}" if m == "p50 ms" else f"{row[m]:>10.3f}" for m in METRICS)
+        lines.append(f"  {side:<14}{cells}" + (f"  {extra[side]}" if extra else ""))
+    return "\n".join(lines)
+
+
+def report(results: list[dict[str, Any]], machine: str) -> str:
+    out = [f"Retrieval on third-party QA sets — {machine}"]
+    for r in results:
+        extra = {side: f"{v['chunks']} (ingest {v['ingest_seconds']:.0f} s)" for side, v in r["sides"].items()}
+        title = f"\n{r['set']}: {r['questions']} questions, {r['documents']} documents"
+        out.append(table(title, {side: v for side, v in r["sides"].items()}, extra))
+    sides = list(results[0]["sides"])
+    mean = {side: {m: statistics.mean(r["sides"][side][m] for r in results) for m in METRICS} for side in sides}
+    out.append(table(f"\nmean over {len(results)} sets", mean))
+    return "\n".join(out)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def run_all(set_dirs: list[Path], settings: Settings, local: LocalWeaviate) -> list[dict[str, Any]]:
+    embedder = create_embedder(settings)
+    client = weaviate.use_async_with_local(
+        port=local.http_port, grpc_port=local.grpc_port, auth_credentials=Auth.api_key(local.api_key)
+    )
+    await client.connect()
+    try:
+        async with open_store(settings) as store:
+            return [await run_set(d, settings, embedder, store, client) for d in set_dirs]
+    finally:
+        await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", type=Path, default=DEFAULT_OUT, help="where bench.qa_sets wrote the sets")
+    parser.add_argument("--set", action="append", dest="names", help="only this set (repeatable)")
+    args = parser.parse_args()
+    set_dirs = sorted(p.parent for p in args.sets.glob("*/qa.jsonl") if not args.names or p.parent.name in args.names)
+    if not set_dirs:
+        sys.exit(f"no QA sets under {args.sets}: run scripts/bench-data.sh (or python -m bench.qa_sets build)")
+
+    from tests.conftest import free_port_block
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        settings = settings_for(Path(tmp), *free_port_block())
+        local = LocalWeaviate.from_settings(settings)
+        local.start()
+        try:
+            results = asyncio.run(run_all(set_dirs, settings, local))
+        finally:
+            local.stop()
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(report(results, machine))
+    print(f"\nwall time {time.perf_counter() - started:.0f} s")
+    out = REPO / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "retrieval.json").write_text(json.dumps({"machine": machine, "sets": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
