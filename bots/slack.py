@@ -37,14 +37,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any, Required
 
 from annotated_types import MinLen
-from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import SecretStr, TypeAdapter
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncBoltRequest, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -68,7 +67,7 @@ from bots.base import (
     relay,
 )
 from bots.render import SLACK, final_markdown, render, sources_markdown, split
-from bots.webhooks import UNREADABLE, refuse, same_secret, unreadable
+from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.answers import Rating
 from core.config import Settings
 from core.errors import ConfigError
@@ -495,7 +494,7 @@ def _required(secret: SecretStr | None, name: str, prefix: str = "") -> str:
 
 
 def slack_app(settings: Settings, assistant: Assistant) -> AsyncApp:
-    """The bolt app with every listener. It verifies nothing itself: in HTTP mode `http_router` checks each
+    """The bolt app with every listener. It verifies nothing itself: in HTTP mode `SlackWebhook` checks each
     request before bolt parses it; Socket Mode has no requests to verify (its websocket was opened with the
     app-level token)."""
     client = AsyncWebClient(
@@ -603,32 +602,38 @@ def _unsigned(verifier: SignatureVerifier, headers: Mapping[str, str], body: byt
     return None
 
 
-def http_router(settings: Settings) -> APIRouter:
+class SlackWebhook:
     """POST /slack/events on the web server: events, interactivity (the feedback buttons) and /ask. The
     signature is checked before anything reads the body (401), a signed body bolt cannot read gets a 400;
-    bolt answers Slack at once and works afterwards."""
-    _required(settings.slack_bot_token, "SLACK_BOT_TOKEN", "xoxb-")
-    verifier = SignatureVerifier(_required(settings.slack_signing_secret, "SLACK_SIGNING_SECRET"))
+    bolt answers Slack at once (the ack) and its listeners work afterwards, in tasks of their own."""
+
+    path = EVENTS_PATH
+    # A button click carries the whole answer message twice (text and blocks), URL-encoded: ~30 KB in a
+    # non-Latin script.
+    max_body_bytes: int | None = 64 * 1024
+
+    def __init__(self, settings: Settings):
+        _required(settings.slack_bot_token, "SLACK_BOT_TOKEN", "xoxb-")
+        self.settings = settings
+        self.verifier = SignatureVerifier(_required(settings.slack_signing_secret, "SLACK_SIGNING_SECRET"))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.slack = slack_app(settings, app.state.switchboard.assistant)
-        yield
+    async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
+        yield partial(self.handle, slack_app(self.settings, assistant))
 
-    router = APIRouter(lifespan=lifespan, tags=["Chat bots"])
-
-    @router.post(EVENTS_PATH, include_in_schema=False)
-    async def events(request: Request) -> Response:
-        body = await request.body()
-        reason = _unsigned(verifier, request.headers, body)
+    async def handle(self, app: AsyncApp, body: bytes, headers: Mapping[str, str]) -> WebhookReply:
+        reason = _unsigned(self.verifier, headers, body)
         if reason is not None:
-            raise refuse("slack", 401, reason)
+            return refuse("slack", 401, reason)
         try:
-            bolt_request = to_async_bolt_request(request, body)
-            _PAYLOAD.validate_python(bolt_request.body)
+            request = AsyncBoltRequest(body=body.decode(), headers=dict(headers))
+            _PAYLOAD.validate_python(request.body)
         except UNREADABLE as exc:  # a pydantic ValidationError is a ValueError
-            raise unreadable("slack", exc) from None
-        app: AsyncApp = request.app.state.slack
-        return to_starlette_response(await app.async_dispatch(bolt_request))
-
-    return router
+            return unreadable("slack", exc)
+        response = await app.async_dispatch(request)
+        # Without an OAuth flow bolt sets no cookies: its headers are all there is to pass on.
+        extra = response.first_headers_without_set_cookie()
+        content_type = extra.pop("content-type")
+        return WebhookReply(
+            status=response.status, body=response.body.encode(), content_type=content_type, headers=extra
+        )

@@ -9,12 +9,12 @@ that changes nothing, is logged and skipped, never fatal.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated
+from functools import partial
 
-from fastapi import APIRouter, FastAPI, Header, Request
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -40,7 +40,7 @@ from telegram.ext import (
 
 from bots.base import THANKS, Channel, Responder, feedback_value, is_reset
 from bots.render import TELEGRAM
-from bots.webhooks import UNREADABLE, refuse, same_secret, unreadable
+from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.config import Settings
 from core.errors import ConfigError
 from core.rag import Assistant, open_assistant
@@ -265,44 +265,42 @@ async def run(settings: Settings) -> None:
                 await application.stop()  # waits for every handler still running: drained (or cancelled) above
 
 
-def webhook_router(settings: Settings) -> APIRouter:
-    """POST /telegram/webhook on the web server; Telegram's secret-token header is required."""
-    if settings.telegram_webhook_secret is None:
-        raise ConfigError("TELEGRAM_WEBHOOK_SECRET is required for TELEGRAM_MODE=webhook")
-    secret = settings.telegram_webhook_secret.get_secret_value()
+class TelegramWebhook:
+    """POST /telegram/webhook on the web server; Telegram's secret-token header is required (403). Updates are
+    queued and answered after Telegram got its 200."""
+
+    path = WEBHOOK_PATH
+    max_body_bytes: int | None = None
+
+    def __init__(self, settings: Settings):
+        if settings.telegram_webhook_secret is None:
+            raise ConfigError("TELEGRAM_WEBHOOK_SECRET is required for TELEGRAM_MODE=webhook")
+        self.settings = settings
+        self.secret = settings.telegram_webhook_secret.get_secret_value()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        application = _application(settings, app.state.switchboard.assistant, polling=False)
+    async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
+        application = _application(self.settings, assistant, polling=False)
         async with application:
             await application.bot.set_my_commands(COMMANDS)
-            if settings.telegram_webhook_url:
+            if self.settings.telegram_webhook_url:
                 await application.bot.set_webhook(
-                    settings.telegram_webhook_url,
-                    secret_token=secret,
+                    self.settings.telegram_webhook_url,
+                    secret_token=self.secret,
                     allowed_updates=["message", "callback_query"],
                 )
             await application.start()
-            app.state.telegram = application
-            yield
-            # Updates are answered after Telegram got its 200, outside any request uvicorn waits for.
-            await app.state.switchboard.assistant.in_flight.drain(settings.shutdown_grace_seconds)
+            yield partial(self.handle, application)
+            # Updates are answered after Telegram got its 200, outside any request the server waits for.
+            await assistant.in_flight.drain(self.settings.shutdown_grace_seconds)
             await application.stop()
 
-    router = APIRouter(lifespan=lifespan, tags=["Chat bots"])
-
-    @router.post(WEBHOOK_PATH, include_in_schema=False)
-    async def webhook(
-        request: Request, x_telegram_bot_api_secret_token: Annotated[str | None, Header()] = None
-    ) -> dict[str, bool]:
-        if not same_secret(x_telegram_bot_api_secret_token, secret):
-            raise refuse("telegram", 403, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
-        application = request.app.state.telegram
+    async def handle(self, application: Application, body: bytes, headers: Mapping[str, str]) -> WebhookReply:
+        if not same_secret(headers.get("x-telegram-bot-api-secret-token"), self.secret):
+            return refuse("telegram", 403, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
         try:
-            update = Update.de_json(await request.json(), application.bot)
+            update = Update.de_json(json.loads(body), application.bot)
         except UNREADABLE as exc:
-            raise unreadable("telegram", exc) from None
+            return unreadable("telegram", exc)
         await application.update_queue.put(update)  # answered after Telegram gets its 200
-        return {"ok": True}
-
-    return router
+        return WebhookReply.json(200, {"ok": True})

@@ -1,22 +1,27 @@
-"""The chat platforms that deliver events over HTTP get their endpoints on the web server (`switchboard serve`).
+"""The chat platforms that deliver events over HTTP (Slack's Events API, Telegram's webhook), without the web
+framework: the web server mounts them (`switchboard serve`).
 
-Each platform's router carries its own lifespan, which FastAPI runs inside the app's: by then the assistant
-is open (app.state.switchboard), so the platform client is built once, from it, and closed on shutdown.
-Platform libraries are imported only when that platform is configured.
+A `Webhook` is one platform's endpoint as configured: its path and body limit, checked when the server is
+built (no I/O). `open(assistant)` builds the platform client once, from the open assistant, and closes it on
+shutdown; the `WebhookHandler` it yields turns one request (the raw body and headers) into a `WebhookReply`.
 
-What every webhook does before its platform library sees a request: check the platform's credentials on the
+What every handler does before its platform library sees a request: check the platform's credentials on the
 raw request (401/403), then refuse a body the library cannot read (400), each with one log line.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from fastapi import APIRouter, HTTPException
 from pydantic import ValidationError
 
-from core.config import Settings
+from core.rag import Assistant
 
 logger = logging.getLogger(__name__)
 
@@ -24,22 +29,35 @@ logger = logging.getLogger(__name__)
 # call .get() on whatever arrives, so the error is whichever the first wrong value causes).
 UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
-# Paths whose requests may exceed MAX_BODY_BYTES (pattern → bytes, for widget.app.BodyLimit): a Slack button
-# click carries the whole answer message twice (text and blocks), URL-encoded: ~30 KB in a non-Latin script.
-WEBHOOK_BODY_LIMITS = {"/slack/events": 64 * 1024}
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookReply:
+    """The HTTP response to one webhook request."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, content: Any) -> WebhookReply:
+        return cls(status=status, body=json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-def webhook_routers(settings: Settings) -> list[APIRouter]:
-    routers: list[APIRouter] = []
-    if settings.slack_mode == "http" and settings.slack_bot_token:
-        from bots.slack import http_router
+# One request: its raw body and its headers (looked up by lower-case name) → the reply.
+WebhookHandler = Callable[[bytes, Mapping[str, str]], Awaitable[WebhookReply]]
 
-        routers.append(http_router(settings))
-    if settings.telegram_mode == "webhook" and settings.telegram_bot_token:
-        from bots.telegram import webhook_router
 
-        routers.append(webhook_router(settings))
-    return routers
+class Webhook(Protocol):
+    """A platform's HTTP endpoint (POST `path`), configured but not started."""
+
+    path: str
+    # The largest request body it takes; None: the server's MAX_BODY_BYTES.
+    max_body_bytes: int | None
+
+    def open(self, assistant: Assistant) -> AbstractAsyncContextManager[WebhookHandler]:
+        """The platform client, started from the assistant while the server runs, then stopped."""
+        ...
 
 
 def same_secret(given: str | None, expected: str) -> bool:
@@ -48,13 +66,13 @@ def same_secret(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def refuse(platform: str, status: int, reason: str) -> HTTPException:
+def refuse(platform: str, status: int, reason: str) -> WebhookReply:
     """A webhook request turned away: one log line, no traceback, and the reason in the 4xx response."""
     logger.warning("%s webhook: refused a request (%d): %s", platform, status, reason)
-    return HTTPException(status, reason)
+    return WebhookReply.json(status, {"detail": reason})
 
 
-def unreadable(platform: str, error: Exception) -> HTTPException:
+def unreadable(platform: str, error: Exception) -> WebhookReply:
     """400 for an authenticated body that is not the platform's payload, with the first problem found."""
     if isinstance(error, ValidationError):
         first = error.errors()[0]

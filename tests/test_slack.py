@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
 from bots.base import APOLOGY
-from bots.slack import ASK_USAGE, EVENTS_PATH, FENCE, RESET_DONE, STREAM_LIMIT, THANKS, http_router, run
+from bots.slack import ASK_USAGE, EVENTS_PATH, FENCE, RESET_DONE, STREAM_LIMIT, THANKS, SlackWebhook, run
 from core.answers import AnswerLog
 from core.config import Settings
 from core.embed import Embedder
@@ -36,7 +36,7 @@ from core.ingest import ingest
 from core.kb import KBMeta
 from core.rag import STORE_DOWN
 from core.store import open_store
-from tests.conftest import REPO, loopback_allowed, web_settings
+from tests.conftest import REPO, loopback_allowed, real_errors, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, TEAM, Call, FakeSlack
 from tests.servers import RunningServer, run_server
@@ -298,7 +298,7 @@ def test_forged_and_malformed_requests_are_refused_with_one_log_line_and_no_trac
     assert "event: Input should be a valid dictionary" in malformed[0].json()["detail"]
     refusals = [r for r in caplog.records if r.name == "bots.webhooks"]
     assert len(refusals) == 9 and all("slack webhook: refused" in r.getMessage() for r in refusals)
-    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not real_errors(caplog.records)
     assert "Traceback" not in caplog.text
 
 
@@ -700,7 +700,7 @@ async def test_missing_tokens_and_the_wrong_mode_are_one_line_errors(settings: S
     with pytest.raises(ConfigError, match="switchboard serve"):
         await run(settings.model_copy(update={"slack_mode": "http"}))
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
-        http_router(settings.model_copy(update={"slack_mode": "http", "slack_bot_token": SecretStr(BOT_TOKEN)}))
+        SlackWebhook(settings.model_copy(update={"slack_mode": "http", "slack_bot_token": SecretStr(BOT_TOKEN)}))
 
 
 async def test_refused_tokens_stop_the_bot_with_a_one_line_error(

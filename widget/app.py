@@ -20,7 +20,6 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bots.webhooks import WEBHOOK_BODY_LIMITS, webhook_routers
 from core.apikeys import ApiKeys
 from core.config import Settings
 from core.errors import StateError
@@ -35,6 +34,7 @@ from widget.openai_api import OpenAIError
 from widget.ratelimit import create_rate_limits
 from widget.routes import router
 from widget.sessions import SessionTokens, signing_secret
+from widget.webhooks import Webhooks
 
 logger = logging.getLogger(__name__)
 PAGE_CSP = (
@@ -125,6 +125,7 @@ class SecurityHeaders:
 def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None]] | None = None) -> FastAPI:
     """`prepare` runs once the assistant is open, before serving (the demo ingests the sample docs there)."""
     mcp = McpEndpoint()
+    webhooks = Webhooks(settings)  # a platform's missing credential fails here, before anything starts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,7 +149,8 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
             )
             logger.info("serving bots %s", ", ".join(bots))
             try:
-                yield
+                async with webhooks.serve(assistant):  # the chat platforms' clients, built from the assistant
+                    yield
             finally:
                 # Chat-bot webhook answers run after their request returned: uvicorn did not wait for them.
                 await assistant.in_flight.drain(settings.shutdown_grace_seconds)
@@ -170,8 +172,7 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
     app.include_router(admin.router)
     openai_api.install(app)
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
-    for webhook in webhook_routers(settings):
-        app.include_router(webhook)
+    webhooks.install(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
@@ -189,7 +190,7 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
         max_bytes=settings.max_body_bytes,
         wider={
             admin.UPLOAD_PATH: settings.admin_upload_bytes,
-            **WEBHOOK_BODY_LIMITS,
+            **webhooks.body_limits,
             # API clients resend whole conversations and long system prompts.
             r"/v1/.*|/mcp": settings.api_max_body_bytes,
         },
