@@ -26,9 +26,9 @@ import pytest
 import typer
 import yaml
 
-from core.cli import app
 from core.config import WEAVIATE_VERSION, Settings
 from core.profiles import load_profiles
+from switchboard.cli import app
 from tests.conftest import REPO
 
 DOCKER = REPO / "docker"
@@ -256,7 +256,7 @@ def test_dockerignore_keeps_secrets_state_and_caches_out_of_the_build_context() 
         "docker/.env.example",
         "pyproject.toml",
         "README.md",
-        "core/cli.py",
+        "switchboard/cli/surfaces.py",
         "bots/slack.py",
         "widget/app.py",
         "widget/static/index.html",

@@ -1,0 +1,95 @@
+"""The command-line app, its sub-apps and the helpers every command uses. Errors are one line on stderr with a
+non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
+
+from core.config import Settings, get_settings
+from core.errors import IngestStopped, SwitchboardError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard: one RAG assistant, every channel.")
+kb_app = typer.Typer(no_args_is_help=True, help="Manage knowledge bases.")
+weaviate_app = typer.Typer(
+    no_args_is_help=True, help="The local Weaviate server the kit runs when WEAVIATE_URL is unset."
+)
+llm_app = typer.Typer(no_args_is_help=True, help="The local model server the kit runs when no LLM endpoint is set.")
+app.add_typer(kb_app, name="kb")
+app.add_typer(weaviate_app, name="weaviate")
+app.add_typer(llm_app, name="llm")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for the OpenAI-compatible API (/v1).")
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+KBOption = Annotated[str | None, typer.Option("--kb", help="Knowledge base (default: SWITCHBOARD_KB).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        _fail(f"invalid configuration: {where}: {first['msg']}")
+    except SwitchboardError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except IngestStopped as exc:
+        _fail(str(exc), 128 + signal.SIGTERM)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to finish (nothing is duplicated)", 130)
+
+
+def _kb(settings: Settings, kb: str | None) -> str:
+    from core.kb import validate_kb_name
+
+    try:
+        return validate_kb_name(kb or settings.default_kb)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+
+
+def _embedder(settings: Settings) -> Any:
+    from core.embed import create_embedder
+
+    try:
+        return create_embedder(settings)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress):
+        self._progress = progress
+        self._task: Any = None
+
+    def stage(self, description: str, total: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=self._progress.tasks[self._task].total)
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, count: int) -> None:
+        self._progress.advance(self._task, count)

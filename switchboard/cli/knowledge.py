@@ -1,0 +1,246 @@
+"""Knowledge bases: ingest, search, eval, kb list/delete, status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.errors import SwitchboardError
+from core.types import heading
+from switchboard.cli.base import (
+    JsonOption,
+    KBOption,
+    _embedder,
+    _fail,
+    _kb,
+    _RichProgress,
+    _run,
+    _settings,
+    app,
+    err,
+    kb_app,
+    out,
+)
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Files, directories, http(s) URLs or sitemap.xml URLs.")],
+    kb: KBOption = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove documents gone from these sources.")] = False,
+) -> None:
+    """Add or update documents in a knowledge base (only changed chunks are embedded)."""
+    from core.ingest import ingest as run_ingest
+    from core.store import open_store
+
+    settings = _settings()
+    name = _kb(settings, kb)
+    embedder = _embedder(settings)
+
+    async def go() -> Any:
+        stop = asyncio.Event()  # SIGTERM: stop between documents, then close the store as usual
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+        ) as bar:
+            async with open_store(settings) as store:
+                return await run_ingest(
+                    store,
+                    embedder,
+                    sources,
+                    kb=name,
+                    settings=settings,
+                    prune=prune,
+                    progress=_RichProgress(bar),
+                    stop=stop,
+                )
+
+    report = _run(go)
+    out.print(
+        f"[bold]{name}[/bold]: {report.documents} documents ({report.documents_unchanged} unchanged"
+        f"{f', {report.documents_pruned} pruned' if report.documents_pruned else ''}); chunks "
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted "
+        f"in {report.seconds:.1f}s",
+        highlight=False,
+    )
+    for source, reason in report.failures:
+        err.print(f"[yellow]skipped[/yellow] {escape(source)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if report.failures:
+        _fail(f"{len(report.failures)} source(s) could not be read; fix or remove them and run again")
+
+
+@app.command()
+def search(
+    query: str,
+    kb: KBOption = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Number of results.")] = 5,
+    alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="0 = keyword only, 1 = vector only.")] = None,
+    source_prefix: Annotated[str | None, typer.Option(help="Only sources starting with this path or URL.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hybrid search (BM25 + vectors) in a knowledge base."""
+    from core.search import SearchOptions, retrieve
+    from core.store import open_store
+
+    settings = _settings()
+    name = _kb(settings, kb)
+    embedder = _embedder(settings)
+    options = SearchOptions(
+        top_k=k, alpha=settings.search_alpha if alpha is None else alpha, source_prefix=source_prefix
+    )
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            await store.require_chunks(name)
+            return await retrieve(store, embedder, name, query, options)
+
+    results = _run(go)
+    if as_json:
+        rows = [{k: getattr(r, k) for k in ("title", "source", "section", "snippet", "score")} for r in results]
+        print(json.dumps({"query": query, "results": rows}, ensure_ascii=False, indent=2))
+        return
+    if not results:
+        out.print("no results")
+    for i, r in enumerate(results, 1):
+        out.print(f"[bold][{i}] {escape(heading(r.title, r.section))}[/bold]  score {r.score:.3f}", highlight=False)
+        out.print(f"    [cyan]{escape(r.source)}[/cyan]", highlight=False)
+        out.print(f"    {escape(r.snippet)}\n", highlight=False)
+
+
+@app.command("eval")
+def eval_command(
+    qa_file: Annotated[Path, typer.Argument(help='JSONL: {"question": ..., "expected_sources": [...]} per line.')],
+    kb: KBOption = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+    alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure retrieval: recall@k and MRR@10."""
+    from core.evaluate import evaluate, load_qa
+    from core.store import open_store
+
+    settings = _settings()
+    name = _kb(settings, kb)
+    try:
+        qa = load_qa(qa_file)
+    except SwitchboardError as exc:
+        _fail(str(exc))
+    embedder = _embedder(settings)
+    chosen_alpha = settings.search_alpha if alpha is None else alpha
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            return await evaluate(store, embedder, name, qa, k=k, alpha=chosen_alpha)
+
+    report = _run(go)
+    if as_json:
+        payload = {
+            "kb": name,
+            "alpha": chosen_alpha,
+            "k": k,
+            "questions": len(report.questions),
+            f"recall@{k}": report.recall_at_k,
+            "mrr@10": report.mrr_at_10,
+            "results": [asdict(q) for q in report.questions],
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    misses = [q for q in report.questions if q.reciprocal_rank == 0.0]
+    for q in misses:
+        out.print(
+            f"[yellow]miss[/yellow] {escape(q.question)}  (expected {escape(', '.join(q.expected))})", highlight=False
+        )
+    out.print(
+        f"{len(report.questions)} questions, alpha {chosen_alpha}: recall@{k} {report.recall_at_k:.3f}, "
+        f"MRR@10 {report.mrr_at_10:.3f}",
+        highlight=False,
+    )
+
+
+@kb_app.command("list")
+def kb_list(as_json: JsonOption = False) -> None:
+    """Knowledge bases with document and chunk counts."""
+    from core.store import open_store
+
+    settings = _settings()
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            return await store.list_kbs()
+
+    kbs = _run(go)
+    if as_json:
+        print(
+            json.dumps([{"name": s.name, "documents": s.documents, "chunks": s.chunks, **asdict(s.meta)} for s in kbs])
+        )
+        return
+    table = Table("KB", "documents", "chunks", "embedder")
+    for s in kbs:
+        table.add_row(s.name, str(s.documents), str(s.chunks), f"{s.meta.embed_model} ({s.meta.embed_dim})")
+    out.print(table if kbs else "no knowledge bases yet; add one with `switchboard ingest PATH`")
+
+
+@kb_app.command("delete")
+def kb_delete(
+    name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False
+) -> None:
+    """Delete a knowledge base and all its chunks."""
+    from core.kblock import kb_write_lock
+    from core.store import open_store
+
+    settings = _settings()
+    kb = _kb(settings, name)
+    if not yes and not typer.confirm(f"Delete knowledge base {kb!r} and all its chunks?"):
+        _fail("not deleted")
+
+    async def go() -> None:
+        async with open_store(settings) as store, kb_write_lock(settings, kb, wait=False):
+            await store.delete_kb(kb)
+
+    _run(go)
+    out.print(f"deleted {kb}")
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Is Weaviate reachable, which embedder is configured, which KBs exist."""
+    from core.shared_state import state_backend
+    from core.store import open_store
+
+    settings = _settings()
+    embedder_name = f"{settings.embed_provider}: {settings.embed_model}"
+
+    async def go() -> Any:
+        async with open_store(settings) as store:
+            return await store.server_version(), await store.cluster_health(), await store.list_kbs()
+
+    version, health, kbs = _run(go)
+    where = settings.weaviate_url or f"local (127.0.0.1:{settings.weaviate_local_port}, {settings.weaviate_dir})"
+    if as_json:
+        rows = [{"name": s.name, "documents": s.documents, "chunks": s.chunks, **asdict(s.meta)} for s in kbs]
+        nodes = {"healthy": health.summary, "serving": health.serving, "nodes": [asdict(n) for n in health.nodes]}
+        weaviate = {"url": where, "version": version, "consistency": health.consistency, **nodes}
+        print(json.dumps({"weaviate": weaviate, "embedder": embedder_name, "kbs": rows}))
+        return
+    out.print(f"Weaviate {version} at {where}: reachable", highlight=False)
+    out.print(f"Nodes {health.summary}" if health.serving else f"[red]Nodes {health.summary}[/red]", highlight=False)
+    for n in health.nodes:
+        out.print(f"  {n.name}: {n.status} {n.version}, {n.shards} shards, {n.objects} objects", highlight=False)
+    out.print(f"Embedder {embedder_name}", highlight=False)
+    out.print(f"Shared state: {state_backend(settings)}", highlight=False)
+    for s in kbs:
+        mismatch = "" if s.meta.embed_model == settings.embed_model else "  [red](built with another embedder)[/red]"
+        out.print(
+            f"KB {s.name}: {s.documents} documents, {s.chunks} chunks, {s.meta.embed_model}{mismatch}", highlight=False
+        )
+    if not kbs:
+        out.print("No knowledge bases yet: `switchboard ingest PATH`")

@@ -1,0 +1,45 @@
+"""The import contracts of pyproject.toml ([tool.importlinter]) hold, and they do catch a wrong import."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGES = ("switchboard", "widget", "bots", "core")
+LINT_IMPORTS = REPO / ".venv" / "bin" / "lint-imports"
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    # lint-imports reads [tool.importlinter] from the working directory's pyproject.toml and analyses the
+    # packages found there.
+    return subprocess.run([str(LINT_IMPORTS)], cwd=root, capture_output=True, text=True, timeout=120)
+
+
+def test_the_import_contracts_hold() -> None:
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_a_wrong_import_breaks_the_build(tmp_path: Path) -> None:
+    for package in PACKAGES:
+        shutil.copytree(
+            REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("node_modules", "static", "__pycache__")
+        )
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    wrong = {
+        "core/types.py": "from core import config as _config",  # types and errors depend on nothing
+        "core/rag.py": "from widget import app as _app",  # core below the web server
+        "bots/base.py": "import fastapi as _fastapi",  # adapters stay framework-free
+    }
+    for path, line in wrong.items():
+        with (tmp_path / path).open("a") as module:
+            module.write(f"\n{line}\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    for importer, imported in (("core.types", "core.config"), ("core.rag", "widget.app"), ("bots.base", "fastapi")):
+        assert f"{importer} -> {imported}" in result.stdout, result.stdout
+    assert "4 broken" in result.stdout
