@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 from bench.ingest_search import REPO, peak_rss_mb, settings_for
-from core.ingest import ingest
-from core.llm import LocalLLM
-from core.prompt import answer_messages
-from core.rag import open_assistant
-from core.search import SearchOptions, retrieve
+from core.answer.assistant import open_assistant
+from core.answer.llm import LocalLLM
+from core.answer.prompt import answer_messages
+from core.ingest.pipeline import ingest
+from core.store.local import LocalWeaviate
+from core.store.search import SearchOptions, retrieve
 from core.types import Delta, Done, Message, Sources
-from core.weaviate_local import LocalWeaviate
 from tests.conftest import free_port_block
 
 KB = "bench_answer"

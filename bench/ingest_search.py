@@ -5,8 +5,8 @@
 Builds the Python-docs corpus (bench.corpus), starts a dedicated local Weaviate on free loopback ports, then
 runs each phase in its own process so peak RSS is per phase:
   raw     fastembed alone over the very chunks the kit will write (chunks/s)
-  ingest  `core.ingest.ingest` first run, then the unchanged re-run
-  search  `core.search.retrieve` vs raw query embedding + a raw weaviate-client hybrid query, same parameters
+  ingest  `core.ingest.pipeline.ingest` first run, then the unchanged re-run
+  search  `core.store.search.retrieve` vs raw query embedding + a raw weaviate-client hybrid query, same parameters
 Prints a table and writes bench/out/ingest_search.json.
 """
 
@@ -29,12 +29,12 @@ from typing import Any
 from bench.corpus import build_corpus
 from core.config import Settings
 from core.embed import create_embedder, offline_minilm_dir
-from core.ingest import chunks_for, embedding_text, ingest
+from core.ingest.pipeline import chunks_for, embedding_text, ingest
+from core.ingest.sources import discover
 from core.kb import collection_name
-from core.search import SearchOptions, retrieve
-from core.sources import discover
-from core.store import open_store
-from core.weaviate_local import LocalWeaviate
+from core.store.client import open_store
+from core.store.local import LocalWeaviate
+from core.store.search import SearchOptions, retrieve
 
 REPO = Path(__file__).resolve().parent.parent
 KB = "bench"

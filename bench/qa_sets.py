@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
-from core.extract import html_to_markdown
+from core.ingest.extract import html_to_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / ".switchboard" / "bench-sets"

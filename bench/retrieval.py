@@ -4,7 +4,8 @@
 
 Reads the sets `python -m bench.qa_sets build` wrote (DIR/<set>/docs + qa.jsonl), starts one local Weaviate on
 free loopback ports, and per set:
-  kit    `core.ingest.ingest` into a KB with the current defaults, questions through `core.search.retrieve`
+  kit    `core.ingest.pipeline.ingest` into a KB with the current defaults, questions through
+         `core.store.search.retrieve`
          (alpha = SEARCH_ALPHA, 40 chunks fetched, as `switchboard eval` does)
   naive  each file's text split by LangChain's RecursiveCharacterTextSplitter (1000/200), the same embedder over
          the plain chunk text, one raw Weaviate collection, hybrid (relative-score fusion) at alpha 0.5 and 0.75
@@ -43,10 +44,10 @@ from bench.qa_sets import DEFAULT_OUT
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.evaluate import MRR_DEPTH, QA, QuestionResult, load_qa, matches, score
-from core.ingest import ingest
-from core.search import SearchOptions, retrieve
-from core.store import Store, open_store
-from core.weaviate_local import LocalWeaviate
+from core.ingest.pipeline import ingest
+from core.store.client import Store, open_store
+from core.store.local import LocalWeaviate
+from core.store.search import SearchOptions, retrieve
 
 REPO = Path(__file__).resolve().parent.parent
 K = 5

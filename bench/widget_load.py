@@ -27,17 +27,17 @@ import httpx
 
 from bench.answer import vm_hwm_mb
 from bench.ingest_search import REPO, settings_for
-from core.apikeys import ApiKeys
+from core.answer.assistant import open_assistant
 from core.config import Settings
 from core.embed import create_embedder
-from core.ingest import ingest
-from core.rag import open_assistant
-from core.store import open_store
+from core.ingest.pipeline import ingest
+from core.store.client import open_store
+from core.store.local import LocalWeaviate
 from core.types import Message
-from core.weaviate_local import LocalWeaviate
 from tests.conftest import cli_environment, free_port_block
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import serve_process
+from widget.apikeys import ApiKeys
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 ANSWER = [f"token{i} " for i in range(20)] + ["[1]."]

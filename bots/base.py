@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from bots.dedup import create_deduplicator
 from bots.render import Dialect, final_markdown, split
 from core import shutdown
-from core.answers import Rating
-from core.dedup import create_deduplicator
+from core.answer.assistant import Assistant
+from core.answer.log import Rating
 from core.errors import ConfigError
-from core.rag import Assistant
 from core.types import Delta, Done, Event, Failed, Message
 
 logger = logging.getLogger(__name__)

@@ -32,11 +32,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, 
 
 from bots.base import APOLOGY, THANKS, Channel, Responder, feedback_value, is_reset, parse_feedback
 from bots.render import DISCORD, render
-from core.answers import Rating
+from core.answer.assistant import open_assistant
+from core.answer.log import Rating
+from core.answer.profiles import BotProfile
 from core.config import Settings
 from core.errors import ConfigError
-from core.profiles import BotProfile
-from core.rag import open_assistant
 from core.shutdown import until_sigterm
 
 logger = logging.getLogger(__name__)

@@ -68,10 +68,10 @@ from bots.base import (
 )
 from bots.render import SLACK, final_markdown, render, sources_markdown, split
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
-from core.answers import Rating
+from core.answer.assistant import Assistant, open_assistant
+from core.answer.log import Rating
 from core.config import Settings
 from core.errors import ConfigError
-from core.rag import Assistant, open_assistant
 from core.shutdown import sigterm
 from core.types import Done, Event
 

@@ -41,9 +41,9 @@ from telegram.ext import (
 from bots.base import THANKS, Channel, Responder, feedback_value, is_reset
 from bots.render import TELEGRAM
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
+from core.answer.assistant import Assistant, open_assistant
 from core.config import Settings
 from core.errors import ConfigError
-from core.rag import Assistant, open_assistant
 from core.shutdown import sigterm
 
 logger = logging.getLogger(__name__)

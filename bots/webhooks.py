@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from core.rag import Assistant
+from core.answer.assistant import Assistant
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".switchboard"), validation_alias="SWITCHBOARD_DATA_DIR")
     default_kb: str = Field("default", validation_alias="SWITCHBOARD_KB")
 
-    # An external Weaviate; when unset the kit runs a local one (see core.weaviate_local). Several nodes of one
+    # An external Weaviate; when unset the kit runs a local one (see core.store.local). Several nodes of one
     # cluster: comma-separated URLs, the first reachable one is used; gRPC ports: one for all, or one per URL.
     weaviate_url: str | None = Field(None, validation_alias="WEAVIATE_URL")
     weaviate_api_key: SecretStr | None = Field(None, validation_alias="WEAVIATE_API_KEY")

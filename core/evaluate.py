@@ -8,8 +8,8 @@ from pathlib import Path
 
 from core.embed import Embedder
 from core.errors import SwitchboardError
-from core.search import SearchOptions, retrieve
-from core.store import Store
+from core.store.client import Store
+from core.store.search import SearchOptions, retrieve
 
 MRR_DEPTH = 10
 

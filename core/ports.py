@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno
 import socket
 
+from core.answer.llm import LocalLLM
 from core.config import Settings
 from core.errors import ConfigError
-from core.llm import LocalLLM
-from core.weaviate_local import LocalWeaviate
+from core.store.local import LocalWeaviate
 
 
 def check_ports(settings: Settings) -> None:

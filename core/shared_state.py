@@ -1,9 +1,9 @@
 """The Redis client behind REDIS_URL: the state several replicas share (conversation history, rate limits, the
 session-signing secret, chat-event de-duplication).
 
-One client per process, opened and closed with the assistant (core.rag.open_assistant); each concern's module
-picks its Redis or single-machine backend from it. Every key lives under `switchboard:`, and Redis failures
-become StateError with a message that says where Redis was expected.
+One client per process, opened and closed with the assistant (core.answer.assistant.open_assistant); each
+concern's module picks its Redis or single-machine backend from it. Every key lives under `switchboard:`, and
+Redis failures become StateError with a message that says where Redis was expected.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class Usage:
     completion_tokens: int
 
 
-# --- the event stream of core.rag: typed, with a `kind` discriminator -----------------------------
+# --- the event stream of core.answer.assistant: typed, with a `kind` discriminator -----------------------------
 
 
 @dataclass(frozen=True, kw_only=True)

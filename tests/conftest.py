@@ -31,8 +31,8 @@ from redis.asyncio import Redis
 from core.config import Settings
 from core.embed import Embedder, create_embedder, offline_minilm_dir
 from core.shared_state import open_redis
-from core.store import Store, open_store
-from core.weaviate_local import LocalWeaviate
+from core.store.client import Store, open_store
+from core.store.local import LocalWeaviate
 from tests.fakes.openai_server import FakeOpenAI
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ WIDGET_KB = "widget_kb"
 
 @pytest.fixture(scope="session")
 async def widget_kb(settings: Settings, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from core.ingest import ingest
+    from core.ingest.pipeline import ingest
     from tests.servers import HOSTILE
 
     extra = tmp_path_factory.mktemp("hostile")

@@ -17,18 +17,18 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from core.answers import AnswerLog
+from core.answer.log import AnswerLog
 from core.config import Settings
 from core.embed import Embedder
-from core.jobs import LEASE_SECONDS, STOPPED
-from core.search import SearchOptions, retrieve
-from core.store import Store
+from core.store.client import Store
+from core.store.local import LocalWeaviate
+from core.store.search import SearchOptions, retrieve
 from core.types import Citation
-from core.weaviate_local import LocalWeaviate
 from tests.conftest import StateBackend, cli_environment, loopback_allowed, web_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import RunningServer, run_server, serve_process
 from tests.test_extract import make_pdf
+from widget.jobs import LEASE_SECONDS, STOPPED
 
 KEY = "admin-key-for-tests-0123456789"
 Files = list[tuple[str, tuple[str, bytes]]]

@@ -12,11 +12,11 @@ import httpx
 import openai
 import pytest
 
-from core.apikeys import ApiKeys
 from core.config import Settings
 from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import RunningServer, run_server
+from widget.apikeys import ApiKeys
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}

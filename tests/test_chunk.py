@@ -1,6 +1,6 @@
 from itertools import pairwise
 
-from core.chunk import chunk_markdown
+from core.ingest.chunk import chunk_markdown
 
 PROSE = "This sentence talks about retries and queues. " * 40
 

@@ -20,13 +20,13 @@ from pydantic import SecretStr
 
 from bots.base import APOLOGY, CURSOR
 from bots.discord import NOT_ALLOWED, RESET_DONE, THANKS, UNKNOWN_ANSWER, load_rules, run
-from core.answers import AnswerLog
+from core.answer.log import AnswerLog
+from core.answer.profiles import load_profiles
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import ConfigError
-from core.ingest import ingest
-from core.profiles import load_profiles
-from core.store import open_store
+from core.ingest.pipeline import ingest
+from core.store.client import open_store
 from tests.conftest import loopback_allowed
 from tests.fakes.discord_server import (
     BOT_ID,

@@ -26,8 +26,8 @@ import pytest
 import typer
 import yaml
 
+from core.answer.profiles import load_profiles
 from core.config import WEAVIATE_VERSION, Settings
-from core.profiles import load_profiles
 from switchboard.cli import app
 from tests.conftest import REPO
 

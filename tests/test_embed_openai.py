@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from core.config import Settings
 from core.embed import Embedder, OpenAIEmbedder, create_embedder
 from core.errors import ConfigError, EmbedderMismatch, EmbedError
-from core.ingest import ingest
-from core.search import SearchOptions, retrieve
-from core.store import Store
+from core.ingest.pipeline import ingest
+from core.store.client import Store
+from core.store.search import SearchOptions, retrieve
 from tests.fakes.openai_server import DIM, FakeOpenAI
 
 

@@ -10,8 +10,8 @@ from fpdf import FPDF
 
 from core.config import Settings
 from core.errors import IngestError, UnsupportedSource
-from core.extract import Extracted, Limits
-from core.extract import extract as extract_with
+from core.ingest.extract import Extracted, Limits
+from core.ingest.extract import extract as extract_with
 
 DEFAULTS = Limits.from_settings(Settings(_env_file=None))
 

@@ -7,8 +7,8 @@ import asyncio
 import multiprocessing
 from pathlib import Path
 
+from core.answer.history import RedisHistory, create_history
 from core.config import Settings
-from core.history import RedisHistory, create_history
 from core.shared_state import open_redis, redis_key
 from core.types import Turn
 from tests.conftest import StateBackend

@@ -13,10 +13,10 @@ import pytest
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import EmbedderMismatch, IngestError, UnsupportedSource
-from core.ingest import chunks_for, ingest
+from core.ingest.pipeline import chunks_for, ingest
+from core.ingest.sources import RawDoc
 from core.kb import KBMeta
-from core.sources import RawDoc
-from core.store import Store, chunk_uuid
+from core.store.client import Store, chunk_uuid
 from tests.conftest import QuietHandler, loopback_allowed
 from tests.test_extract import make_docx, make_pdf
 

@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from core.config import Settings
-from core.ingest import chunks_for
+from core.ingest.pipeline import chunks_for
+from core.ingest.sources import RawDoc
 from core.kb import collection_name
-from core.sources import RawDoc
-from core.store import open_store
-from core.weaviate_local import LocalWeaviate
+from core.store.client import open_store
+from core.store.local import LocalWeaviate
 from tests.conftest import REPO, cli_environment, free_port_block, make_settings, require_weaviate_binary
 
 pytestmark = pytest.mark.slow

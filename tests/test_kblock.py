@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from core import kblock
 from core.config import Settings
-from core.kblock import KBBusy, kb_write_lock
+from core.ingest import lock as kblock
+from core.ingest.lock import KBBusy, kb_write_lock
 from tests.conftest import REPO, StateBackend
 
 EXE = str(REPO / ".venv" / "bin" / "switchboard")

@@ -9,16 +9,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.answers import AnswerLog
+from core.answer.assistant import Assistant
+from core.answer.history import SQLiteHistory
+from core.answer.llm import LOCAL_MODEL_NAME, LocalLLM, open_llm, packaged_model
+from core.answer.log import AnswerLog
+from core.answer.profiles import load_profiles
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import LLMError
-from core.history import SQLiteHistory
-from core.ingest import ingest
-from core.llm import LOCAL_MODEL_NAME, LocalLLM, open_llm, packaged_model
-from core.profiles import load_profiles
-from core.rag import Assistant
-from core.store import Store
+from core.ingest.pipeline import ingest
+from core.store.client import Store
 from core.types import Delta, Done, Message, Sources
 from tests.conftest import REPO, free_port_block
 

@@ -18,15 +18,15 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 
-from core.apikeys import ApiKeys
 from core.config import Settings
 from core.embed import Embedder
-from core.ingest import ingest
-from core.store import open_store
+from core.ingest.pipeline import ingest
+from core.store.client import open_store
 from tests.conftest import REPO, WIDGET_KB, cli_environment, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
 from tests.test_cli import one_line_error, run
+from widget.apikeys import ApiKeys
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 PRIVATE_KB = "mcp_private"

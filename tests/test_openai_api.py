@@ -12,12 +12,12 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
-from core.apikeys import ApiKeys
 from core.config import Settings
 from tests.conftest import cli_environment, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
 from tests.test_cli import run
+from widget.apikeys import ApiKeys
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 

@@ -17,13 +17,13 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from core import answers as answers_module
-from core import history as history_module
-from core.answers import AnswerLog
+from core.answer import history as history_module
+from core.answer import log as answers_module
+from core.answer.history import SQLiteHistory, create_history
+from core.answer.log import AnswerLog
 from core.config import Settings
-from core.history import SQLiteHistory, create_history
+from core.store.local import LocalWeaviate
 from core.types import Citation, Turn
-from core.weaviate_local import LocalWeaviate
 from tests.conftest import REPO, StateBackend, cli_environment, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server

@@ -1,4 +1,5 @@
-"""core.rag end to end: real Weaviate, real embedder, the real openai client against a scripted fake LLM."""
+"""core.answer.assistant end to end: real Weaviate, real embedder, the real openai client against a scripted fake
+LLM."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from core.answers import AnswerLog, Feedback
+from core.answer.assistant import DONT_KNOW, STORE_DOWN, Assistant
+from core.answer.history import SQLiteHistory, fit_history
+from core.answer.llm import FALLBACK_NOTE, LLM
+from core.answer.log import AnswerLog, Feedback
+from core.answer.profiles import load_profiles
 from core.config import Settings
 from core.embed import Embedder
-from core.history import SQLiteHistory, fit_history
-from core.ingest import ingest
-from core.llm import FALLBACK_NOTE, LLM
-from core.profiles import load_profiles
-from core.rag import DONT_KNOW, STORE_DOWN, Assistant
-from core.store import Store, open_store
+from core.ingest.pipeline import ingest
+from core.store.client import Store, open_store
 from core.types import Delta, Done, Event, Failed, Message, Sources, Turn
 from tests.conftest import REPO, free_port_block, make_settings, require_weaviate_binary
 from tests.fakes.openai_server import FakeOpenAI, Reply
@@ -210,7 +211,7 @@ async def test_weaviate_down_fails_fast_then_recovers(
 ) -> None:
     http_port, grpc_port = free_port_block()
     own = make_settings(tmp_path / "data", http_port, grpc_port, embed_model_path=settings.embed_model_path)
-    from core.weaviate_local import LocalWeaviate
+    from core.store.local import LocalWeaviate
 
     local = LocalWeaviate.from_settings(own)
     require_weaviate_binary(local)

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from bots.base import APOLOGY, CURSOR, Channel, is_reset, parse_feedback, relay
+from bots.dedup import RedisDeduplicator, SQLiteDeduplicator, create_deduplicator
 from bots.render import DISCORD, TELEGRAM, Dialect
-from core.dedup import RedisDeduplicator, SQLiteDeduplicator, create_deduplicator
 from core.shared_state import open_redis
 from core.types import Citation, Delta, Done, Event, Failed, Sources
 from tests.conftest import StateBackend

@@ -19,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bots.slack import EVENTS_PATH
 from core.config import Settings
-from core.weaviate_local import LocalWeaviate
+from core.store.local import LocalWeaviate
 from tests.conftest import cli_environment, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack

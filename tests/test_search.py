@@ -9,10 +9,10 @@ import pytest
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import EmptyKB, KBNotFound
-from core.ingest import ingest
+from core.ingest.pipeline import ingest
 from core.kb import KBMeta
-from core.search import SearchOptions, retrieve
-from core.store import Store
+from core.store.client import Store
+from core.store.search import SearchOptions, retrieve
 
 CORPUS = {
     "pets/cats.md": "# Cats\n\nCats are small carnivorous mammals that purr and groom themselves.",

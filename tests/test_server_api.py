@@ -14,10 +14,10 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from core.answers import AnswerLog
+from core.answer.assistant import STORE_DOWN
+from core.answer.log import AnswerLog
 from core.config import Settings
-from core.rag import STORE_DOWN
-from core.weaviate_local import LocalWeaviate
+from core.store.local import LocalWeaviate
 from tests.conftest import free_port_block, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server

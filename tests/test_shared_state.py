@@ -10,15 +10,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from core.apikeys import ApiKeys
+from core.answer.history import create_history
 from core.config import Settings
 from core.errors import ConfigError, StateError
-from core.history import create_history
 from core.shared_state import open_redis, state_backend
 from core.types import Turn
 from tests.conftest import StateBackend, free_port_block, redis_server, web_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import run_server
+from widget.apikeys import ApiKeys
 from widget.ratelimit import create_rate_limits
 from widget.sessions import SessionTokens, TokenError, signing_secret
 

@@ -29,12 +29,11 @@ from pydantic import SecretStr
 from bots.base import CURSOR
 from bots.discord import run as discord_run
 from bots.slack import run as slack_run
-from core.apikeys import ApiKeys
 from core.config import Settings
-from core.ingest import chunks_for
-from core.sources import RawDoc
-from core.store import open_store
-from core.weaviate_local import LocalWeaviate
+from core.ingest.pipeline import chunks_for
+from core.ingest.sources import RawDoc
+from core.store.client import open_store
+from core.store.local import LocalWeaviate
 from tests.conftest import REPO, cli_environment, free_port_block
 from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, user
 from tests.fakes.discord_server import TOKEN as DISCORD_TOKEN
@@ -45,6 +44,7 @@ from tests.fakes.slack_server import BOT_USER as SLACK_BOT_USER
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
 from tests.test_interrupted_ingest import count, write_corpus
 from tests.test_slack import callback, envelope
+from widget.apikeys import ApiKeys
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 # The fake model sends the first piece, then stalls: SIGTERM lands while the answer streams.

@@ -27,15 +27,15 @@ from slack_sdk.signature import SignatureVerifier
 
 from bots.base import APOLOGY
 from bots.slack import ASK_USAGE, EVENTS_PATH, FENCE, RESET_DONE, STREAM_LIMIT, THANKS, SlackWebhook, run
-from core.answers import AnswerLog
+from core.answer.assistant import STORE_DOWN
+from core.answer.history import SQLiteHistory
+from core.answer.log import AnswerLog
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import ConfigError
-from core.history import SQLiteHistory
-from core.ingest import ingest
+from core.ingest.pipeline import ingest
 from core.kb import KBMeta
-from core.rag import STORE_DOWN
-from core.store import open_store
+from core.store.client import open_store
 from tests.conftest import REPO, loopback_allowed, real_errors, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, TEAM, Call, FakeSlack

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from core.config import Settings
-from core.egress import REFUSED, AddressPolicy
 from core.errors import IngestError
-from core.sources import discover
+from core.ingest.egress import REFUSED, AddressPolicy
+from core.ingest.sources import discover
 
 ALLOW_LOOPBACK = Settings(_env_file=None, ingest_allowed_hosts="127.0.0.1")
 DEFAULT = Settings(_env_file=None)

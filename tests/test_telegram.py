@@ -17,9 +17,9 @@ import pytest
 from pydantic import SecretStr
 
 from bots.telegram import HELP, run
-from core.answers import AnswerLog
+from core.answer.history import SQLiteHistory
+from core.answer.log import AnswerLog
 from core.config import Settings
-from core.history import SQLiteHistory
 from core.types import Turn
 from tests.conftest import REPO, real_errors, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply

@@ -22,13 +22,13 @@ from pydantic import SecretStr
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import StoreError
-from core.ingest import ingest
+from core.ingest.pipeline import ingest
 from core.kb import KBMeta
 from core.process import pid_alive
-from core.search import SearchOptions, retrieve
-from core.store import open_store
+from core.store.client import open_store
+from core.store.local import LocalWeaviate
+from core.store.search import SearchOptions, retrieve
 from core.types import Done
-from core.weaviate_local import LocalWeaviate
 from tests.conftest import REPO, cli_environment, free_port_block, require_weaviate_binary
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.test_cli import run
@@ -145,14 +145,14 @@ async def test_a_killed_node_keeps_the_kb_serving_and_catches_up(
         started = time.monotonic()
         # The requests that meet the dead node fail (not replayed: a write may not be safe to repeat), and
         # switch the store once...
-        with caplog.at_level(logging.WARNING, "core.store"):
+        with caplog.at_level(logging.WARNING, "core.store.client"):
             failed = await asyncio.gather(
                 *(retrieve(store, embedder, SAMPLE_KB, "cron time zone", options) for _ in range(2)),
                 return_exceptions=True,
             )
         switched = f"switched to Weaviate node {re.escape(cluster[0].url)}, so the request can be retried"
         assert all(isinstance(e, StoreError) and re.search(switched, str(e)) for e in failed), failed
-        assert [r.getMessage() for r in caplog.records if r.name == "core.store"] == [
+        assert [r.getMessage() for r in caplog.records if r.name == "core.store.client"] == [
             f"Weaviate node {cluster[2].url} is down; switched to {cluster[0].url}"
         ]
         # ...and the next ones go to node1, the first other node that answers.

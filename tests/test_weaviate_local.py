@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-import core.weaviate_local as weaviate_local
+import core.store.local as weaviate_local
 from core.errors import StoreError
 from core.kb import KBMeta
-from core.store import open_store
-from core.weaviate_local import LocalWeaviate, embedded_binary_name
+from core.store.client import open_store
+from core.store.local import LocalWeaviate, embedded_binary_name
 from tests.conftest import QuietHandler, free_port_block, make_settings, require_weaviate_binary
 
 

@@ -20,11 +20,11 @@ from itsdangerous import URLSafeTimedSerializer
 from playwright.async_api import async_playwright
 from pydantic import ValidationError
 
-from core.answers import AnswerLog
+from core.answer.log import AnswerLog
 from core.config import Settings
 from core.process import secret_file
 from core.sqlite import init_db
-from core.weaviate_local import LocalWeaviate
+from core.store.local import LocalWeaviate
 from tests.conftest import REPO, cli_environment, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server, serve_process

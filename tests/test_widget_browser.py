@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
 
-from core.answers import AnswerLog
+from core.answer.log import AnswerLog
 from core.config import Settings
 from tests.conftest import REPO, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply

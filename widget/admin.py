@@ -1,8 +1,8 @@
 """The admin API (/admin): ingest uploaded files or URLs as background jobs, list and delete documents, read
 feedback and conversations. Enabled by ADMIN_API_KEY and called with `Authorization: Bearer <key>`.
 
-The work is the CLI's: core.ingest (through core.uploads for files), core.store, core.answers. Jobs are
-core.jobs: one at a time per KB, their records kept with the shared state (SQLite or Redis).
+The work is the CLI's: core.ingest.pipeline (through widget.uploads for files), core.store.client,
+core.answer.log. Jobs are widget.jobs: one at a time per KB, their records kept with the shared state (SQLite or Redis).
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from core.answers import Rating
+from core.answer.log import Rating
+from core.answer.privacy import forget_user as erase_user
 from core.errors import ConfigError, IngestError, KBNotFound, StoreError, UnsupportedSource
-from core.ingest import IngestReport, Progress, ingest
-from core.jobs import Job, JobKind, JobState
+from core.ingest.lock import KBBusy
+from core.ingest.pipeline import IngestReport, Progress, ingest
+from core.ingest.sources import check_url
 from core.kb import validate_kb_name
-from core.kblock import KBBusy
-from core.privacy import forget_user as erase_user
-from core.sources import check_url
 from core.types import Citation
-from core.uploads import UploadRejected, UploadTooLarge, check_uploads, ingest_staged, remove_upload, stage
 from widget.deps import AssistantDep, ServerState, StateDep
+from widget.jobs import Job, JobKind, JobState
+from widget.uploads import UploadRejected, UploadTooLarge, check_uploads, ingest_staged, remove_upload, stage
 
 # Upload requests get their own body limit (ADMIN_MAX_UPLOAD_MB) in widget.app.BodyLimit; every other admin
 # request keeps MAX_BODY_BYTES.

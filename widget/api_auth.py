@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.apikeys import ApiKey
+from widget.apikeys import ApiKey
 from widget.deps import ServerState, bearer
 
 logger = logging.getLogger(__name__)

@@ -20,15 +20,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.apikeys import ApiKeys
+from core.answer.assistant import Assistant, open_assistant
 from core.config import Settings
 from core.errors import StateError
-from core.jobs import Jobs, create_job_store
-from core.rag import Assistant, open_assistant
 from widget import admin, openai_api
+from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
 from widget.bots import widget_settings
 from widget.deps import ServerState
+from widget.jobs import Jobs, create_job_store
 from widget.mcp_server import McpEndpoint
 from widget.openai_api import OpenAIError
 from widget.ratelimit import create_rate_limits

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.answer.profiles import BotProfile
 from core.errors import ConfigError
-from core.profiles import BotProfile
 
 
 class WidgetBot(BaseModel):

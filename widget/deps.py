@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from core.apikeys import ApiKeys
+from core.answer.assistant import Assistant
 from core.config import Settings
-from core.jobs import Jobs
-from core.rag import Assistant
+from widget.apikeys import ApiKeys
 from widget.bots import WidgetBot
+from widget.jobs import Jobs
 from widget.ratelimit import RateLimits
 from widget.sessions import Session, SessionTokens, TokenError
 

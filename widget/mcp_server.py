@@ -36,13 +36,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from core.apikeys import ApiKey
+from core.answer.assistant import STORE_DOWN, Assistant
+from core.answer.profiles import BotProfile
 from core.errors import KBNotFound, SwitchboardError
-from core.profiles import BotProfile
-from core.rag import STORE_DOWN, Assistant
-from core.search import SearchOptions, retrieve
+from core.store.search import SearchOptions, retrieve
 from core.types import Citation, Done, Failed, Message, heading, shown_source
 from widget.api_auth import KeyRefused, authenticate
+from widget.apikeys import ApiKey
 from widget.deps import client_ip, get_state
 
 logger = logging.getLogger(__name__)

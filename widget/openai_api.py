@@ -24,11 +24,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 
-from core.apikeys import ApiKey
-from core.llm import estimate_tokens
-from core.prompt import citation_spans
+from core.answer.llm import estimate_tokens
+from core.answer.prompt import citation_spans
 from core.types import Delta, Done, Event, Failed, Generation, Message, Turn, Usage, heading
 from widget.api_auth import KeyRefused, authenticate
+from widget.apikeys import ApiKey
 from widget.deps import StateDep, client_ip
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])

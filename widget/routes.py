@@ -19,10 +19,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from core.answer.assistant import Assistant
+from core.answer.privacy import forget_conversation
 from core.config import Settings, web_origin
 from core.errors import SwitchboardError
-from core.privacy import forget_conversation
-from core.rag import Assistant
 from core.shared_state import redis_check
 from core.types import Delta, Done, Event, Failed, Message, Sources
 from widget.deps import AssistantDep, SessionDep, StateDep, client_ip

@@ -13,8 +13,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from bots.webhooks import Webhook, WebhookHandler
+from core.answer.assistant import Assistant
 from core.config import Settings
-from core.rag import Assistant
 
 
 def configured(settings: Settings) -> list[Webhook]:

@@ -25,7 +25,7 @@ from switchboard.cli.base import (
 
 
 def _api_keys() -> Any:
-    from core.apikeys import ApiKeys
+    from widget.apikeys import ApiKeys
 
     return ApiKeys(_settings().data_dir / "api-keys.sqlite3")
 
@@ -36,7 +36,7 @@ def keys_create(
     bot: Annotated[list[str] | None, typer.Option("--bot", help="Limit the key to this bot (repeatable).")] = None,
 ) -> None:
     """Create a key; it is shown once and stored only as a hash."""
-    from core.profiles import load_profiles
+    from core.answer.profiles import load_profiles
 
     bots = tuple(bot or ())
     try:
@@ -89,7 +89,7 @@ def forget_user(
     as_json: JsonOption = False,
 ) -> None:
     """Erase everything kept about a user: their questions and answers, feedback, and conversation memory."""
-    from core import privacy
+    from core.answer import privacy
 
     settings = _settings()
     where = f"on channel {channel!r}" if channel else "on every channel"

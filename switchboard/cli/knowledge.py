@@ -39,8 +39,8 @@ def ingest(
     prune: Annotated[bool, typer.Option("--prune", help="Remove documents gone from these sources.")] = False,
 ) -> None:
     """Add or update documents in a knowledge base (only changed chunks are embedded)."""
-    from core.ingest import ingest as run_ingest
-    from core.store import open_store
+    from core.ingest.pipeline import ingest as run_ingest
+    from core.store.client import open_store
 
     settings = _settings()
     name = _kb(settings, kb)
@@ -88,8 +88,8 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Hybrid search (BM25 + vectors) in a knowledge base."""
-    from core.search import SearchOptions, retrieve
-    from core.store import open_store
+    from core.store.client import open_store
+    from core.store.search import SearchOptions, retrieve
 
     settings = _settings()
     name = _kb(settings, kb)
@@ -126,7 +126,7 @@ def eval_command(
 ) -> None:
     """Measure retrieval: recall@k and MRR@10."""
     from core.evaluate import evaluate, load_qa
-    from core.store import open_store
+    from core.store.client import open_store
 
     settings = _settings()
     name = _kb(settings, kb)
@@ -169,7 +169,7 @@ def eval_command(
 @kb_app.command("list")
 def kb_list(as_json: JsonOption = False) -> None:
     """Knowledge bases with document and chunk counts."""
-    from core.store import open_store
+    from core.store.client import open_store
 
     settings = _settings()
 
@@ -194,8 +194,8 @@ def kb_delete(
     name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False
 ) -> None:
     """Delete a knowledge base and all its chunks."""
-    from core.kblock import kb_write_lock
-    from core.store import open_store
+    from core.ingest.lock import kb_write_lock
+    from core.store.client import open_store
 
     settings = _settings()
     kb = _kb(settings, name)
@@ -214,7 +214,7 @@ def kb_delete(
 def status(as_json: JsonOption = False) -> None:
     """Is Weaviate reachable, which embedder is configured, which KBs exist."""
     from core.shared_state import state_backend
-    from core.store import open_store
+    from core.store.client import open_store
 
     settings = _settings()
     embedder_name = f"{settings.embed_provider}: {settings.embed_model}"

@@ -17,7 +17,7 @@ from switchboard.cli.base import (
 
 
 def _local() -> Any:
-    from core.weaviate_local import LocalWeaviate
+    from core.store.local import LocalWeaviate
 
     settings = _settings()
     if settings.weaviate_url:
@@ -61,7 +61,7 @@ def weaviate_install(
 
 
 def _local_llm() -> Any:
-    from core.llm import LocalLLM
+    from core.answer.llm import LocalLLM
 
     settings = _settings()
     if not settings.llm_is_local:

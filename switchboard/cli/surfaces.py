@@ -68,7 +68,7 @@ def ask(question: str, kb: KBOption = None, as_json: JsonOption = False) -> None
     """Answer a question from a knowledge base, with cited sources (streamed)."""
     import uuid
 
-    from core.rag import open_assistant
+    from core.answer.assistant import open_assistant
     from core.types import Done, Failed, Message
 
     settings = _with_kb(_settings(), kb)
@@ -99,7 +99,7 @@ def chat(
     """Interactive chat with memory. /reset starts over, /exit (or Ctrl-D) quits."""
     import uuid
 
-    from core.rag import open_assistant
+    from core.answer.assistant import open_assistant
     from core.types import Message
 
     settings = _with_kb(_settings(), kb)
@@ -159,7 +159,7 @@ def mcp_command(
     ] = None,
 ) -> None:
     """Serve the knowledge bases to an MCP client over stdio (tools search_knowledge and ask; logs on stderr)."""
-    from core.rag import open_assistant
+    from core.answer.assistant import open_assistant
     from core.shutdown import until_sigterm
     from widget.mcp_server import serve_stdio
 
@@ -200,7 +200,7 @@ def bot(platform: Platform) -> None:
 def demo() -> None:
     """The main job on the embedded defaults: local Weaviate, embedder and model, the sample docs, and the web
     widget over them at http://127.0.0.1:8000/."""
-    from core.ingest import ingest as run_ingest
+    from core.ingest.pipeline import ingest as run_ingest
 
     settings = _settings().model_copy(update={"default_kb": "demo"})
 

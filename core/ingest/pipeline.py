@@ -18,15 +18,15 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from core.chunk import SECTION_SEP, chunk_markdown
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestError, IngestStopped
-from core.extract import Limits, extract
+from core.ingest.chunk import SECTION_SEP, chunk_markdown
+from core.ingest.extract import Limits, extract
+from core.ingest.lock import kb_write_lock
+from core.ingest.sources import Found, RawDoc, discover, normalise_origin
 from core.kb import KBMeta
-from core.kblock import kb_write_lock
-from core.sources import Found, RawDoc, discover, normalise_origin
-from core.store import Store, StoredChunk, chunk_uuid
+from core.store.client import Store, StoredChunk, chunk_uuid
 from core.types import Chunk
 
 logger = logging.getLogger(__name__)

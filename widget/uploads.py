@@ -22,11 +22,11 @@ from typing import BinaryIO
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestError
-from core.extract import check_type
-from core.ingest import IngestReport, Progress, ingest_found
+from core.ingest.extract import check_type
+from core.ingest.pipeline import IngestReport, Progress, ingest_found
+from core.ingest.sources import Found, RawDoc
 from core.kb import validate_kb_name
-from core.sources import Found, RawDoc
-from core.store import Store
+from core.store.client import Store
 
 MAX_NAME_CHARS = 200
 

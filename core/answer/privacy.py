@@ -1,7 +1,7 @@
 """Erasure on request: one conversation ("forget this conversation"), or everything of one user.
 
-The two stores that hold what people said each erase their own part: the conversation memory (core.history,
-SQLite or Redis) and the answer log with its feedback (core.answers). Memory goes first: if Redis is down the
+The two stores that hold what people said each erase their own part: the conversation memory (core.answer.history,
+SQLite or Redis) and the answer log with its feedback (core.answer.log). Memory goes first: if Redis is down the
 erasure fails before the log is touched, and running it again finds the same conversations.
 """
 
@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.answers import AnswerLog, Erased, create_answer_log
+from core.answer.history import HistoryStore, create_history
+from core.answer.log import AnswerLog, Erased, create_answer_log
 from core.config import Settings
-from core.history import HistoryStore, create_history
 from core.shared_state import open_redis
 
 

@@ -19,9 +19,9 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from core.config import Settings
-from core.egress import InternalAddress, ingest_client
 from core.errors import IngestError, UnsupportedSource
-from core.extract import CONTENT_TYPES, EXTRACTORS, check_type, suffix_of
+from core.ingest.egress import InternalAddress, ingest_client
+from core.ingest.extract import CONTENT_TYPES, EXTRACTORS, check_type, suffix_of
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def is_url(value: str) -> bool:
 
 def check_url(raw: str) -> None:
     """Refuse what cannot be fetched before anything is read or written. Whether the address is public is
-    checked when fetching (core.egress), on every hop."""
+    checked when fetching (core.ingest.egress), on every hop."""
     invalid = f"{raw}: not a valid URL; expected http(s)://host/path"
     try:
         parsed = urlparse(raw)

@@ -1,7 +1,7 @@
 """Ingestion jobs in the background of a server process: one at a time per KB, with progress and a summary.
 
 One KB at a time because an ingest plans against the chunks stored when it starts: jobs of one process queue on
-an asyncio lock, and every writer (other replicas, `switchboard ingest`) is kept out by core.kblock, which the
+an asyncio lock, and every writer (other replicas, `switchboard ingest`) is kept out by core.ingest.lock, which the
 ingest pipeline takes. Job records are kept where the deployment keeps shared state (SQLite under the data
 directory, or Redis with REDIS_URL), so they survive a restart and every replica sees them; the latest KEEP.
 A running job renews a lease on its record: one whose lease ran out (its server died) reads as failed.
@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 
 from core.config import Settings
 from core.errors import SwitchboardError
-from core.ingest import IngestReport, Progress
-from core.kblock import KBBusy, kb_write_lock
+from core.ingest.lock import KBBusy, kb_write_lock
+from core.ingest.pipeline import IngestReport, Progress
 from core.shared_state import redis_errors, redis_key
 from core.sqlite import connect, init_db
 

@@ -18,10 +18,10 @@ from typing import Any, cast
 import httpx
 import openai
 
+from core.answer.prompt import ChatMessage
 from core.config import Settings
 from core.errors import LLMError
 from core.process import ManagedProcess, secret_file
-from core.prompt import ChatMessage
 from core.types import Citation, FinishReason, Usage, heading
 
 logger = logging.getLogger(__name__)

@@ -15,18 +15,18 @@ from contextlib import aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
-from core.answers import AnswerLog, create_answer_log
+from core.answer.history import HistoryStore, create_history, fit_history
+from core.answer.llm import LLM, Finish, extractive_answer, open_llm
+from core.answer.log import AnswerLog, create_answer_log
+from core.answer.profiles import DEFAULT_BOT, BotProfile, load_profiles
+from core.answer.prompt import answer_messages, cited_numbers, condense_messages
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
-from core.history import HistoryStore, create_history, fit_history
-from core.llm import LLM, Finish, extractive_answer, open_llm
-from core.profiles import DEFAULT_BOT, BotProfile, load_profiles
-from core.prompt import answer_messages, cited_numbers, condense_messages
-from core.search import SearchOptions, retrieve
 from core.shared_state import open_redis
 from core.shutdown import InFlight
-from core.store import Store, open_store
+from core.store.client import Store, open_store
+from core.store.search import SearchOptions, retrieve
 from core.types import (
     Citation,
     Delta,

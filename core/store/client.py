@@ -38,8 +38,8 @@ from weaviate.util import generate_uuid5
 from core.config import Settings
 from core.errors import EmbedderMismatch, EmptyKB, KBNotFound, StoreError
 from core.kb import KBMeta, collection_name, kb_from_collection
+from core.store.local import LocalWeaviate
 from core.types import Chunk, Source
-from core.weaviate_local import LocalWeaviate
 
 logger = logging.getLogger(__name__)
 

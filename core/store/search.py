@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 from core.embed import Embedder
-from core.store import Store
+from core.store.client import Store
 from core.types import Source
 
 
