@@ -27,7 +27,7 @@ from core.ingest.pipeline import ingest
 from core.store.local import LocalWeaviate
 from core.store.search import SearchOptions, retrieve
 from core.types import Delta, Done, Message, Sources
-from tests.conftest import free_port_block
+from tests.support.ports import free_port_block
 
 KB = "bench_answer"
 
@@ -53,7 +53,7 @@ async def run(questions: list[str], max_tokens: int, work: Path) -> dict[str, ob
             await ingest(
                 assistant.store, assistant.embedder, [str(REPO / "examples" / "docs")], kb=KB, settings=settings
             )
-            options = SearchOptions(top_k=settings.search_top_k, alpha=settings.search_alpha)
+            options = SearchOptions.from_settings(settings)
             kit: list[tuple[float, float, float]] = []  # (retrieval, first token, total)
             for i, question in enumerate(questions):
                 started = time.perf_counter()

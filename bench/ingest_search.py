@@ -6,7 +6,8 @@ Builds the Python-docs corpus (bench.corpus), starts a dedicated local Weaviate 
 runs each phase in its own process so peak RSS is per phase:
   raw     fastembed alone over the very chunks the kit will write (chunks/s)
   ingest  `core.ingest.pipeline.ingest` first run, then the unchanged re-run
-  search  `core.store.search.retrieve` vs raw query embedding + a raw weaviate-client hybrid query, same parameters
+  search  `core.store.search.retrieve` vs raw query embedding + a raw weaviate-client hybrid query, same parameters;
+          and retrieve with the reranker pointed at a loopback fake /rerank server (what the HTTP step adds)
 Prints a table and writes bench/out/ingest_search.json.
 """
 
@@ -34,7 +35,9 @@ from core.ingest.sources import discover
 from core.kb import collection_name
 from core.store.client import open_store
 from core.store.local import LocalWeaviate
+from core.store.rerank import open_reranker
 from core.store.search import SearchOptions, retrieve
+from tests.fakes.rerank_server import FakeReranker
 
 REPO = Path(__file__).resolve().parent.parent
 KB = "bench"
@@ -90,18 +93,24 @@ def phase_search(settings: Settings, queries: list[str], repeat: int) -> dict[st
 
     embedder = create_embedder(settings)
     local = LocalWeaviate.from_settings(settings)
-    options = SearchOptions(top_k=settings.search_top_k, alpha=settings.search_alpha)
+    options = SearchOptions.from_settings(settings)
 
-    async def run() -> tuple[list[float], list[float]]:
+    async def run() -> tuple[list[float], list[float], list[float]]:
         kit: list[float] = []
         raw: list[float] = []
+        reranked: list[float] = []
         client = weaviate.use_async_with_local(
             port=local.http_port, grpc_port=local.grpc_port, auth_credentials=Auth.api_key(local.api_key)
         )
         await client.connect()
         collection = client.collections.use(collection_name(KB))
-        async with open_store(settings) as store:
+        fake = FakeReranker().start()
+        async with (
+            open_store(settings) as store,
+            open_reranker(settings.model_copy(update={"rerank_base_url": fake.base_url})) as reranker,
+        ):
             await retrieve(store, embedder, KB, "warm up", options)
+            await retrieve(store, embedder, KB, "warm up", options, reranker)
             for _ in range(repeat):
                 for query in queries:  # interleaved, so drift on the machine hits both alike
                     t = time.perf_counter()
@@ -118,11 +127,15 @@ def phase_search(settings: Settings, queries: list[str], repeat: int) -> dict[st
                         return_metadata=MetadataQuery(score=True),
                     )
                     raw.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    await retrieve(store, embedder, KB, query, options, reranker)
+                    reranked.append(time.perf_counter() - t)
+        fake.stop()
         await client.close()
-        return kit, raw
+        return kit, raw, reranked
 
-    kit, raw = asyncio.run(run())
-    return {"kit": kit, "raw": raw, "rss_mb": peak_rss_mb()}
+    kit, raw, reranked = asyncio.run(run())
+    return {"kit": kit, "raw": raw, "reranked": reranked, "rss_mb": peak_rss_mb()}
 
 
 def child(phase: str, work: Path, port: int, grpc: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +183,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from tests.conftest import free_port_block
+    from tests.support.ports import free_port_block
 
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         work = Path(tmp)
@@ -190,6 +203,8 @@ def main() -> None:
     kit_rate = ing["chunks"] / ing["first"]
     kit_p50, kit_p95 = percentile(srch["kit"], 50) * 1000, percentile(srch["kit"], 95) * 1000
     raw_p50, raw_p95 = percentile(srch["raw"], 50) * 1000, percentile(srch["raw"], 95) * 1000
+    rerank_p50 = percentile(srch["reranked"], 50) * 1000
+    options_note = f"{settings.rerank_top_n} candidates"
     rows = [
         ("corpus", f"{len(files)} files, {ing['documents']} documents, {ing['chunks']} chunks", "", ""),
         (
@@ -206,6 +221,12 @@ def main() -> None:
         ),
         ("search p50", f"{kit_p50:.1f} ms", f"raw {raw_p50:.1f} ms", f"{kit_p50 / raw_p50:.2f}x (target <= 1.2x)"),
         ("search p95", f"{kit_p95:.1f} ms", f"raw {raw_p95:.1f} ms", f"{kit_p95 / raw_p95:.2f}x (target <= 1.2x)"),
+        (
+            "search + reranker p50",
+            f"{rerank_p50:.1f} ms",
+            f"kit {kit_p50:.1f} ms",
+            f"+{rerank_p50 - kit_p50:.1f} ms ({options_note}; loopback fake: no model time)",
+        ),
         (
             "peak RSS",
             f"ingest {ing['rss_mb']:.0f} MB, search {srch['rss_mb']:.0f} MB",

@@ -22,8 +22,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.widget_load import REPO, demo_setup, over_http, pct, server_env
-from tests.conftest import redis_server
-from tests.servers import serve_process
+from tests.support.cli import serve_process
+from tests.support.redis_server import redis_server
 
 
 def run(env: dict[str, str], work: Path, replicas: int, n: int, turns: int) -> dict[str, float]:

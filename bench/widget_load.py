@@ -34,9 +34,9 @@ from core.ingest.pipeline import ingest
 from core.store.client import open_store
 from core.store.local import LocalWeaviate
 from core.types import Message
-from tests.conftest import cli_environment, free_port_block
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.servers import serve_process
+from tests.support.cli import cli_environment, serve_process
+from tests.support.ports import free_port_block
 from widget.apikeys import ApiKeys
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"

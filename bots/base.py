@@ -4,7 +4,9 @@ core's event stream into a reply that grows in place.
 Streaming into chat apps means post a placeholder, then edit it on a timer: the next edit only after the
 previous one finished, none when nothing changed, and one final edit with the whole answer and its sources
 (vercel/chat's fallbackStream does the same). An answer longer than one message continues in new messages.
-The adapters (slack.py, telegram.py, discord.py) only translate: platform event → `Message`, and `Channel`
+A platform with a streaming API of its own (Slack) hands relay() another `Stream` strategy instead; relay
+falls back to post-then-edit when that one cannot start.
+The adapters (slack/, telegram.py, discord.py) only translate: platform event → `Message`, and `Channel`
 calls → platform API calls.
 """
 
@@ -14,17 +16,20 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from bots.dedup import create_deduplicator
-from bots.render import Dialect, final_markdown, split
+from bots.render import Dialect, split
+from bots.settings import BotTable
 from core import shutdown
 from core.answer.assistant import Assistant
+from core.answer.citations import final_markdown
+from core.answer.collect import collect
 from core.answer.log import Rating
-from core.errors import ConfigError
-from core.types import Delta, Done, Event, Failed, Message
+from core.errors import AnswerFailed, ConfigError
+from core.types import Done, Event, Message
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +58,6 @@ class Channel(ABC):
     async def typing(self) -> None:
         """Show "typing…" where the platform has it; nothing otherwise."""
         return None
-
-    async def stream(self, events: AsyncIterator[Event]) -> Done | None:
-        """Deliver one answer as it is written: post-then-edit (`relay`), unless the platform has its own
-        streaming API (Slack)."""
-        return await relay(events, self)
 
 
 class Reply:
@@ -118,16 +118,15 @@ async def follow(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
+    def grow(text: str) -> None:
+        result.text += text
+        changed.set()
+
     task = asyncio.create_task(updater())
     try:
-        async for event in events:
-            if isinstance(event, Delta):
-                result.text += event.text
-                changed.set()
-            elif isinstance(event, Done):
-                result.done = event
-            elif isinstance(event, Failed):
-                result.failure = event.reason
+        result.done = await collect(events, grow)
+    except AnswerFailed as failed:
+        result.failure = str(failed)
     except asyncio.CancelledError as exc:  # the caller still gets to say so, not leave a stuck preview
         result.cancelled = exc
     except Exception:
@@ -139,30 +138,72 @@ async def follow(
     return result
 
 
-async def relay(events: AsyncIterator[Event], channel: Channel) -> Done | None:
-    """Stream one answer into `channel`. Returns the `Done` event (None when the answer failed). Never
-    raises for a failed answer: the user gets the core's reason or a short apology instead of silence."""
-    reply = Reply(channel)
+class Stream(ABC):
+    """How one answer is shown while it is written: relay() reads the events and drives it."""
+
+    interval: float  # seconds between updates
+
+    @abstractmethod
+    async def start(self) -> bool:
+        """Open the reply before the first event; False when this way cannot show the answer (logged here)."""
+
+    @abstractmethod
+    async def update(self, text: str) -> None:
+        """Show the Markdown written so far."""
+
+    @abstractmethod
+    async def finish(self, result: Followed) -> None:
+        """Show the whole answer with its sources, or why there is none; never raises."""
+
+
+class PostThenEdit(Stream):
+    """Every platform's way: a placeholder, edits on the channel's timer, one final edit with the whole answer
+    and its sources."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.interval = channel.edit_interval
+        self.reply = Reply(channel)
+
+    async def start(self) -> bool:
+        try:
+            await self.reply.show(THINKING)
+        except Exception:
+            logger.exception("could not post the placeholder to %s", self.channel.dialect.name)
+            return False
+        return True
+
+    async def update(self, text: str) -> None:
+        await self.reply.show(text + CURSOR)
+
+    async def finish(self, result: Followed) -> None:
+        done = result.done
+        if result.cancelled is not None:
+            final = f"{result.text}\n\n{INTERRUPTED}" if result.text else INTERRUPTED
+        else:
+            final = result.failure or (final_markdown(done) if done else APOLOGY)
+        try:
+            await self.reply.show(final, answer_id=done.answer_id if done else None)
+        except Exception:
+            logger.exception("could not deliver the final answer to %s", self.channel.dialect.name)
+
+
+async def relay(events: AsyncIterator[Event], channel: Channel, streaming: Stream | None = None) -> Done | None:
+    """Stream one answer into `channel`: through `streaming`, a platform's own streaming API, when given and it
+    starts, else post-then-edit. Returns the `Done` event (None when the answer failed). Never raises for a
+    failed answer: the user gets the core's reason or a short apology instead of silence."""
     with contextlib.suppress(Exception):
         await channel.typing()
-    try:
-        await reply.show(THINKING)
-    except Exception:
-        logger.exception("could not post the placeholder to %s", channel.dialect.name)
-        return None
-    result = await follow(events, channel.dialect.name, lambda text: reply.show(text + CURSOR), channel.edit_interval)
-    done = result.done
-    if result.cancelled is not None:
-        final = f"{result.text}\n\n{INTERRUPTED}" if result.text else INTERRUPTED
-    else:
-        final = result.failure or (final_markdown(done) if done else APOLOGY)
-    try:
-        await reply.show(final, answer_id=done.answer_id if done else None)
-    except Exception:
-        logger.exception("could not deliver the final answer to %s", channel.dialect.name)
+    stream = streaming
+    if stream is None or not await stream.start():
+        stream = PostThenEdit(channel)
+        if not await stream.start():
+            return None
+    result = await follow(events, channel.dialect.name, stream.update, stream.interval)
+    await stream.finish(result)
     if result.cancelled is not None:
         raise result.cancelled
-    return done
+    return result.done
 
 
 RESET_PHRASES = frozenset({"reset", "start over", "new conversation", "forget"})
@@ -188,7 +229,9 @@ class Responder:
     """The part of every adapter that is not about its platform: which bot answers where, redelivery
     de-duplication, answering into a Channel, reset, feedback."""
 
-    def __init__(self, assistant: Assistant, *, platform: str, default_bot: str):
+    def __init__(
+        self, assistant: Assistant, *, platform: str, default_bot: str, tables: Mapping[str, BotTable]
+    ) -> None:
         if default_bot not in assistant.profiles:
             known = ", ".join(sorted(assistant.profiles))
             raise ConfigError(f"{platform.upper()}_BOT names an unknown bot {default_bot!r} (known: {known})")
@@ -196,14 +239,14 @@ class Responder:
         self.dedup = create_deduplicator(assistant.settings, assistant.redis)
         self.platform = platform
         self.default_bot = default_bot
+        self.tables = tables  # every bot's `[bots.NAME.<platform>]` table, validated (bots.settings.load_tables)
 
     def bot_for(self, scopes: Sequence[tuple[str, str]]) -> str:
         """The bot mapped to the most specific scope, e.g. [("channels", "C1"), ("teams", "T1")], from
         `[bots.NAME.<platform>]` tables in the bots file; else the platform's default bot."""
         for key, value in scopes:
-            for name, profile in self.assistant.profiles.items():
-                table = profile.channels.get(self.platform, {})
-                if value in {str(v) for v in table.get(key, ())}:
+            for name, table in self.tables.items():
+                if value in table.scope(key):
                     return name
         return self.default_bot
 
@@ -215,11 +258,19 @@ class Responder:
         return await self.dedup.first(f"{self.platform}:{event_key}")
 
     async def answer(
-        self, channel: Channel, *, text: str, conversation_id: str, bot: str, user_id: str | None = None
+        self,
+        channel: Channel,
+        *,
+        text: str,
+        conversation_id: str,
+        bot: str,
+        user_id: str | None = None,
+        streaming: Stream | None = None,
     ) -> Done | None:
+        """Answer into `channel`, through `streaming` when the platform streams natively (see relay)."""
         message = Message(text=text, channel=self.platform, conversation_id=conversation_id, bot=bot, user_id=user_id)
         with self.assistant.in_flight.track():  # until the final edit, not just the end of the answer
-            return await channel.stream(self.assistant.answer(message))
+            return await relay(self.assistant.answer(message), channel, streaming)
 
     async def reset(self, conversation_id: str) -> None:
         await self.assistant.reset(self.platform, conversation_id)

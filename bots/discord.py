@@ -28,13 +28,13 @@ from typing import Annotated, Any, Generic, Self, TypeVar
 import discord
 from discord import app_commands
 from discord.utils import MISSING
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
+from pydantic import BeforeValidator, StringConstraints
 
 from bots.base import APOLOGY, THANKS, Channel, Responder, feedback_value, is_reset, parse_feedback
 from bots.render import DISCORD, render
+from bots.settings import BotTable, DiscordSettings, load_tables
 from core.answer.assistant import open_assistant
 from core.answer.log import Rating
-from core.answer.profiles import BotProfile
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import until_sigterm
@@ -50,11 +50,9 @@ _THREAD_NAME_CHARS = 90  # Discord allows 100
 Snowflake = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^[0-9]+$")]
 
 
-class DiscordRules(BaseModel):
+class DiscordRules(BotTable):
     """A bot's `[bots.NAME.discord]` table. `guilds` and `channels` are read by `Responder.bot_for`; `threads`
     defaults to DISCORD_THREADS."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     guilds: frozenset[Snowflake] = frozenset()
     channels: frozenset[Snowflake] = frozenset()
@@ -69,19 +67,6 @@ class DiscordRules(BaseModel):
             return False  # a DM has no channel or roles to check against the allowlists
         in_channel = not self.allowed_channels or bool(self.allowed_channels.intersection(where.channels))
         return in_channel and (not self.allowed_roles or bool(self.allowed_roles & where.roles))
-
-
-def load_rules(profiles: dict[str, BotProfile], *, threads: bool) -> dict[str, DiscordRules]:
-    """Every bot's Discord table, validated at start-up so a typo fails fast with one line."""
-    rules = {}
-    for name, profile in profiles.items():
-        try:
-            rules[name] = DiscordRules.model_validate({"threads": threads, **profile.channels.get("discord", {})})
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"])
-            raise ConfigError(f"SWITCHBOARD_BOTS_FILE: [bots.{name}.discord] {where}: {error['msg']}") from None
-    return rules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -376,14 +361,14 @@ async def reset(interaction: discord.Interaction[DiscordBot]) -> None:
 # --- running ----------------------------------------------------------------------------------------------
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, discord_settings: DiscordSettings) -> None:
     """Answer on Discord until SIGTERM (then let the answers in flight finish) or Ctrl-C."""
-    if settings.discord_bot_token is None:
+    if discord_settings.bot_token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set: add your bot's token to .env (README: Chat bots › Discord)")
-    token = settings.discord_bot_token.get_secret_value()
+    token = discord_settings.bot_token.get_secret_value()
     async with open_assistant(settings) as assistant:
-        responder = Responder(assistant, platform="discord", default_bot=settings.discord_bot)
-        rules = load_rules(assistant.profiles, threads=settings.discord_threads)
+        rules = load_tables(assistant.profiles, "discord", DiscordRules, threads=discord_settings.threads)
+        responder = Responder(assistant, platform="discord", default_bot=discord_settings.bot, tables=rules)
         try:
             await _serve(DiscordBot(responder, rules, message_content=True), token)
         except discord.PrivilegedIntentsRequired:

@@ -18,8 +18,6 @@ from urllib.parse import urlsplit
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from core.types import Citation, Done, heading
-
 _PARSER = MarkdownIt("commonmark", {"html": True}).enable(["strikethrough", "table"])
 _SAFE_SCHEMES = {"http", "https", "mailto"}
 
@@ -202,33 +200,6 @@ class _Renderer:
 def render(markdown: str, dialect: Dialect) -> str:
     tree = SyntaxTreeNode(_PARSER.parse(markdown))
     return _Renderer(dialect).blocks(tree.children).strip()
-
-
-# --- citations ---------------------------------------------------------------------------------------------
-
-
-def citation_label(citation: Citation) -> str:
-    return heading(citation.title, citation.section) or citation.source
-
-
-def sources_markdown(done: Done) -> str:
-    """The sources line under an answer. Web pages are links; local files show their title only, never a
-    server path."""
-    if not done.citations:
-        return ""
-    label = "Sources" if done.cited else "Sources consulted"
-    lines = []
-    for c in done.citations:
-        text = citation_label(c).replace("[", "(").replace("]", ")")
-        lines.append(f"[{c.n}] [{text}]({c.source})" if safe_url(c.source) else f"[{c.n}] {text}")
-    return f"**{label}:**  \n" + "  \n".join(lines)
-
-
-def final_markdown(done: Done, text: str | None = None) -> str:
-    """The answer (`done.text`, or what was shown of it) with its sources under it."""
-    text = (done.text if text is None else text).rstrip()
-    footer = sources_markdown(done)
-    return f"{text}\n\n{footer}" if footer else text
 
 
 # --- splitting at a platform's message limit --------------------------------------------------------------

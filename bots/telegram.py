@@ -40,6 +40,7 @@ from telegram.ext import (
 
 from bots.base import THANKS, Channel, Responder, feedback_value, is_reset
 from bots.render import TELEGRAM
+from bots.settings import TelegramSettings, TelegramTable, load_tables
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.answer.assistant import Assistant, open_assistant
 from core.config import Settings
@@ -223,31 +224,32 @@ class TelegramBot:
             logger.error("telegram update failed", exc_info=context.error)
 
 
-def _application(settings: Settings, assistant: Assistant, *, polling: bool) -> Application:
-    if settings.telegram_bot_token is None:
+def _application(telegram: TelegramSettings, assistant: Assistant, *, polling: bool) -> Application:
+    if telegram.bot_token is None:
         raise ConfigError("TELEGRAM_BOT_TOKEN is not set: get one from @BotFather (see README)")
     builder = (
         ApplicationBuilder()
-        .token(settings.telegram_bot_token.get_secret_value())
-        .base_url(settings.telegram_api_url)
+        .token(telegram.bot_token.get_secret_value())
+        .base_url(telegram.api_url)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(True)  # answers in different chats stream side by side
     )
     if not polling:
         builder = builder.updater(None)
     application = builder.build()
-    responder = Responder(assistant, platform="telegram", default_bot=settings.telegram_bot)
+    tables = load_tables(assistant.profiles, "telegram", TelegramTable)
+    responder = Responder(assistant, platform="telegram", default_bot=telegram.bot, tables=tables)
     TelegramBot(responder).install(application)
     return application
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, telegram: TelegramSettings) -> None:
     """Long polling until SIGTERM (then stop polling and let the answers in flight finish) or Ctrl-C.
     Network drops are retried by PTB's updater."""
-    if settings.telegram_mode == "webhook":
+    if telegram.mode == "webhook":
         raise ConfigError(f"TELEGRAM_MODE=webhook: the webhook is served by `switchboard serve` at {WEBHOOK_PATH}")
     async with open_assistant(settings) as assistant:
-        application = _application(settings, assistant, polling=True)
+        application = _application(telegram, assistant, polling=True)
         async with application:
             await application.bot.set_my_commands(COMMANDS)
             await application.bot.delete_webhook()
@@ -272,27 +274,27 @@ class TelegramWebhook:
     path = WEBHOOK_PATH
     max_body_bytes: int | None = None
 
-    def __init__(self, settings: Settings):
-        if settings.telegram_webhook_secret is None:
+    def __init__(self, telegram: TelegramSettings):
+        if telegram.webhook_secret is None:
             raise ConfigError("TELEGRAM_WEBHOOK_SECRET is required for TELEGRAM_MODE=webhook")
-        self.settings = settings
-        self.secret = settings.telegram_webhook_secret.get_secret_value()
+        self.telegram = telegram
+        self.secret = telegram.webhook_secret.get_secret_value()
 
     @asynccontextmanager
     async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
-        application = _application(self.settings, assistant, polling=False)
+        application = _application(self.telegram, assistant, polling=False)
         async with application:
             await application.bot.set_my_commands(COMMANDS)
-            if self.settings.telegram_webhook_url:
+            if self.telegram.webhook_url:
                 await application.bot.set_webhook(
-                    self.settings.telegram_webhook_url,
+                    self.telegram.webhook_url,
                     secret_token=self.secret,
                     allowed_updates=["message", "callback_query"],
                 )
             await application.start()
             yield partial(self.handle, application)
             # Updates are answered after Telegram got its 200, outside any request the server waits for.
-            await assistant.in_flight.drain(self.settings.shutdown_grace_seconds)
+            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
             await application.stop()
 
     async def handle(self, application: Application, body: bytes, headers: Mapping[str, str]) -> WebhookReply:

@@ -1,4 +1,6 @@
-"""Settings: the only place that reads the environment (and `.env`)."""
+"""Core's settings, and how every settings class reads the environment (and `.env`): no other module reads it.
+Each chat adapter's settings are its own (bots.settings), and so are the web server's (widget.settings), read the
+same way."""
 
 from __future__ import annotations
 
@@ -11,14 +13,24 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 WEAVIATE_VERSION = "1.39.0"
+Environment = Literal["development", "production"]
+KeywordField = Literal["text", "title", "section"]
+DEFAULT_KEYWORD_FIELDS: tuple[KeywordField, ...] = ("text",)
+DEFAULT_DOC_CAP = 1
+
+
+# How every settings class reads its values (core's here, each chat adapter's in bots.settings, the web server's
+# in widget.settings): the environment, then `.env`; an empty variable counts as unset, variables of other classes
+# are ignored.
+ENV_CONFIG = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore", populate_by_name=True
+)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore", populate_by_name=True
-    )
+    model_config = ENV_CONFIG
 
-    environment: Literal["development", "production"] = Field("development", validation_alias="SWITCHBOARD_ENV")
+    environment: Environment = Field("development", validation_alias="SWITCHBOARD_ENV")
     data_dir: Path = Field(Path(".switchboard"), validation_alias="SWITCHBOARD_DATA_DIR")
     default_kb: str = Field("default", validation_alias="SWITCHBOARD_KB")
 
@@ -55,6 +67,22 @@ class Settings(BaseSettings):
     # Retrieval.
     search_alpha: float = Field(0.75, ge=0.0, le=1.0, validation_alias="SEARCH_ALPHA")
     search_top_k: int = Field(5, ge=1, le=100, validation_alias="SEARCH_TOP_K")
+    # The chunk fields BM25 searches (comma-separated: text, title, section). Title and section words repeat on
+    # every chunk of a long document, so searching them let long documents crowd out short answers.
+    search_keyword_fields: Annotated[tuple[KeywordField, ...], NoDecode] = Field(
+        DEFAULT_KEYWORD_FIELDS, min_length=1, validation_alias="SEARCH_KEYWORD_FIELDS"
+    )
+    # At most this many passages of one document in the results (0: no cap), so one long document cannot take
+    # every slot; 4× SEARCH_TOP_K candidates are fetched to fill them.
+    search_doc_cap: int = Field(DEFAULT_DOC_CAP, ge=0, le=100, validation_alias="SEARCH_DOC_CAP")
+    # An optional reranker: any server speaking the common /rerank API (Cohere, Jina, Infinity, vLLM), e.g.
+    # https://api.jina.ai/v1 (POST …/rerank). Off when RERANK_BASE_URL is empty; if it fails, the hybrid order
+    # stands. It scores RERANK_TOP_N hybrid candidates (at least SEARCH_TOP_K).
+    rerank_base_url: str | None = Field(None, validation_alias="RERANK_BASE_URL")
+    rerank_model: str | None = Field(None, validation_alias="RERANK_MODEL")
+    rerank_api_key: SecretStr | None = Field(None, validation_alias="RERANK_API_KEY")
+    rerank_top_n: int = Field(20, ge=1, le=1000, validation_alias="RERANK_TOP_N")
+    rerank_timeout: float = Field(5.0, gt=0, validation_alias="RERANK_TIMEOUT")
 
     # Generation: any OpenAI-compatible chat endpoint. With neither LLM_BASE_URL nor LLM_API_KEY set, the kit
     # runs a local llama.cpp server with SmolLM2 (the `local` extra).
@@ -82,59 +110,11 @@ class Settings(BaseSettings):
     # Questions, answers and feedback older than this are purged from the answer log (empty: kept).
     answer_log_retention_days: int | None = Field(None, ge=1, validation_alias="ANSWER_LOG_RETENTION_DAYS")
 
-    # The web server and widget (`switchboard serve`).
-    server_host: str = Field("127.0.0.1", validation_alias="SERVER_HOST")
-    server_port: int = Field(8000, ge=1, le=65535, validation_alias="SERVER_PORT")
-    # Development mode relaxes origin checks, so `serve` refuses a non-loopback SERVER_HOST unless this is set.
-    dev_allow_remote: bool = Field(False, validation_alias="DEV_ALLOW_REMOTE")
-    # The origins this server is reached at (e.g. https://chat.example.com), comma-separated; the origin check
-    # trusts these, never the request's Host header. Empty: the SERVER_HOST:SERVER_PORT address (and in
-    # development its loopback aliases).
-    public_url: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="PUBLIC_URL")
-    # Proxies whose X-Forwarded-For / X-Forwarded-Proto the server believes (client IPs count for rate limits).
-    forwarded_allow_ips: str = Field("127.0.0.1", validation_alias="FORWARDED_ALLOW_IPS")
-    # Signs widget session tokens. Required in production; in development one is generated in the data dir.
-    secret_key: SecretStr | None = Field(None, validation_alias="SWITCHBOARD_SECRET_KEY")
-    # Verifies host-site user identities: data-user-hash = hex HMAC-SHA256(user id, IDENTITY_SECRET).
-    identity_secret: SecretStr | None = Field(None, validation_alias="IDENTITY_SECRET")
-    session_ttl: int = Field(3600, ge=60, validation_alias="SESSION_TTL_SECONDS")
-    session_renew_days: int = Field(30, ge=1, validation_alias="SESSION_RENEW_DAYS")
-    rate_limit_session: str = Field("10/minute", validation_alias="RATE_LIMIT_SESSION")
-    rate_limit_ip: str = Field("60/minute", validation_alias="RATE_LIMIT_IP")
-    rate_limit_api_key: str = Field("120/minute", validation_alias="RATE_LIMIT_API_KEY")
-    max_message_chars: int = Field(2000, ge=1, validation_alias="MAX_MESSAGE_CHARS")
-    max_body_bytes: int = Field(16384, ge=1024, validation_alias="MAX_BODY_BYTES")
-    # /v1 and /mcp: API clients resend whole conversations and long system prompts.
-    api_max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="API_MAX_BODY_BYTES")
-    # /docs and /openapi.json (empty: on in development, off in production).
-    api_docs: bool | None = Field(None, validation_alias="API_DOCS")
-
     # Shared state for several replicas (history, rate limits, session secret, event de-duplication).
     # Empty: SQLite files and in-memory limits under the data directory (one machine).
     redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
     # SIGTERM: stop taking new work, then give in-flight answers this long to finish.
     shutdown_grace_seconds: float = Field(20.0, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS")
-
-    # Chat bots (`switchboard bot slack|telegram|discord`). Each answers as the bot named here unless the
-    # bots file maps a workspace/chat/guild or channel to another one (`[bots.NAME.slack]` etc.).
-    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
-    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")  # Socket Mode
-    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")  # HTTP mode
-    slack_mode: Literal["socket", "http"] = Field("socket", validation_alias="SLACK_MODE")
-    slack_bot: str = Field("default", validation_alias="SLACK_BOT")
-    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
-    slack_ask_ephemeral: bool = Field(False, validation_alias="SLACK_ASK_EPHEMERAL")
-    # native: Slack's streaming API (chat.startStream …) where the app may use it, else post-then-edit.
-    slack_streaming: Literal["native", "edit"] = Field("native", validation_alias="SLACK_STREAMING")
-    telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
-    telegram_mode: Literal["polling", "webhook"] = Field("polling", validation_alias="TELEGRAM_MODE")
-    telegram_webhook_url: str | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_URL")
-    telegram_webhook_secret: SecretStr | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_SECRET")
-    telegram_bot: str = Field("default", validation_alias="TELEGRAM_BOT")
-    telegram_api_url: str = Field("https://api.telegram.org/bot", validation_alias="TELEGRAM_API_URL")
-    discord_bot_token: SecretStr | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
-    discord_bot: str = Field("default", validation_alias="DISCORD_BOT")
-    discord_threads: bool = Field(False, validation_alias="DISCORD_THREADS")
 
     # Fetching URLs during ingestion.
     fetch_timeout: float = Field(20.0, validation_alias="FETCH_TIMEOUT")
@@ -148,10 +128,6 @@ class Settings(BaseSettings):
     max_uncompressed_mb: float = Field(100.0, gt=0, validation_alias="INGEST_MAX_UNCOMPRESSED_MB")
     max_compression_ratio: float = Field(100.0, gt=1, validation_alias="INGEST_MAX_COMPRESSION_RATIO")
     max_pdf_pages: int = Field(2000, ge=1, validation_alias="INGEST_MAX_PDF_PAGES")
-
-    # The admin API (/admin): disabled unless a key is set. Uploads may be larger than other request bodies.
-    admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
-    admin_max_upload_mb: float | None = Field(None, gt=0, validation_alias="ADMIN_MAX_UPLOAD_MB")
 
     @field_validator("default_kb")
     @classmethod
@@ -169,15 +145,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"{url!r} is not an http(s) URL (several nodes: comma-separated URLs)")
         return value
 
-    @field_validator("public_url", "ingest_allowed_hosts", mode="before")
+    @field_validator("ingest_allowed_hosts", "search_keyword_fields", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        return tuple(_split(value)) if isinstance(value, str) else value
-
-    @field_validator("public_url")
-    @classmethod
-    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(web_origin(url) for url in value)
+        return comma_separated(value)
 
     @field_validator("weaviate_grpc_port", mode="before")
     @classmethod
@@ -198,19 +169,7 @@ class Settings(BaseSettings):
                 f"WEAVIATE_GRPC_PORT lists {ports} ports for {urls} WEAVIATE_URL node(s): "
                 "give one port for every node, or one per URL in the same order"
             )
-        if self.environment == "production" and not self.secret_key:
-            raise ValueError("SWITCHBOARD_SECRET_KEY is required in production (e.g. `openssl rand -hex 32`)")
-        if self.admin_api_key is not None and len(self.admin_api_key.get_secret_value()) < 16:
-            raise ValueError("ADMIN_API_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)")
-        for name in (*_OPTIONAL_KEYS, *_SIGNING_SECRETS):
-            secret = getattr(self, name)
-            if secret is None or not is_placeholder(secret.get_secret_value()):
-                continue
-            if self.environment == "production" or name in _SIGNING_SECRETS:
-                # Anything signed or checked with a published placeholder can be forged by anyone.
-                variable = type(self).model_fields[name].validation_alias  # what the user sets: SWITCHBOARD_SECRET_KEY
-                raise ValueError(f"{variable} still holds the placeholder from .env.example: set a real value")
-            setattr(self, name, None)  # an optional key left as in .env.example is simply not set
+        unset_placeholders(self, optional=_OPTIONAL_KEYS, signing=(), production=self.environment == "production")
         return self
 
     @property
@@ -226,26 +185,35 @@ class Settings(BaseSettings):
         return self.data_dir / "weaviate"
 
     @property
-    def admin_upload_bytes(self) -> int:
-        """The body limit of one upload request, all files together."""
-        return int((self.admin_max_upload_mb or self.max_file_mb) * 1e6)
-
-    @property
     def llm_is_local(self) -> bool:
         return not self.llm_base_url and not self.llm_api_key
 
 
-# Keys whose placeholder counts as unset in development, and secrets a placeholder must never stand in for.
+# Keys whose placeholder counts as unset in development (core has no signing secrets: the web server's are
+# widget.settings').
 _OPTIONAL_KEYS = (
     "weaviate_api_key",
     "embed_api_key",
     "llm_api_key",
-    "slack_bot_token",
-    "slack_app_token",
-    "telegram_bot_token",
-    "discord_bot_token",
+    "rerank_api_key",
 )
-_SIGNING_SECRETS = ("secret_key", "identity_secret", "slack_signing_secret", "telegram_webhook_secret", "admin_api_key")
+
+
+def unset_placeholders(
+    settings: BaseSettings, *, optional: tuple[str, ...], signing: tuple[str, ...], production: bool
+) -> None:
+    """The placeholder rule of every settings class (core's, the web server's, each chat adapter's), for its secret
+    fields: an optional key left at its .env.example placeholder is simply not set (in production it is refused),
+    and a signing secret never holds one. Called last in the class's "after" model validator."""
+    for name in (*optional, *signing):
+        secret = getattr(settings, name)
+        if secret is None or not is_placeholder(secret.get_secret_value()):
+            continue
+        if production or name in signing:
+            # Anything signed or checked with a published placeholder can be forged by anyone.
+            variable = type(settings).model_fields[name].validation_alias  # what the user sets: SLACK_BOT_TOKEN
+            raise ValueError(f"{variable} still holds the placeholder from .env.example: set a real value")
+        setattr(settings, name, None)
 
 
 def is_placeholder(value: str) -> bool:
@@ -253,14 +221,9 @@ def is_placeholder(value: str) -> bool:
     return not value.strip() or value.strip().lower().startswith("change-me")
 
 
-def web_origin(url: str) -> str:
-    """The origin a browser sends for pages under `url`: scheme://host[:port], without a default port or path."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL")
-    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-    port = "" if parsed.port in (None, {"http": 80, "https": 443}[parsed.scheme]) else f":{parsed.port}"
-    return f"{parsed.scheme}://{host}{port}"
+def comma_separated(value: object) -> object:
+    """A "before" validator's step for list settings: a variable's `a, b` → ("a", "b"); other values as they are."""
+    return tuple(_split(value)) if isinstance(value, str) else value
 
 
 def _split(value: str | None) -> list[str]:

@@ -43,9 +43,17 @@ class IngestStopped(SwitchboardError):
     """Ingestion stopped on request (SIGTERM) between documents; running it again finishes it."""
 
 
+class RerankError(SwitchboardError):
+    """The reranker endpoint failed, timed out or returned something unusable (retrieval keeps its own order)."""
+
+
 class LLMError(SwitchboardError):
     """The language model endpoint failed, stalled or returned something unusable."""
 
 
 class StateError(SwitchboardError):
     """Redis, the state several replicas share (REDIS_URL), is unreachable or refused an operation."""
+
+
+class AnswerFailed(SwitchboardError):
+    """No answer came: the core's `Failed` reason (safe to show a user), or a stream that ended before `Done`."""

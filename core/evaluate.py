@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, get_args
 
+from core.config import KeywordField
 from core.embed import Embedder
-from core.errors import SwitchboardError
+from core.errors import ConfigError, SwitchboardError
+from core.kb import validate_kb_name
 from core.store.client import Store
-from core.store.search import SearchOptions, retrieve
+from core.store.search import OVERFETCH, SearchOptions, retrieve
 
 MRR_DEPTH = 10
 
@@ -80,10 +85,17 @@ def score(qa: QA, ranked_sources: list[str], k: int) -> QuestionResult:
     )
 
 
-async def evaluate(store: Store, embedder: Embedder, kb: str, qa: list[QA], *, k: int, alpha: float) -> EvalReport:
+def ranking_options(options: SearchOptions, k: int) -> SearchOptions:
+    """Ranks are over distinct documents, so ask for enough passages to see MRR_DEPTH of them: with at most
+    `doc_cap` passages per document that many per document, uncapped OVERFETCH per document."""
+    return dataclasses.replace(options, top_k=max(k, MRR_DEPTH) * (options.doc_cap or OVERFETCH))
+
+
+async def evaluate(
+    store: Store, embedder: Embedder, kb: str, qa: list[QA], *, k: int, options: SearchOptions
+) -> EvalReport:
     await store.require_chunks(kb)
-    # Ranks are over distinct documents, so fetch enough chunks to see MRR_DEPTH of them.
-    options = SearchOptions(top_k=max(k, MRR_DEPTH) * 4, alpha=alpha)
+    options = ranking_options(options, k)
     results = []
     for item in qa:
         sources = await retrieve(store, embedder, kb, item.question, options)
@@ -95,3 +107,114 @@ async def evaluate(store: Store, embedder: Embedder, kb: str, qa: list[QA], *, k
         mrr_at_10=sum(r.reciprocal_rank for r in results) / n,
         questions=tuple(results),
     )
+
+
+# --- two runs side by side (`switchboard eval --compare`) --------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalRun:
+    """What one evaluation run searches: a KB, k, and the search options."""
+
+    kb: str
+    k: int
+    options: SearchOptions
+
+    def settings(self) -> dict[str, object]:
+        o = self.options
+        return {"kb": self.kb, "alpha": o.alpha, "k": self.k, "doc_cap": o.doc_cap, "keyword_fields": o.keyword_fields}
+
+    def describe(self) -> str:
+        return ", ".join(f"{key} {'+'.join(v) if isinstance(v, tuple) else v}" for key, v in self.settings().items())
+
+    def with_overrides(self, spec: str) -> EvalRun:
+        """This run with `key=value` overrides, space- or comma-separated: kb, alpha, k, doc_cap and
+        keyword_fields (fields joined with '+', e.g. keyword_fields=text+title)."""
+        pairs = spec.replace(",", " ").split()
+        if not pairs:
+            raise ConfigError("--compare needs key=value overrides, e.g. --compare alpha=0.5 or --compare kb=docs_v2")
+        run = self
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or key not in _OVERRIDES:
+                raise ConfigError(f"--compare: {pair!r} is not one of {', '.join(f'{k}=…' for k in _OVERRIDES)}")
+            try:
+                run = _OVERRIDES[key](run, value)
+            except ValueError as exc:
+                raise ConfigError(f"--compare: {pair!r}: {exc}") from None
+        if run == self:
+            raise ConfigError(f"--compare {spec!r} changes nothing: both runs would be the same")
+        return run
+
+
+def _bounded(value: str, kind: type[int] | type[float], low: float, high: float) -> Any:
+    number = kind(value)
+    if not low <= number <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    return number
+
+
+def _keyword_fields(value: str) -> tuple[KeywordField, ...]:
+    fields = tuple(value.split("+"))
+    allowed = get_args(KeywordField)
+    if not fields or not set(fields) <= set(allowed):
+        raise ValueError(f"fields are {', '.join(allowed)}, joined with '+'")
+    return fields  # type: ignore[return-value]  # checked against KeywordField just above
+
+
+_OVERRIDES: dict[str, Callable[[EvalRun, str], EvalRun]] = {
+    "kb": lambda run, v: dataclasses.replace(run, kb=validate_kb_name(v)),
+    "alpha": lambda run, v: dataclasses.replace(
+        run, options=dataclasses.replace(run.options, alpha=_bounded(v, float, 0.0, 1.0))
+    ),
+    "k": lambda run, v: dataclasses.replace(run, k=_bounded(v, int, 1, 100)),
+    "doc_cap": lambda run, v: dataclasses.replace(
+        run, options=dataclasses.replace(run.options, doc_cap=_bounded(v, int, 0, 100))
+    ),
+    "keyword_fields": lambda run, v: dataclasses.replace(
+        run, options=dataclasses.replace(run.options, keyword_fields=_keyword_fields(v))
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """One question that two runs answered differently: its recall@k and the rank (within MRR_DEPTH) of the
+    first expected source in each."""
+
+    question: str
+    expected: tuple[str, ...]
+    recall_a: float
+    recall_b: float
+    rank_a: int | None
+    rank_b: int | None
+
+    @property
+    def kind(self) -> str:
+        if self.recall_a > self.recall_b:
+            return "lost"  # found at k by the first run only
+        if self.recall_b > self.recall_a:
+            return "gained"
+        return "moved"
+
+
+def rank(result: QuestionResult) -> int | None:
+    return round(1 / result.reciprocal_rank) if result.reciprocal_rank else None
+
+
+def changes(a: EvalReport, b: EvalReport) -> list[Change]:
+    """The questions whose recall@k or rank differ, lost ones first, then gained, then rank moves."""
+    found = [
+        Change(
+            question=x.question,
+            expected=x.expected,
+            recall_a=x.recall,
+            recall_b=y.recall,
+            rank_a=rank(x),
+            rank_b=rank(y),
+        )
+        for x, y in zip(a.questions, b.questions, strict=True)
+        if x.recall != y.recall or rank(x) != rank(y)
+    ]
+    order = {"lost": 0, "gained": 1, "moved": 2}
+    return sorted(found, key=lambda c: order[c.kind])

@@ -13,11 +13,16 @@ def heading(title: str, section: str) -> str:
     return f"{title} › {section}" if section else title
 
 
+def is_web(source: str) -> bool:
+    """A document fetched from the web (shown and linked as its URL), not a file."""
+    return urlsplit(source).scheme in ("http", "https")
+
+
 def shown_source(source: str, origin: str) -> str:
     """How a document's source is shown outside the server: a URL as it is; a file by its path within what
     was ingested ('docs/guides/install.md' for the folder docs/, the file name for a file or an upload), never
     the server's absolute path."""
-    if urlsplit(source).scheme in ("http", "https"):
+    if is_web(source):
         return source
     path = PurePosixPath(source)
     try:

@@ -1,6 +1,7 @@
 """Real-component fixtures: a Weaviate server on free loopback ports and the offline embedding model.
 
 Missing components fail the run loudly (pytest.fail) instead of skipping: scripts/setup.sh installs them.
+Plain helpers that bench/ uses too (ports, redis-server, the `switchboard` command) are in tests/support.
 """
 
 from __future__ import annotations
@@ -8,23 +9,14 @@ from __future__ import annotations
 import functools
 import http.server
 import logging
-import os
-import random
-import secrets
-import shutil
-import socket
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import redis
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -34,34 +26,19 @@ from core.shared_state import open_redis
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import REPO
+from tests.support.cli import cli_environment
+from tests.support.ports import free_port_block
+from tests.support.redis_server import redis_server
+from widget.settings import WebSettings
 
 if TYPE_CHECKING:
     from tests.servers import RunningServer
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block() -> tuple[int, int]:
-    """An HTTP port with its four cluster ports (p+1..p+4) free, and a separate gRPC port."""
-    for _ in range(200):
-        base = random.randrange(20000, 40000)
-        if all(_free(p) for p in range(base, base + 5)) and _free(base + 10):
-            return base, base + 10
-    raise RuntimeError("no free loopback ports")
 
 
 def make_settings(data_dir: Path, http_port: int, grpc_port: int, **extra: object) -> Settings:
@@ -143,20 +120,6 @@ def loopback_allowed(settings: Settings) -> Settings:
     return settings.model_copy(update={"ingest_allowed_hosts": ("127.0.0.1",)})
 
 
-def cli_environment(settings: Settings, **extra: str) -> dict[str, str]:
-    """Environment for running the real `switchboard` console script against these settings' Weaviate."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEAVIATE_", "EMBED_", "SWITCHBOARD_"))}
-    env.update(
-        SWITCHBOARD_DATA_DIR=str(settings.data_dir),
-        WEAVIATE_LOCAL_PORT=str(settings.weaviate_local_port),
-        WEAVIATE_LOCAL_GRPC_PORT=str(settings.weaviate_local_grpc_port),
-        EMBED_MODEL_PATH=str(settings.embed_model_path),
-        LLM_LOCAL_PORT=str(free_port_block()[1]),  # `serve` checks its ports: never another checkout's model server
-        **extra,
-    )
-    return env
-
-
 @pytest.fixture
 def cli_env(settings: Settings) -> dict[str, str]:
     return cli_environment(settings)
@@ -206,16 +169,19 @@ async def widget_kb(settings: Settings, embedder: Embedder, tmp_path_factory: py
     return WIDGET_KB
 
 
-def web_settings(settings: Settings, fake_llm: FakeOpenAI, host_origin: str, tmp: Path, **extra: object) -> Settings:
-    """Production mode (deny-by-default origins), a bots file, the scripted LLM."""
+def web_settings(settings: Settings, fake_llm: FakeOpenAI, host_origin: str, tmp: Path, **extra: object) -> WebSettings:
+    """The web server's settings over `settings`: production mode (deny-by-default origins), a bots file, the
+    scripted LLM."""
     bots = tmp / "bots.toml"
     bots.write_text(
         f'[bots.docs]\nkb = "{WIDGET_KB}"\npersona = "Kestrel Helper"\nwelcome = "Hi! Ask me about Kestrel."\n'
         f'[bots.docs.widget]\nallowed_origins = ["{host_origin}"]\ntitle = "Kestrel docs"\ncolor = "#0f766e"\n'
         f'[bots.closed]\nkb = "{WIDGET_KB}"\n'
     )
-    return settings.model_copy(
-        update={
+    return WebSettings(
+        _env_file=None,
+        **{
+            **dict(settings),
             "environment": "production",
             "secret_key": SecretStr("test-secret-key"),
             "identity_secret": SecretStr("test-identity-secret"),
@@ -226,7 +192,7 @@ def web_settings(settings: Settings, fake_llm: FakeOpenAI, host_origin: str, tmp
             "llm_model": "fake-chat",
             "llm_timeout": 3.0,
             **extra,
-        }
+        },
     )
 
 
@@ -248,43 +214,6 @@ def web(
 # --- shared state: a real redis-server, and the state tests run on both backends ---------------------------
 
 
-@contextmanager
-def redis_server(root: Path) -> Iterator[str]:
-    """A real redis-server (Debian's package): loopback only, password-protected, nothing written to disk."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(
-            "redis-server is not installed: run `bash scripts/setup.sh --dev` (Debian package redis-server)",
-            pytrace=False,
-        )
-    port, password = free_port_block()[0], secrets.token_urlsafe(16)
-    config, log = root / "redis.conf", root / "redis.log"  # a config file keeps the password out of `ps`
-    config.write_text(
-        f'port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\nsave ""\nappendonly no\n'
-        f"dir {root}\nlogfile {log}\n"
-    )
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    process = subprocess.Popen([binary, str(config)])
-    try:
-        with redis.Redis.from_url(url) as client:
-            deadline = time.monotonic() + 20
-            while not _answers(client):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start: {log.read_text() if log.exists() else ''}", pytrace=False)
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One redis-server for the session."""
@@ -294,7 +223,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class StateBackend:
-    settings: Settings  # REDIS_URL set or not
+    settings: WebSettings  # REDIS_URL set or not; the web server's too (rate limits, the session secret)
     redis: Redis | None  # this process's client, as open_assistant opens it
 
 
@@ -302,7 +231,7 @@ class StateBackend:
 async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateBackend]:
     """Each shared-state test runs on the single-machine default and on Redis (emptied first)."""
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    settings = Settings(data_dir=tmp_path / "data", redis_url=url, _env_file=None)
+    settings = WebSettings(data_dir=tmp_path / "data", redis_url=url, _env_file=None)
     async with open_redis(settings) as client:
         if client is not None:
             await client.flushdb()

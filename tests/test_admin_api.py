@@ -24,11 +24,13 @@ from core.store.client import Store
 from core.store.local import LocalWeaviate
 from core.store.search import SearchOptions, retrieve
 from core.types import Citation
-from tests.conftest import StateBackend, cli_environment, loopback_allowed, web_settings
+from tests.conftest import StateBackend, loopback_allowed, web_settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.servers import RunningServer, run_server, serve_process
+from tests.servers import RunningServer, run_server
+from tests.support.cli import cli_environment, serve_process
 from tests.test_extract import make_pdf
 from widget.jobs import LEASE_SECONDS, STOPPED
+from widget.settings import WebSettings
 
 KEY = "admin-key-for-tests-0123456789"
 Files = list[tuple[str, tuple[str, bytes]]]
@@ -422,10 +424,10 @@ def test_openapi_documents_the_admin_api(admin: RunningServer) -> None:
 
 def test_admin_key_settings() -> None:
     with pytest.raises(ValidationError, match="ADMIN_API_KEY must be at least 16 characters"):
-        Settings(_env_file=None, admin_api_key="short")
+        WebSettings(_env_file=None, admin_api_key="short")
     with pytest.raises(ValidationError, match="ADMIN_API_KEY still holds the placeholder"):
-        Settings(_env_file=None, environment="production", secret_key="s3cret", admin_api_key="change-me-" * 2)
-    assert Settings(_env_file=None, max_file_mb=3).admin_upload_bytes == 3_000_000
+        WebSettings(_env_file=None, environment="production", secret_key="s3cret", admin_api_key="change-me-" * 2)
+    assert WebSettings(_env_file=None, max_file_mb=3).admin_upload_bytes == 3_000_000
 
 
 def test_streamed_upload_over_the_limit(admin: RunningServer, kb: str) -> None:

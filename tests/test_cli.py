@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port_block
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support import REPO
+from tests.support.ports import free_port_block
 
 SAMPLE_DOCS = REPO / "examples" / "docs"
 SAMPLE_QA = REPO / "examples" / "qa" / "sample.jsonl"
@@ -107,6 +108,12 @@ def test_unreachable_weaviate_fails_fast(cli_env: dict[str, str], tmp_path: Path
 def test_bad_configuration_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
     one_line_error(run({**cli_env, "SEARCH_ALPHA": "3"}, "status", cwd=tmp_path), "invalid configuration: SEARCH_ALPHA")
     one_line_error(run({**cli_env, "WEAVIATE_URL": "weaviate.local"}, "status", cwd=tmp_path), "is not an http(s) URL")
+    # A chat adapter's own settings, read by the command that runs it.
+    streaming = run({**cli_env, "SLACK_STREAMING": "sometimes"}, "bot", "slack", cwd=tmp_path)
+    one_line_error(streaming, "invalid configuration: SLACK_STREAMING")
+    webhook = {"TELEGRAM_MODE": "webhook", "TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_SECRET": "change-me"}
+    placeholder = run({**cli_env, **webhook}, "serve", cwd=tmp_path)
+    one_line_error(placeholder, "TELEGRAM_WEBHOOK_SECRET still holds the placeholder")
 
 
 def test_serve_binds_only_loopback_in_development(cli_env: dict[str, str], tmp_path: Path) -> None:

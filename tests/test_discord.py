@@ -19,7 +19,8 @@ from discord.gateway import DiscordWebSocket
 from pydantic import SecretStr
 
 from bots.base import APOLOGY, CURSOR
-from bots.discord import NOT_ALLOWED, RESET_DONE, THANKS, UNKNOWN_ANSWER, load_rules, run
+from bots.discord import NOT_ALLOWED, RESET_DONE, THANKS, UNKNOWN_ANSWER, DiscordRules, run
+from bots.settings import DiscordSettings, load_tables
 from core.answer.log import AnswerLog
 from core.answer.profiles import load_profiles
 from core.config import Settings
@@ -118,10 +119,13 @@ def bot_settings(
             "llm_api_key": SecretStr("sk-test"),
             "llm_model": "fake-chat",
             "llm_timeout": 5.0,
-            "discord_bot_token": SecretStr(TOKEN),
-            "discord_bot": "docs",
         }
     )
+
+
+def discord_settings(token: str | None = TOKEN) -> DiscordSettings:
+    """The bot's token (None: unset); the docs bot by default."""
+    return DiscordSettings(_env_file=None, bot_token=SecretStr(token) if token else None, bot="docs")
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +186,7 @@ def no_unhandled_errors() -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def running(settings: Settings, fake: FakeDiscord, token: str = TOKEN) -> AsyncIterator[None]:
     """`run()` as `switchboard bot discord` runs it, until the bot is connected; cancelled at the end."""
-    task = asyncio.create_task(run(settings))
+    task = asyncio.create_task(run(settings, discord_settings(token)))
     try:
         await fake.until(lambda: fake.connected(token) or task.done())
         if task.done():
@@ -500,12 +504,11 @@ async def test_without_the_message_content_intent_mentions_and_dms_still_work(
     bot_settings: Settings, fake_discord: FakeDiscord, fake_llm: FakeOpenAI
 ) -> None:
     fake = fake_discord
-    settings = bot_settings.model_copy(update={"discord_bot_token": SecretStr(NO_CONTENT_TOKEN)})
     with no_unhandled_errors():
-        async with running(settings, fake, NO_CONTENT_TOKEN):
+        async with running(bot_settings, fake, NO_CONTENT_TOKEN):
             refused, accepted = [i for i in fake.identifies if i["token"] == NO_CONTENT_TOKEN]
             assert refused["intents"] & MESSAGE_CONTENT and not accepted["intents"] & MESSAGE_CONTENT
-            bot = Bot(fake, fake_llm, AnswerLog(settings.data_dir / "answers.sqlite3"))
+            bot = Bot(fake, fake_llm, AnswerLog(bot_settings.data_dir / "answers.sqlite3"))
             for channel, text in ((FALLBACK, f"<@{BOT_ID}> {QUESTION}"), (DM_FALLBACK, QUESTION)):
                 fake_llm.enqueue(Reply(chunks=["Port 8470 [1]."]))
                 message = fake.message(channel, text, author=ALICE, mentions=[BOT_USER] if "<@" in text else [])
@@ -518,17 +521,17 @@ async def test_a_missing_or_refused_token_fails_with_one_line(
     bot_settings: Settings, fake_discord: FakeDiscord
 ) -> None:
     with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN is not set"):
-        await run(bot_settings.model_copy(update={"discord_bot_token": None}))
+        await run(bot_settings, discord_settings(None))
     with pytest.raises(ConfigError, match="Discord refused DISCORD_BOT_TOKEN"):
-        await run(bot_settings.model_copy(update={"discord_bot_token": SecretStr(REVOKED_TOKEN)}))
+        await run(bot_settings, discord_settings(REVOKED_TOKEN))
 
 
 def test_discord_tables_are_validated_and_threads_default_to_the_setting(
     bot_settings: Settings, tmp_path: Path
 ) -> None:
     profiles = load_profiles(bot_settings)
-    assert load_rules(profiles, threads=True)["docs"].threads  # DISCORD_THREADS=true
-    rules = load_rules(profiles, threads=False)
+    assert load_tables(profiles, "discord", DiscordRules, threads=True)["docs"].threads  # DISCORD_THREADS=true
+    rules = load_tables(profiles, "discord", DiscordRules, threads=False)
     assert rules["support"].threads and not rules["docs"].threads
     assert rules["staff"].channels == {str(STAFF_ONLY), str(STAFF_CLOSED)}  # TOML integers or strings
     bots = tmp_path / "bots.toml"
@@ -539,4 +542,5 @@ def test_discord_tables_are_validated_and_threads_default_to_the_setting(
     ):
         bots.write_text(f'[bots.docs]\nkb = "discord_kb"\n[bots.docs.discord]\n{table}\n')
         with pytest.raises(ConfigError, match=error):
-            load_rules(load_profiles(bot_settings.model_copy(update={"bots_file": bots})), threads=False)
+            profiles = load_profiles(bot_settings.model_copy(update={"bots_file": bots}))
+            load_tables(profiles, "discord", DiscordRules, threads=False)

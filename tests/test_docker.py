@@ -29,7 +29,8 @@ import yaml
 from core.answer.profiles import load_profiles
 from core.config import WEAVIATE_VERSION, Settings
 from switchboard.cli import app
-from tests.conftest import REPO
+from tests.support import REPO
+from widget.settings import WebSettings
 
 DOCKER = REPO / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -38,7 +39,7 @@ ENV_EXAMPLE = DOCKER / ".env.example"
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 OUR_IMAGE = f"switchboard:{PROJECT['version']}"
 WEAVIATE_IMAGE = "cr.weaviate.io/semitechnologies/weaviate"
-SETTINGS = {field.validation_alias for field in Settings.model_fields.values()}
+SETTINGS = {field.validation_alias for field in WebSettings.model_fields.values()}  # core's and the web server's
 SECRETS = {
     "WEAVIATE_API_KEY": "test-weaviate-key-0123456789abcdef",
     "WEAVIATE_CLUSTER_PASSWORD": "test-cluster-password-0123456789",
@@ -257,7 +258,7 @@ def test_dockerignore_keeps_secrets_state_and_caches_out_of_the_build_context() 
         "pyproject.toml",
         "README.md",
         "switchboard/cli/surfaces.py",
-        "bots/slack.py",
+        "bots/slack/app.py",
         "widget/app.py",
         "widget/static/index.html",
         "widget/src/widget.js",
@@ -425,7 +426,7 @@ def test_every_variable_is_a_setting_or_documented(projects: dict[str, dict[str,
     for file, name, service in _services(projects):
         if _ours(service):
             unknown = set(service["environment"]) - SETTINGS - documented.keys()
-            assert unknown == set(), f"{file} {name}: not settings (core/config.py) nor in docker/.env.example"
+            assert unknown == set(), f"{file} {name}: not settings (core's, the server's) nor in docker/.env.example"
             # The app's own settings come from the repository's .env, whose template lists exactly the settings.
             assert [Path(f["path"]) for f in service["env_file"]] == [REPO / ".env"]
 
@@ -436,7 +437,7 @@ def test_app_environment_is_valid_settings(projects: dict[str, dict[str, Any]]) 
             continue
         env = service["environment"]
         assert env["SWITCHBOARD_ENV"] == "production" and env["SWITCHBOARD_DATA_DIR"] == "/data"
-        settings = Settings(_env_file=None, SWITCHBOARD_SECRET_KEY="x" * 32, **env)
+        settings = WebSettings(_env_file=None, SWITCHBOARD_SECRET_KEY="x" * 32, **env)
         assert settings.weaviate_api_key and settings.weaviate_api_key.get_secret_value() == SECRETS["WEAVIATE_API_KEY"]
         assert settings.redis_url and settings.redis_url.get_secret_value() == (
             f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0"

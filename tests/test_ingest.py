@@ -16,7 +16,8 @@ from core.errors import EmbedderMismatch, IngestError, UnsupportedSource
 from core.ingest.pipeline import chunks_for, ingest
 from core.ingest.sources import RawDoc
 from core.kb import KBMeta
-from core.store.client import Store, chunk_uuid
+from core.store.client import Store
+from core.store.schema import chunk_uuid
 from tests.conftest import QuietHandler, loopback_allowed
 from tests.test_extract import make_docx, make_pdf
 

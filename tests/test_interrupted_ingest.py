@@ -20,7 +20,10 @@ from core.ingest.sources import RawDoc
 from core.kb import collection_name
 from core.store.client import open_store
 from core.store.local import LocalWeaviate
-from tests.conftest import REPO, cli_environment, free_port_block, make_settings, require_weaviate_binary
+from tests.conftest import make_settings, require_weaviate_binary
+from tests.support import REPO
+from tests.support.cli import cli_environment
+from tests.support.ports import free_port_block
 
 pytestmark = pytest.mark.slow
 WORDS = [

@@ -21,7 +21,8 @@ import pytest
 from core.config import Settings
 from core.ingest import lock as kblock
 from core.ingest.lock import KBBusy, kb_write_lock
-from tests.conftest import REPO, StateBackend
+from tests.conftest import StateBackend
+from tests.support import REPO
 
 EXE = str(REPO / ".venv" / "bin" / "switchboard")
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 PACKAGES = ("switchboard", "widget", "bots", "core")
 LINT_IMPORTS = REPO / ".venv" / "bin" / "lint-imports"

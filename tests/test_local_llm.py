@@ -20,7 +20,8 @@ from core.errors import LLMError
 from core.ingest.pipeline import ingest
 from core.store.client import Store
 from core.types import Delta, Done, Message, Sources
-from tests.conftest import REPO, free_port_block
+from tests.support import REPO
+from tests.support.ports import free_port_block
 
 
 @pytest.fixture

@@ -22,9 +22,11 @@ from core.config import Settings
 from core.embed import Embedder
 from core.ingest.pipeline import ingest
 from core.store.client import open_store
-from tests.conftest import REPO, WIDGET_KB, cli_environment, web_settings
+from tests.conftest import WIDGET_KB, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
+from tests.support import REPO
+from tests.support.cli import cli_environment
 from tests.test_cli import one_line_error, run
 from widget.apikeys import ApiKeys
 

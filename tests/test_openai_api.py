@@ -13,9 +13,10 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from core.config import Settings
-from tests.conftest import cli_environment, web_settings
+from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
+from tests.support.cli import cli_environment
 from tests.test_cli import run
 from widget.apikeys import ApiKeys
 

@@ -24,18 +24,21 @@ from core.answer.log import AnswerLog
 from core.config import Settings
 from core.store.local import LocalWeaviate
 from core.types import Citation, Turn
-from tests.conftest import REPO, StateBackend, cli_environment, web_settings
+from tests.conftest import StateBackend, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
+from tests.support import REPO
+from tests.support.cli import cli_environment
 from tests.test_server_api import chat, messages, session
 from widget.sessions import identity_hash
+from widget.settings import WebSettings
 
 ADMIN_KEY = "admin-key-for-privacy-tests-0123"
 QUESTION = "Which port does the Kestrel dashboard listen on?"  # the widget KB answers it
 CITATION = Citation(n=1, title="Install", source="/docs/install.md", section="", snippet="Run it.")
 
 
-def own_settings(settings: Settings, fake_llm: FakeOpenAI, origin: str, state: StateBackend, tmp: Path) -> Settings:
+def own_settings(settings: Settings, fake_llm: FakeOpenAI, origin: str, state: StateBackend, tmp: Path) -> WebSettings:
     """The web settings on this test's own data directory (and Redis or not), with the session's Weaviate reached
     as an external server, so that every byte under the data directory is this test's."""
     weaviate = LocalWeaviate.from_settings(settings)
@@ -265,7 +268,7 @@ async def test_retention_purges_at_startup(
     await memory.append("slack", "idle", [Turn(role="user", content="idle question")])
     await memory.append("slack", "active", [Turn(role="user", content="active question")])
     age(data / "history.sqlite3", "turns", 8, "conversation = 'idle'")
-    backend = StateBackend(settings=Settings(data_dir=data, _env_file=None), redis=None)
+    backend = StateBackend(settings=WebSettings(data_dir=data, _env_file=None), redis=None)
     own = own_settings(settings, fake_llm, host_site[0], backend, tmp_path)
     retention = {"answer_log_retention_days": 7, "history_ttl_days": 7}
     with run_server(own.model_copy(update=retention)):

@@ -20,8 +20,10 @@ from core.embed import Embedder
 from core.ingest.pipeline import ingest
 from core.store.client import Store, open_store
 from core.types import Delta, Done, Event, Failed, Message, Sources, Turn
-from tests.conftest import REPO, free_port_block, make_settings, require_weaviate_binary
+from tests.conftest import make_settings, require_weaviate_binary
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support import REPO
+from tests.support.ports import free_port_block
 
 SAMPLE_KB = "rag_sample"
 PORT_QUESTION = "Which port does the Kestrel dashboard listen on?"

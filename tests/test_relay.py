@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from bots.base import APOLOGY, CURSOR, Channel, is_reset, parse_feedback, relay
+from bots.base import APOLOGY, CURSOR, Channel, Followed, Stream, is_reset, parse_feedback, relay
 from bots.dedup import RedisDeduplicator, SQLiteDeduplicator, create_deduplicator
 from bots.render import DISCORD, TELEGRAM, Dialect
 from core.shared_state import open_redis
@@ -125,6 +125,41 @@ async def test_failing_preview_edits_do_not_lose_the_final_answer() -> None:
     channel = FakeChannel(fail_edits=True)
     done = await relay(stream(["a ", "b ", "c"], pause=0.06), channel)
     assert done is not None and channel.calls[-1].answer_id == "ans1" and "a b c" in channel.calls[-1].text
+
+
+@dataclass
+class FakeStream(Stream):
+    """A platform's own streaming API, scripted: whether it starts, and what relay() handed it."""
+
+    starts: bool = True
+    interval: float = 0.02
+    updates: list[str] = field(default_factory=list)
+    finished: Followed | None = None
+
+    async def start(self) -> bool:
+        return self.starts
+
+    async def update(self, text: str) -> None:
+        self.updates.append(text)
+
+    async def finish(self, result: Followed) -> None:
+        self.finished = result
+
+
+async def test_a_native_stream_replaces_post_then_edit_unless_it_cannot_start() -> None:
+    channel, native = FakeChannel(), FakeStream()
+    pieces = [f"w{i} " for i in range(10)]
+    done = await relay(stream(pieces, pause=0.01), channel, native)
+    assert done is not None and native.finished is not None and native.finished.done is done
+    assert native.finished.text == "".join(pieces) and native.updates
+    assert all(native.finished.text.startswith(u) for u in native.updates)
+    assert channel.calls == [], "nothing posted the post-then-edit way"
+
+    refused = FakeStream(starts=False)
+    done = await relay(stream(pieces), channel, refused)
+    assert done is not None and refused.updates == [] and refused.finished is None
+    assert channel.calls[0].op == "post" and "Thinking" in channel.calls[0].text
+    assert channel.calls[-1].answer_id == "ans1" and "w9" in channel.calls[-1].text
 
 
 def test_reset_phrases_and_feedback_values() -> None:

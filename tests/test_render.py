@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bots.render import DISCORD, SLACK, TELEGRAM, Dialect, final_markdown, render, split
+from bots.render import DISCORD, SLACK, TELEGRAM, Dialect, render, split
+from core.answer.citations import final_markdown
 from core.types import Citation, Done
 
 SAMPLE = (

@@ -20,10 +20,10 @@ from slack_sdk.signature import SignatureVerifier
 from bots.slack import EVENTS_PATH
 from core.config import Settings
 from core.store.local import LocalWeaviate
-from tests.conftest import cli_environment, web_settings
+from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
-from tests.servers import serve_process
+from tests.support.cli import cli_environment, serve_process
 from tests.test_slack import ANSWER, QUESTION, SECRET, callback, mention, wait_final
 
 HOST_ORIGIN = "https://docs.example"  # the site embedding the widget (allowed in the bots file)

@@ -18,9 +18,10 @@ from core.answer.assistant import STORE_DOWN
 from core.answer.log import AnswerLog
 from core.config import Settings
 from core.store.local import LocalWeaviate
-from tests.conftest import free_port_block, web_settings
+from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
+from tests.support.ports import free_port_block
 from widget.sessions import identity_hash
 
 

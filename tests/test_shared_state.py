@@ -15,9 +15,11 @@ from core.config import Settings
 from core.errors import ConfigError, StateError
 from core.shared_state import open_redis, state_backend
 from core.types import Turn
-from tests.conftest import StateBackend, free_port_block, redis_server, web_settings
+from tests.conftest import StateBackend, web_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import run_server
+from tests.support.ports import free_port_block
+from tests.support.redis_server import redis_server
 from widget.apikeys import ApiKeys
 from widget.ratelimit import create_rate_limits
 from widget.sessions import SessionTokens, TokenError, signing_secret

@@ -28,13 +28,13 @@ from pydantic import SecretStr
 
 from bots.base import CURSOR
 from bots.discord import run as discord_run
+from bots.settings import DiscordSettings, SlackSettings
 from bots.slack import run as slack_run
 from core.config import Settings
 from core.ingest.pipeline import chunks_for
 from core.ingest.sources import RawDoc
 from core.store.client import open_store
 from core.store.local import LocalWeaviate
-from tests.conftest import REPO, cli_environment, free_port_block
 from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, user
 from tests.fakes.discord_server import TOKEN as DISCORD_TOKEN
 from tests.fakes.openai_server import FakeOpenAI, Reply
@@ -42,6 +42,9 @@ from tests.fakes.slack_server import APP_TOKEN, FakeSlack
 from tests.fakes.slack_server import BOT_TOKEN as SLACK_BOT_TOKEN
 from tests.fakes.slack_server import BOT_USER as SLACK_BOT_USER
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
+from tests.support import REPO
+from tests.support.cli import cli_environment
+from tests.support.ports import free_port_block
 from tests.test_interrupted_ingest import count, write_corpus
 from tests.test_slack import callback, envelope
 from widget.apikeys import ApiKeys
@@ -294,7 +297,7 @@ async def test_telegram_tells_the_user_when_the_grace_period_cuts_an_answer_off(
     assert final.startswith("The dashboard listens") and "interrupted" in final and CURSOR not in final
 
 
-def in_process_bot(settings: Settings, widget_kb: str, fake_llm: FakeOpenAI, **tokens: Any) -> Settings:
+def in_process_bot(settings: Settings, widget_kb: str, fake_llm: FakeOpenAI) -> Settings:
     """A bot run in this process over the sample KB and the fake LLM, with a grace period it never reaches."""
     return settings.model_copy(
         update={
@@ -303,7 +306,6 @@ def in_process_bot(settings: Settings, widget_kb: str, fake_llm: FakeOpenAI, **t
             "llm_api_key": SecretStr("sk-test"),
             "llm_model": "fake-chat",
             "shutdown_grace_seconds": 15.0,
-            **tokens,
         }
     )
 
@@ -315,12 +317,13 @@ async def test_discord_leaves_the_gateway_then_finishes_the_answer_over_http(
     settings: Settings, widget_kb: str, fake_llm: FakeOpenAI
 ) -> None:
     fake = await FakeDiscord(guild_id=100, channels=[CHANNEL]).start()
-    bot_settings = in_process_bot(settings, widget_kb, fake_llm, discord_bot_token=SecretStr(DISCORD_TOKEN))
+    bot_settings = in_process_bot(settings, widget_kb, fake_llm)
+    token = DiscordSettings(_env_file=None, bot_token=SecretStr(DISCORD_TOKEN))
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(discord.http.Route, "BASE", fake.api_base)
             patch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
-            bot = asyncio.create_task(discord_run(bot_settings))
+            bot = asyncio.create_task(discord_run(bot_settings, token))
             await fake.until(lambda: fake.connected() or bot.done())
             fake_llm.enqueue(SLOW)
             alice = user(7001, "alice")
@@ -346,13 +349,9 @@ async def test_slack_closes_the_socket_then_finishes_the_streamed_answer(
     settings: Settings, widget_kb: str, fake_llm: FakeOpenAI
 ) -> None:
     fake = FakeSlack().start()
-    bot_settings = in_process_bot(
-        settings,
-        widget_kb,
-        fake_llm,
-        slack_bot_token=SecretStr(SLACK_BOT_TOKEN),
-        slack_app_token=SecretStr(APP_TOKEN),
-        slack_api_url=fake.api_url,
+    bot_settings = in_process_bot(settings, widget_kb, fake_llm)
+    slack = SlackSettings(
+        _env_file=None, bot_token=SecretStr(SLACK_BOT_TOKEN), app_token=SecretStr(APP_TOKEN), api_url=fake.api_url
     )
     thread = f"{next(_ids) / 1000:.6f}"  # the question's ts: a thread no other test (or run) has asked in
 
@@ -364,7 +363,7 @@ async def test_slack_closes_the_socket_then_finishes_the_streamed_answer(
                 return str(ts)
         return None
 
-    bot = asyncio.create_task(slack_run(bot_settings))
+    bot = asyncio.create_task(slack_run(bot_settings, slack))
     try:
         await asyncio.to_thread(fake.wait_for, lambda: fake.connected or bot.done(), 120)
         assert not bot.done(), bot.result()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from core.types import shown_source
-from tests.conftest import REPO
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer
+from tests.support import REPO
 from tests.test_mcp import http_client
 from tests.test_mcp import new_key as new_mcp_key
 from tests.test_openai_api import client, new_key

@@ -29,8 +29,11 @@ from core.store.client import open_store
 from core.store.local import LocalWeaviate
 from core.store.search import SearchOptions, retrieve
 from core.types import Done
-from tests.conftest import REPO, cli_environment, free_port_block, require_weaviate_binary
+from tests.conftest import require_weaviate_binary
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support import REPO
+from tests.support.cli import cli_environment
+from tests.support.ports import free_port_block
 from tests.test_cli import run
 from tests.test_rag import PORT_QUESTION, SAMPLE_KB, assistant_for, collect, make_llm, message
 from widget.routes import readyz
@@ -145,14 +148,14 @@ async def test_a_killed_node_keeps_the_kb_serving_and_catches_up(
         started = time.monotonic()
         # The requests that meet the dead node fail (not replayed: a write may not be safe to repeat), and
         # switch the store once...
-        with caplog.at_level(logging.WARNING, "core.store.client"):
+        with caplog.at_level(logging.WARNING, "core.store.nodes"):
             failed = await asyncio.gather(
                 *(retrieve(store, embedder, SAMPLE_KB, "cron time zone", options) for _ in range(2)),
                 return_exceptions=True,
             )
         switched = f"switched to Weaviate node {re.escape(cluster[0].url)}, so the request can be retried"
         assert all(isinstance(e, StoreError) and re.search(switched, str(e)) for e in failed), failed
-        assert [r.getMessage() for r in caplog.records if r.name == "core.store.client"] == [
+        assert [r.getMessage() for r in caplog.records if r.name == "core.store.nodes"] == [
             f"Weaviate node {cluster[2].url} is down; switched to {cluster[0].url}"
         ]
         # ...and the next ones go to node1, the first other node that answers.

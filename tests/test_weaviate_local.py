@@ -17,7 +17,8 @@ from core.errors import StoreError
 from core.kb import KBMeta
 from core.store.client import open_store
 from core.store.local import LocalWeaviate, embedded_binary_name
-from tests.conftest import QuietHandler, free_port_block, make_settings, require_weaviate_binary
+from tests.conftest import QuietHandler, make_settings, require_weaviate_binary
+from tests.support.ports import free_port_block
 
 
 @pytest.fixture

@@ -25,12 +25,15 @@ from core.config import Settings
 from core.process import secret_file
 from core.sqlite import init_db
 from core.store.local import LocalWeaviate
-from tests.conftest import REPO, cli_environment, web_settings
+from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.servers import RunningServer, run_server, serve_process
+from tests.servers import RunningServer, run_server
+from tests.support import REPO
+from tests.support.cli import cli_environment, serve_process
 from tests.test_server_api import sse_events
 from tests.test_widget_browser import CHROMIUM_FLAGS
 from widget.sessions import identity_hash
+from widget.settings import WebSettings
 
 PUBLIC = "https://chat.example.com"
 _addresses = (f"198.51.100.{n}" for n in itertools.count(1))  # each call its own client, as a proxy reports it
@@ -259,10 +262,12 @@ def test_public_url_names_the_servers_own_origin(public_web: RunningServer) -> N
 
 
 def test_public_url_takes_origins_and_refuses_anything_else() -> None:
-    parsed = Settings(_env_file=None, PUBLIC_URL="https://Chat.Example.com:443/widget/, http://[::1]:8000,http://h:80")
+    parsed = WebSettings(
+        _env_file=None, PUBLIC_URL="https://Chat.Example.com:443/widget/, http://[::1]:8000,http://h:80"
+    )
     assert parsed.public_url == ("https://chat.example.com", "http://[::1]:8000", "http://h")
     with pytest.raises(ValidationError, match="is not an http"):
-        Settings(_env_file=None, PUBLIC_URL="chat.example.com")
+        WebSettings(_env_file=None, PUBLIC_URL="chat.example.com")
 
 
 # --- 4. rate limits on every session call, API docs, headers ------------------------------------------------------

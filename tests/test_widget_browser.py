@@ -12,9 +12,10 @@ from playwright.async_api import Browser, Locator, Page, ViewportSize, async_pla
 
 from core.answer.log import AnswerLog
 from core.config import Settings
-from tests.conftest import REPO, web_settings
+from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import HOSTILE, RunningServer, run_server
+from tests.support import REPO
 
 OUTPUT = REPO / "tests" / "output"
 CHROMIUM_FLAGS = [

@@ -21,7 +21,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.answer.assistant import Assistant, open_assistant
-from core.config import Settings
 from core.errors import StateError
 from widget import admin, openai_api
 from widget.apikeys import ApiKeys
@@ -30,10 +29,11 @@ from widget.bots import widget_settings
 from widget.deps import ServerState
 from widget.jobs import Jobs, create_job_store
 from widget.mcp_server import McpEndpoint
-from widget.openai_api import OpenAIError
+from widget.openai_api import OpenAIError, is_api_path
 from widget.ratelimit import create_rate_limits
 from widget.routes import router
 from widget.sessions import SessionTokens, signing_secret
+from widget.settings import WebSettings
 from widget.webhooks import Webhooks
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,14 @@ PAGE_CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def _error(path: str, api: OpenAIError, detail: str, status: int | None = None) -> JSONResponse:
+    """The one decision of an error's shape: OpenAI's under /v1, FastAPI's `{"detail": ...}` elsewhere (with
+    `status` when it differs from the API's, and the same headers)."""
+    if is_api_path(path):
+        return api.response()
+    return JSONResponse({"detail": detail}, status_code=status or api.status, headers=api.headers)
 
 
 class _TooLarge(Exception):
@@ -94,10 +102,7 @@ class BodyLimit:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         detail = f"request body too large (the limit is {limit} bytes)"
-        if scope["path"].startswith("/v1/"):
-            response = OpenAIError(413, detail, code="request_too_large").response()
-        else:
-            response = JSONResponse({"detail": detail}, status_code=413)
+        response = _error(scope["path"], OpenAIError(413, detail, code="request_too_large"), detail)
         await response(scope, receive, send)
 
 
@@ -122,14 +127,21 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None]] | None = None) -> FastAPI:
-    """`prepare` runs once the assistant is open, before serving (the demo ingests the sample docs there)."""
+def create_app(
+    settings: WebSettings,
+    prepare: Callable[[Assistant], Awaitable[None]] | None = None,
+    *,
+    webhooks: Webhooks | None = None,
+) -> FastAPI:
+    """`prepare` runs once the assistant is open, before serving (the demo ingests the sample docs there).
+    `webhooks`: the chat platforms served over HTTP (none without), built before this so that a platform's
+    missing credential fails before anything starts."""
     mcp = McpEndpoint()
-    webhooks = Webhooks(settings)  # a platform's missing credential fails here, before anything starts
+    webhooks = webhooks if webhooks is not None else Webhooks()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_assistant(settings) as assistant, mcp.serve(assistant):
+        async with open_assistant(settings) as assistant, mcp.serve(assistant, settings):
             if prepare is not None:
                 await prepare(assistant)
             bots = {name: widget_settings(profile) for name, profile in assistant.profiles.items()}
@@ -199,26 +211,22 @@ def create_app(settings: Settings, prepare: Callable[[Assistant], Awaitable[None
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        openai_path = request.url.path.startswith("/v1/")
+        path, errors = request.url.path, exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            if openai_path:
-                return OpenAIError(400, "The request body is not valid JSON.").response()
-            return JSONResponse({"detail": "the request body is not valid JSON"}, status_code=400)
+            not_json = OpenAIError(400, "The request body is not valid JSON.")
+            return _error(path, not_json, "the request body is not valid JSON")
         first = errors[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
-        if openai_path:  # OpenAI answers malformed parameters with 400 and names the parameter
-            return OpenAIError(400, f"{where}: {first.get('msg', 'invalid')}", param=where).response()
-        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+        problem = f"{where}: {first.get('msg', 'invalid')}"
+        # OpenAI answers malformed parameters with 400 and names the parameter; FastAPI with 422.
+        return _error(path, OpenAIError(400, problem, param=where), problem, status=422)
 
     @app.exception_handler(StateError)
     async def state_unavailable(request: Request, exc: StateError) -> JSONResponse:
         # Redis (REDIS_URL) is down: a temporary condition of this server, not the client's fault.
         logger.error("%s", exc)
-        headers = {"Retry-After": "5"}
-        if request.url.path.startswith("/v1/"):
-            return OpenAIError(503, str(exc), type="server_error", headers=headers).response()
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
+        unavailable = OpenAIError(503, str(exc), type="server_error", headers={"Retry-After": "5"})
+        return _error(request.url.path, unavailable, str(exc))
 
     @app.get("/widget.js", include_in_schema=False)
     def widget_js() -> Response:

@@ -8,17 +8,17 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from core.answer.assistant import Assistant
-from core.config import Settings
 from widget.apikeys import ApiKeys
 from widget.bots import WidgetBot
 from widget.jobs import Jobs
 from widget.ratelimit import RateLimits
 from widget.sessions import Session, SessionTokens, TokenError
+from widget.settings import WebSettings
 
 
 @dataclass(frozen=True, kw_only=True)
 class ServerState:
-    settings: Settings
+    settings: WebSettings
     assistant: Assistant
     tokens: SessionTokens
     limits: RateLimits

@@ -37,13 +37,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from core.answer.assistant import STORE_DOWN, Assistant
+from core.answer.citations import final_text
+from core.answer.collect import collect
 from core.answer.profiles import BotProfile
-from core.errors import KBNotFound, SwitchboardError
-from core.store.search import SearchOptions, retrieve
-from core.types import Citation, Done, Failed, Message, heading, shown_source
+from core.errors import AnswerFailed, KBNotFound, SwitchboardError
+from core.types import Citation, Message, shown_source
 from widget.api_auth import KeyRefused, authenticate
 from widget.apikeys import ApiKey
 from widget.deps import client_ip, get_state
+from widget.settings import WebSettings
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +129,6 @@ async def _require_kb(assistant: Assistant, kb: str) -> None:
         raise ToolError(STORE_DOWN) from None
 
 
-def _answer_text(done: Done) -> str:
-    """What the client's model reads: the answer, then its sources by number (as the CLI prints them)."""
-    if not done.citations:
-        return done.text
-    lines = [f"[{c.n}] {heading(c.title, c.section)} — {c.source}" for c in done.citations]
-    label = "Sources" if done.cited else "Sources consulted"
-    return f"{done.text}\n\n{label}:\n" + "\n".join(lines)
-
-
 def _invalid_arguments(error: ValidationError) -> str:
     """One readable line instead of pydantic's report (which names internal models and links to its docs)."""
     problems = [f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors()]
@@ -160,8 +153,8 @@ def _described(tool: Callable[..., Any]) -> Callable[..., Any]:
     return tool
 
 
-def build_server(assistant: Assistant) -> MCPServer[Any]:
-    settings = assistant.settings
+def build_server(assistant: Assistant, settings: WebSettings) -> MCPServer[Any]:
+    """The tools and the resource over `assistant`; `settings`: what it was opened with."""
     server = _Server(
         "switchboard", version=metadata.version("switchboard"), instructions=INSTRUCTIONS, log_level="WARNING"
     )
@@ -177,9 +170,8 @@ def build_server(assistant: Assistant) -> MCPServer[Any]:
         title, section, source and score. Use it to read the documentation itself; use `ask` for an answer."""
         text = _text(query, "query", settings.max_message_chars)
         kb_name = _bot_for(assistant, kb).kb
-        options = SearchOptions(top_k=k, alpha=settings.search_alpha)
         try:
-            found = await retrieve(assistant.store, assistant.embedder, kb_name, text, options)
+            found = await assistant.search(kb_name, text, top_k=k)
         except KBNotFound as exc:
             raise ToolError(str(exc)) from None
         except SwitchboardError:
@@ -207,14 +199,10 @@ def build_server(assistant: Assistant) -> MCPServer[Any]:
         key = _caller.get()
         conversation = f"{key.id}:{uuid.uuid4().hex}" if key else uuid.uuid4().hex  # the answer log shows the key
         message = Message(text=text, channel="mcp", conversation_id=conversation, bot=bot.name, history=())
-        done: Done | None = None
-        async for event in assistant.in_flight.bounded(assistant.answer(message)):
-            if isinstance(event, Failed):
-                raise ToolError(event.reason)
-            if isinstance(event, Done):
-                done = event
-        if done is None:
-            raise ToolError("the answer ended unexpectedly")
+        try:
+            done = await collect(assistant.in_flight.bounded(assistant.answer(message)))
+        except AnswerFailed as failed:
+            raise ToolError(str(failed)) from None
         result = AnswerResult(
             kb=bot.kb,
             bot=bot.name,
@@ -224,7 +212,7 @@ def build_server(assistant: Assistant) -> MCPServer[Any]:
             fallback=done.fallback,
         )
         return CallToolResult(
-            content=[TextContent(type="text", text=_answer_text(done))],
+            content=[TextContent(type="text", text=final_text(done))],
             structured_content=result.model_dump(mode="json"),
         )
 
@@ -250,10 +238,10 @@ def build_server(assistant: Assistant) -> MCPServer[Any]:
     return server
 
 
-async def serve_stdio(assistant: Assistant) -> None:
+async def serve_stdio(assistant: Assistant, settings: WebSettings) -> None:
     """Serve over stdin/stdout until the client closes them; the local user reaches every bot's KB."""
     _caller.set(None)
-    await build_server(assistant).run_stdio_async()
+    await build_server(assistant, settings).run_stdio_async()
 
 
 def _refusal(status: int, error: str, description: str, headers: dict[str, str]) -> JSONResponse:
@@ -268,14 +256,14 @@ class McpEndpoint:
         self._manager: StreamableHTTPSessionManager | None = None
 
     @asynccontextmanager
-    async def serve(self, assistant: Assistant) -> AsyncIterator[None]:
+    async def serve(self, assistant: Assistant, settings: WebSettings) -> AsyncIterator[None]:
         """Run the transport while the app runs (in its lifespan, once the assistant is open)."""
-        server = build_server(assistant)
+        server = build_server(assistant, settings)
         # Called for the session manager it creates; the route is ours (with the key check), not its app's.
         server.streamable_http_app(
             stateless_http=True,
             json_response=True,
-            max_request_body_size=assistant.settings.api_max_body_bytes,
+            max_request_body_size=settings.api_max_body_bytes,
             # Host/Origin checks protect credential-less local servers from DNS rebinding; this endpoint needs
             # an API key that a rebinding page cannot have, and must answer under whatever host it is deployed.
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),

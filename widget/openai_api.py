@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -24,8 +24,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 
+from core.answer.collect import collect
 from core.answer.llm import estimate_tokens
 from core.answer.prompt import citation_spans
+from core.errors import AnswerFailed
 from core.types import Delta, Done, Event, Failed, Generation, Message, Turn, Usage, heading
 from widget.api_auth import KeyRefused, authenticate
 from widget.apikeys import ApiKey
@@ -52,9 +54,11 @@ class OpenAIError(Exception):
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.headers = headers or {}
 
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
     def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def _require_unicode(*texts: str | None) -> None:
@@ -274,46 +278,42 @@ async def chat_completions(
     first = await anext(events)
     if isinstance(first, Failed):
         raise OpenAIError(503, first.reason, type="server_error", code="knowledge_base_unavailable")
-    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    envelope = _Envelope(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=body.model)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chunks(events, completion_id, created, body.model, usage)
-        return StreamingResponse(chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    done = await _last(events)
+        return StreamingResponse(
+            _chunks(events, envelope, usage), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    try:
+        done = await collect(events)
+    except AnswerFailed as failed:
+        raise OpenAIError(503, str(failed), type="server_error") from None
     message_out = {"role": "assistant", "content": done.text, "refusal": None, "annotations": _annotations(done)}
-    return JSONResponse(
-        {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": body.model,
-            "choices": [{"index": 0, "message": message_out, "finish_reason": done.finish_reason, "logprobs": None}],
-            "usage": _usage(done),
-            "switchboard": _extra(done),
-        }
-    )
+    choice = {"index": 0, "message": message_out, "finish_reason": done.finish_reason, "logprobs": None}
+    return JSONResponse(envelope("chat.completion", [choice], usage=_usage(done), switchboard=_extra(done)))
 
 
-async def _last(events: AsyncIterator[Event]) -> Done:
-    async for event in events:
-        if isinstance(event, Done):
-            return event
-    raise OpenAIError(503, "The answer ended unexpectedly.", type="server_error")
+@dataclass(frozen=True, kw_only=True)
+class _Envelope:
+    """What every object of one completion carries: the whole completion, or each chunk of its stream."""
+
+    id: str
+    created: int
+    model: str
+
+    def __call__(self, kind: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        head = {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+        return {**head, "choices": choices, **extra}
 
 
-async def _chunks(
-    events: AsyncIterator[Event], completion_id: str, created: int, model: str, usage: bool
-) -> AsyncIterator[bytes]:
+def _data(payload: dict[str, Any]) -> bytes:
+    """One server-sent event of the stream, as OpenAI frames them."""
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+async def _chunks(events: AsyncIterator[Event], envelope: _Envelope, usage: bool) -> AsyncIterator[bytes]:
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        payload = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": choices,
-            **extra,
-        }
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+        return _data(envelope("chat.completion.chunk", choices, **extra))
 
     def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
@@ -327,12 +327,12 @@ async def _chunks(
             if usage:
                 yield chunk([], usage=_usage(event))
         elif isinstance(event, Failed):  # mid-stream, as OpenAI reports it: the SDKs raise APIError
-            error = {"message": event.reason, "type": "server_error", "param": None, "code": None}
-            yield f"data: {json.dumps({'error': error}, ensure_ascii=False)}\n\n".encode()
+            yield _data(OpenAIError(503, event.reason, type="server_error").body())
     yield b"data: [DONE]\n\n"
 
 
-def _is_api(path: str) -> bool:
+def is_api_path(path: str) -> bool:
+    """Where errors take OpenAI's shape, as its SDKs expect."""
     return path == "/v1" or path.startswith("/v1/")
 
 
@@ -347,7 +347,7 @@ def install(app: Any) -> None:
     @app.exception_handler(HTTPException)
     async def unknown_route(request: Request, exc: HTTPException) -> Response:
         """Unknown /v1 paths and methods (404, 405) in OpenAI's shape, as its SDKs expect; elsewhere FastAPI's."""
-        if not _is_api(request.url.path):
+        if not is_api_path(request.url.path):
             return await http_exception_handler(request, exc)
         message = f"Invalid URL ({request.method} {request.url.path})" if exc.status_code == 404 else exc.detail
         return OpenAIError(exc.status_code, message, headers=dict(exc.headers or {})).response()

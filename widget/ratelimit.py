@@ -14,8 +14,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
-from core.config import Settings
 from core.shared_state import redis_errors, redis_key
+from widget.settings import WebSettings
 
 
 class RateLimits:
@@ -38,7 +38,7 @@ class RateLimits:
         return max(1, math.ceil(reset_at - time.time()))
 
 
-def create_rate_limits(settings: Settings, redis: Redis | None) -> RateLimits:
+def create_rate_limits(settings: WebSettings, redis: Redis | None) -> RateLimits:
     storage: Storage = MemoryStorage()
     if redis is not None:
         storage = RedisStorage(

@@ -21,12 +21,11 @@ from pydantic import BaseModel, Field
 
 from core.answer.assistant import Assistant
 from core.answer.privacy import forget_conversation
-from core.config import Settings, web_origin
 from core.errors import SwitchboardError
-from core.shared_state import redis_check
 from core.types import Delta, Done, Event, Failed, Message, Sources
 from widget.deps import AssistantDep, SessionDep, StateDep, client_ip
 from widget.sessions import Session, verify_identity
+from widget.settings import WebSettings, web_origin
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -56,7 +55,7 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(None, max_length=1000)
 
 
-def _server_origins(settings: Settings) -> tuple[str, ...]:
+def _server_origins(settings: WebSettings) -> tuple[str, ...]:
     """Where this server's own pages are: PUBLIC_URL, else its SERVER_HOST:SERVER_PORT address (and in development
     its loopback aliases). Never the request's Host header, which any client, or a DNS-rebinding page, chooses."""
     if settings.public_url:
@@ -249,26 +248,6 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(assistant: AssistantDep, response: Response) -> dict[str, str]:
-    checks: dict[str, str] = {}
-    try:
-        checks["weaviate"] = f"ok ({await asyncio.wait_for(assistant.store.server_version(), 5)})"
-    except (SwitchboardError, TimeoutError) as exc:
-        checks["weaviate"] = f"unavailable: {exc or 'no answer within 5 s'}"
-    try:  # a cluster with nodes down stays ready while WEAVIATE_CONSISTENCY can still be met
-        nodes = await asyncio.wait_for(assistant.store.cluster_health(), 5)
-        checks["weaviate_nodes"] = f"ok ({nodes.summary})" if nodes.serving else f"unavailable: {nodes.summary}"
-    except TimeoutError:
-        # Right after a node dies the cluster's node report waits for it. Not a reason to take every replica
-        # out of the load balancer at once: unknown does not count against readiness.
-        checks["weaviate_nodes"] = "unknown: the cluster did not report its nodes within 5 s"
-    except SwitchboardError as exc:
-        checks["weaviate_nodes"] = f"unavailable: {exc}"
-    if assistant.llm is None:  # a supported mode (the default compose file), not a fault: ready
-        checks["llm"] = "none: answers quote passages"
-    else:
-        checks["llm"] = "ok" if await assistant.llm.ping() else "unavailable"
-    if assistant.redis is not None:
-        checks["redis"] = await redis_check(assistant.redis)
-    ready = all(v.startswith(("ok", "unknown", "none")) for v in checks.values())
+    ready, checks = await assistant.readiness()
     response.status_code = 200 if ready else 503
     return {"status": "ready" if ready else "not ready", **checks}

@@ -19,8 +19,8 @@ from typing import NoReturn
 import uvicorn
 from fastapi import FastAPI
 
-from core.config import Settings
 from core.errors import ConfigError
+from widget.settings import WebSettings
 
 
 class _Server(uvicorn.Server):
@@ -49,7 +49,7 @@ def _exit_ok(signum: int, frame: FrameType | None) -> NoReturn:
     raise SystemExit(0)
 
 
-def check_bind_address(settings: Settings) -> None:
+def check_bind_address(settings: WebSettings) -> None:
     """Development mode generates its secrets and lets any site embed a bot that has no allow-list: fine on this
     machine, not on a network. Raises ConfigError for a non-loopback address unless DEV_ALLOW_REMOTE is set."""
     if settings.environment == "production" or settings.dev_allow_remote or _loopback(settings.server_host):
@@ -69,7 +69,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def serve(app: FastAPI, settings: Settings, on_started: Callable[[], None] = lambda: None) -> None:
+def serve(app: FastAPI, settings: WebSettings, on_started: Callable[[], None] = lambda: None) -> None:
     """Run `app` until SIGTERM or Ctrl-C; `on_started` is called once it listens on SERVER_PORT."""
     grace = settings.shutdown_grace_seconds
     config = uvicorn.Config(

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from redis.asyncio import Redis
 
-from core.config import Settings
 from core.process import secret_file
 from core.shared_state import shared_secret
+from widget.settings import WebSettings
 
 
 class TokenError(Exception):
@@ -52,7 +52,7 @@ def _key_part(value: str) -> str:
     return value.replace("%", "%25").replace(":", "%3A")
 
 
-async def signing_secret(settings: Settings, redis: Redis | None) -> str:
+async def signing_secret(settings: WebSettings, redis: Redis | None) -> str:
     """SWITCHBOARD_SECRET_KEY (required in production); in development one made once, in Redis for every replica
     or in the data directory for one machine."""
     if settings.secret_key is not None:

@@ -1,7 +1,8 @@
 """The chat platforms' webhooks on the web server: POST /slack/events with SLACK_MODE=http, POST
 /telegram/webhook with TELEGRAM_MODE=webhook. Each platform's handler (bots.webhooks) is started in the app's
 lifespan, once the assistant is open, and stopped on shutdown; its route hands it the raw request.
-Platform libraries are imported only when that platform is configured.
+Platform libraries are imported only when that platform is configured. The platforms' settings are their own
+(bots.settings): the composition root reads them (`Webhooks.from_environment`) and hands them to the app.
 """
 
 from __future__ import annotations
@@ -12,31 +13,37 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
+from bots.settings import SlackSettings, TelegramSettings
 from bots.webhooks import Webhook, WebhookHandler
 from core.answer.assistant import Assistant
-from core.config import Settings
 
 
-def configured(settings: Settings) -> list[Webhook]:
+def configured(slack: SlackSettings | None, telegram: TelegramSettings | None) -> list[Webhook]:
     """The webhooks the settings ask for; a platform's missing credential is a ConfigError here, before serving."""
     webhooks: list[Webhook] = []
-    if settings.slack_mode == "http" and settings.slack_bot_token:
+    if slack is not None and slack.mode == "http" and slack.bot_token:
         from bots.slack import SlackWebhook
 
-        webhooks.append(SlackWebhook(settings))
-    if settings.telegram_mode == "webhook" and settings.telegram_bot_token:
+        webhooks.append(SlackWebhook(slack))
+    if telegram is not None and telegram.mode == "webhook" and telegram.bot_token:
         from bots.telegram import TelegramWebhook
 
-        webhooks.append(TelegramWebhook(settings))
+        webhooks.append(TelegramWebhook(telegram))
     return webhooks
 
 
 class Webhooks:
-    """The configured platforms' routes, their body limits, and their handlers while the app runs."""
+    """The configured platforms' routes, their body limits, and their handlers while the app runs. Without
+    a platform's settings, it has no webhook."""
 
-    def __init__(self, settings: Settings):
-        self.webhooks = configured(settings)
+    def __init__(self, *, slack: SlackSettings | None = None, telegram: TelegramSettings | None = None):
+        self.webhooks = configured(slack, telegram)
         self.handlers: dict[str, WebhookHandler] = {}
+
+    @classmethod
+    def from_environment(cls) -> Webhooks:
+        """The webhooks SLACK_* and TELEGRAM_* (environment, `.env`) ask for: what `switchboard serve` runs."""
+        return cls(slack=SlackSettings(), telegram=TelegramSettings())
 
     @property
     def body_limits(self) -> dict[str, int]:

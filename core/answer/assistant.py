@@ -23,9 +23,10 @@ from core.answer.prompt import answer_messages, cited_numbers, condense_messages
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
-from core.shared_state import open_redis
+from core.shared_state import open_redis, redis_check
 from core.shutdown import InFlight
 from core.store.client import Store, open_store
+from core.store.rerank import Reranker, open_reranker
 from core.store.search import SearchOptions, retrieve
 from core.types import (
     Citation,
@@ -70,6 +71,7 @@ class Assistant:
         answers: AnswerLog,
         profiles: dict[str, BotProfile],
         redis: Redis | None = None,
+        reranker: Reranker | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -78,6 +80,7 @@ class Assistant:
         self.history = history
         self.answers = answers
         self.profiles = profiles
+        self.reranker = reranker
         self.redis = redis  # the process's client for state shared with other replicas (rate limits, de-dup)
         self.in_flight = InFlight()  # every answer of this process, for a graceful shutdown
 
@@ -86,6 +89,35 @@ class Assistant:
             return self.profiles[bot or DEFAULT_BOT]
         except KeyError:
             raise ConfigError(f"unknown bot {bot!r}") from None
+
+    async def search(self, kb: str, query: str, *, top_k: int | None = None) -> list[Source]:
+        """Retrieval as answers use it (the SEARCH_* settings, the reranker if any); `top_k` overrides."""
+        options = SearchOptions.from_settings(self.settings, top_k=top_k or self.settings.search_top_k)
+        return await retrieve(self.store, self.embedder, kb, query, options, self.reranker)
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Whether this process can answer, and what each service it answers with says (for /readyz)."""
+        checks: dict[str, str] = {}
+        try:
+            checks["weaviate"] = f"ok ({await asyncio.wait_for(self.store.server_version(), 5)})"
+        except (SwitchboardError, TimeoutError) as exc:
+            checks["weaviate"] = f"unavailable: {exc or 'no answer within 5 s'}"
+        try:  # a cluster with nodes down stays ready while WEAVIATE_CONSISTENCY can still be met
+            nodes = await asyncio.wait_for(self.store.cluster_health(), 5)
+            checks["weaviate_nodes"] = f"ok ({nodes.summary})" if nodes.serving else f"unavailable: {nodes.summary}"
+        except TimeoutError:
+            # Right after a node dies the cluster's node report waits for it. Not a reason to take every replica
+            # out of the load balancer at once: unknown does not count against readiness.
+            checks["weaviate_nodes"] = "unknown: the cluster did not report its nodes within 5 s"
+        except SwitchboardError as exc:
+            checks["weaviate_nodes"] = f"unavailable: {exc}"
+        if self.llm is None:  # a supported mode (the default compose file), not a fault: ready
+            checks["llm"] = "none: answers quote passages"
+        else:
+            checks["llm"] = "ok" if await self.llm.ping() else "unavailable"
+        if self.redis is not None:
+            checks["redis"] = await redis_check(self.redis)
+        return all(v.startswith(("ok", "unknown", "none")) for v in checks.values()), checks
 
     async def reset(self, channel: str, conversation_id: str) -> None:
         await self.history.reset(channel, conversation_id)
@@ -108,13 +140,7 @@ class Assistant:
         turns = fit_history(stored, self.settings.history_max_tokens)
         query = await self._standalone_query(message.query or message.text, turns)
         try:
-            found = await retrieve(
-                self.store,
-                self.embedder,
-                profile.kb,
-                query,
-                SearchOptions(top_k=self.settings.search_top_k, alpha=self.settings.search_alpha),
-            )
+            found = await self.search(profile.kb, query)
         except KBNotFound:
             logger.warning("bot %s has no documents in KB %s", profile.name, profile.kb)
             found = []
@@ -232,6 +258,7 @@ async def open_assistant(settings: Settings, *, keep_running: bool = False) -> A
         open_redis(settings) as redis,  # first: a wrong REDIS_URL fails before Weaviate and the LLM start
         open_store(settings, keep_running=keep_running) as store,
         open_llm(settings, keep_running=keep_running) as llm,
+        open_reranker(settings) as reranker,
     ):
         history = create_history(settings, redis)
         await history.purge_expired()  # retention at startup, then on writes (at most hourly)
@@ -245,4 +272,5 @@ async def open_assistant(settings: Settings, *, keep_running: bool = False) -> A
             answers=answers,
             profiles=profiles,
             redis=redis,
+            reranker=reranker,
         )

@@ -26,7 +26,8 @@ from core.ingest.extract import Limits, extract
 from core.ingest.lock import kb_write_lock
 from core.ingest.sources import Found, RawDoc, discover, normalise_origin
 from core.kb import KBMeta
-from core.store.client import Store, StoredChunk, chunk_uuid
+from core.store.client import Store
+from core.store.schema import StoredChunk, chunk_uuid
 from core.types import Chunk
 
 logger = logging.getLogger(__name__)

@@ -1,138 +1,49 @@
-"""The vector store: Weaviate client lifecycle, one collection per knowledge base, upserts and hybrid search.
+"""The KB store: one Weaviate collection per knowledge base, its CRUD and hybrid search, over a client that
+fails over between nodes (core.store.nodes); the schema is core.store.schema's.
 
-The only module that imports weaviate. Why one collection per KB rather than multi-tenancy: each KB records
-its own embedding model and vector size, keeps its own BM25 statistics, and is deleted in one call; tenants
-suit thousands of same-shaped KBs, which is not this kit's case.
+A KB's public name (`Switchboard_<kb>`) is an alias of the versioned collection holding its data
+(`Switchboard_<kb>_V<n>`), so `kb reembed` can build the next version beside it and switch atomically; object
+reads and writes go through the alias. KBs created before aliases are a plain collection under the public name
+until their first reembed.
+
+Why one collection per KB rather than multi-tenancy: each KB records its own embedding model and vector size,
+keeps its own BM25 statistics, and is deleted in one call; tenants suit thousands of same-shaped KBs, which is
+not this kit's case.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlparse
+from typing import Any, TypeVar
 
 import weaviate
 from weaviate.classes.config import (
     Configure,
     ConsistencyLevel,
-    DataType,
-    Property,
     ReplicationConfigCreate,
     ReplicationDeletionStrategy,
-    Tokenization,
     VectorDistances,
 )
 from weaviate.classes.data import DataObject
-from weaviate.classes.init import AdditionalConfig, Auth, GrpcConfig, Timeout
 from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.collections import CollectionAsync
-from weaviate.exceptions import WeaviateBaseError
-from weaviate.util import generate_uuid5
 
 from core.config import Settings
-from core.errors import EmbedderMismatch, EmptyKB, KBNotFound, StoreError
-from core.kb import KBMeta, collection_name, kb_from_collection
+from core.errors import EmptyKB, KBNotFound, StoreError
+from core.kb import KBMeta, collection_name, kb_from_collection, parse_version, version_name
 from core.store.local import LocalWeaviate
+from core.store.nodes import ClusterHealth, Consistency, FailoverClient, NodeHealth, open_client
+from core.store.schema import PROPERTIES, DocumentInfo, KBStats, StoredChunk, check_embedder, chunk_uuid
 from core.types import Chunk, Source
-
-logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 300
 T = TypeVar("T")
-Consistency = Literal["ONE", "QUORUM", "ALL"]
 _INSERT_BATCH = 200
-# With several nodes: how long a call runs before its node is checked, and how long that check may take.
-_PROBE_SECONDS = 2.0
-# Connects to the first node that answers other than the given one (down), returning its URL and client.
-OtherNode = Callable[[str], Awaitable[tuple[str, weaviate.WeaviateAsyncClient]]]
-
-
-def chunk_uuid(doc_id: str, position: int) -> str:
-    """Deterministic ids make every write an upsert: a re-run after a crash overwrites, never duplicates."""
-    return str(generate_uuid5(f"{doc_id}:{position}"))
-
-
-def _keyword(name: str, data_type: DataType = DataType.TEXT) -> Property:
-    """Exact-match, filterable, kept out of BM25."""
-    return Property(
-        name=name, data_type=data_type, tokenization=Tokenization.FIELD, index_searchable=False, index_filterable=True
-    )
-
-
-_PROPERTIES = [
-    Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
-    Property(name="title", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
-    Property(name="section", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
-    _keyword("doc_id"),
-    _keyword("source"),
-    _keyword("origin"),
-    _keyword("content_hash"),
-    Property(name="position", data_type=DataType.INT, index_filterable=True),
-    Property(name="ingested_at", data_type=DataType.DATE),
-]
-
-
-@dataclass(frozen=True, kw_only=True)
-class KBStats:
-    name: str
-    documents: int
-    chunks: int
-    meta: KBMeta
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredChunk:
-    position: int
-    content_hash: str
-    origin: str
-    source: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class DocumentInfo:
-    doc_id: str
-    title: str
-    source: str
-    origin: str
-    chunks: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class NodeHealth:
-    name: str
-    status: str  # HEALTHY, else what the cluster says (UNAVAILABLE, TIMEOUT, …) or UNREACHABLE
-    version: str = ""
-    shards: int = 0
-    objects: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClusterHealth:
-    nodes: tuple[NodeHealth, ...]
-    consistency: Consistency
-    replication_factor: int  # the smallest among the KBs: the one a down node hurts first
-
-    @property
-    def healthy(self) -> int:
-        return sum(node.status == "HEALTHY" for node in self.nodes)
-
-    @property
-    def serving(self) -> bool:
-        """Whether every read and write still gets its acknowledgements, should all down nodes hold one shard."""
-        replicas = min(self.replication_factor, len(self.nodes))
-        needed = {"ONE": 1, "QUORUM": replicas // 2 + 1, "ALL": replicas}[self.consistency]
-        return len(self.nodes) - self.healthy <= replicas - needed
-
-    @property
-    def summary(self) -> str:
-        counts = f"{self.healthy}/{len(self.nodes)} healthy"
-        return f"{counts} at {self.consistency}" if self.serving else f"{counts}, too few for {self.consistency}"
 
 
 def _snippet(text: str) -> str:
@@ -141,24 +52,22 @@ def _snippet(text: str) -> str:
 
 
 class Store:
-    def __init__(
-        self,
-        client: weaviate.WeaviateAsyncClient,
-        *,
-        node: str,
-        other_node: OtherNode | None,
-        consistency: Consistency,
-        replication_factor: int,
-    ):
-        self._client = client
-        self._node = node  # the URL of the node self._client talks to
-        self._other_node = other_node  # None: a single node, nowhere to fail over to
-        self._switching = asyncio.Lock()
+    def __init__(self, link: FailoverClient, *, consistency: Consistency, replication_factor: int):
+        self._link = link
         self._consistency: Consistency = consistency
         self._replication_factor = replication_factor
         # KB metadata never changes after creation; caching it keeps per-query checks off the network. It is the
         # cluster's, not a node's, so it stays valid when the store switches nodes.
         self._metas: dict[str, KBMeta] = {}
+
+    @property
+    def _client(self) -> weaviate.WeaviateAsyncClient:
+        """The current node's client: build each call on it anew, as the store may switch nodes."""
+        return self._link.client
+
+    async def _guard(self, awaitable: Awaitable[T]) -> T:
+        """Client errors as one StoreError; with several nodes, a node found down is left for another."""
+        return await self._link.guard(awaitable)
 
     # --- knowledge bases --------------------------------------------------------------------
 
@@ -171,7 +80,7 @@ class Store:
         live = await self._guard(self._client.cluster.nodes(output="verbose"))
         raft = await self._guard(self._client.cluster.statistics())
         configs = await self._guard(self._client.collections.list_all(simple=False))
-        factors = [c.replication_config.factor for name, c in configs.items() if kb_from_collection(name) is not None]
+        factors = [c.replication_config.factor for name, c in configs.items() if _holds_kb(name)]
         members = {m.node_id for s in raft.statistics for m in s.raft.latest_configuration}
         nodes = [
             NodeHealth(
@@ -191,12 +100,15 @@ class Store:
         )
 
     def _collection(self, kb: str) -> CollectionAsync[Any, Any]:
+        """Object reads and writes go through the KB's public name (its alias), so they follow a reembed's switch."""
+        return self._use(collection_name(kb))
+
+    def _use(self, name: str) -> CollectionAsync[Any, Any]:
         """Every KB read and write waits for as many replicas as WEAVIATE_CONSISTENCY asks.
 
         A handle is bound to the current client: take a new one for each call, as the store may switch nodes.
         """
-        level = ConsistencyLevel(self._consistency)
-        return self._client.collections.use(collection_name(kb)).with_consistency_level(level)
+        return self._client.collections.use(name).with_consistency_level(ConsistencyLevel(self._consistency))
 
     async def _replication(self) -> ReplicationConfigCreate | None:
         """A replicated KB: as many nodes as replicas, and async replication so that a node that was down catches up."""
@@ -231,24 +143,21 @@ class Store:
         return self._metas[kb]
 
     async def ensure_kb(self, kb: str, meta: KBMeta) -> None:
-        """Create the KB, or check that an existing one was built with the same embedder."""
+        """Create the KB, or check that an existing one was built with the same embedder.
+
+        A new KB is a versioned collection behind an alias of the KB's name, so that a later reembed can switch
+        it atomically. The caller holds the KB's write lock (core.ingest.lock).
+        """
         try:
             existing = await self._meta(kb)
         except KBNotFound:
-            replication = await self._replication()  # first: it awaits, and the store may switch clients meanwhile
-            await self._guard(
-                self._client.collections.create(
-                    collection_name(kb),
-                    description=meta.dumps(),
-                    properties=_PROPERTIES,
-                    vector_config=Configure.Vectors.self_provided(
-                        vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
-                    ),
-                    replication_config=replication,
-                )
-            )
+            collection = await self.new_version(kb, meta)
+            await self._guard(self._client.alias.create(alias_name=collection_name(kb), target_collection=collection))
             return
         check_embedder(kb, existing, meta.embed_model, meta.embed_dim)
+
+    async def kb_meta(self, kb: str) -> KBMeta:
+        return await self._meta(kb)
 
     async def check_kb(self, kb: str, embed_model: str, embed_dim: int) -> KBMeta:
         meta = await self._meta(kb)
@@ -256,13 +165,15 @@ class Store:
         return meta
 
     async def list_kbs(self) -> list[KBStats]:
+        """Each KB once, by its public name: an alias, or a collection created before aliases. Versioned
+        collections (the data behind aliases, or a reembed being built) are not listed themselves."""
         collections = await self._guard(self._client.collections.list_all(simple=True))
+        aliases = await self._guard(self._client.alias.list_all())
+        public = list(collections) + [a.alias for a in aliases.values() if a.collection in collections]
         stats = []
-        for name in sorted(collections):
-            kb = kb_from_collection(name)
-            if kb is not None:
-                documents, chunks = await self.counts(kb)
-                stats.append(KBStats(name=kb, documents=documents, chunks=chunks, meta=await self._meta(kb)))
+        for kb in sorted({kb for kb in map(kb_from_collection, public) if kb is not None}):
+            documents, chunks = await self.counts(kb)
+            stats.append(KBStats(name=kb, documents=documents, chunks=chunks, meta=await self._meta(kb)))
         return stats
 
     async def counts(self, kb: str) -> tuple[int, int]:
@@ -276,9 +187,67 @@ class Store:
         return int(firsts.total_count or 0), int(chunks.total_count or 0)
 
     async def delete_kb(self, kb: str) -> None:
+        """The alias first (Weaviate keeps an alias whose collection is gone), then every collection of the KB."""
         await self._meta(kb)
-        await self._guard(self._client.collections.delete(collection_name(kb)))
+        await self._guard(self._client.alias.delete(alias_name=collection_name(kb)))
+        await self._drop_versions(kb, keep=None)
+        await self._guard(self._client.collections.delete(collection_name(kb)))  # a KB created before aliases
         del self._metas[kb]
+
+    # --- versions: the collections behind a KB's alias, and the switch between them -----------------
+
+    async def _serving(self, kb: str) -> str | None:
+        """The collection the KB's alias points to; None for a KB created before aliases."""
+        alias = await self._guard(self._client.alias.get(alias_name=collection_name(kb)))
+        return alias.collection if alias is not None else None
+
+    async def _versions(self, kb: str) -> list[tuple[int, str]]:
+        collections = await self._guard(self._client.collections.list_all(simple=True))
+        found = [(parse_version(name), name) for name in collections]
+        return sorted((v[1], name) for v, name in found if v is not None and v[0] == kb)
+
+    async def _drop_versions(self, kb: str, *, keep: str | None) -> None:
+        for _, name in await self._versions(kb):
+            if name != keep:
+                await self.drop_collection(name)
+
+    async def new_version(self, kb: str, meta: KBMeta) -> str:
+        """An empty collection for the KB's next build, after removing the versions nothing serves from (left by
+        a reembed or a creation that was killed). The caller holds the KB's write lock."""
+        replication = await self._replication()  # first: it awaits, and the store may switch clients meanwhile
+        serving = await self._serving(kb)
+        await self._drop_versions(kb, keep=serving)
+        name = version_name(kb, max((v for v, _ in await self._versions(kb)), default=0) + 1)
+        await self._guard(
+            self._client.collections.create(
+                name,
+                description=meta.dumps(),
+                properties=PROPERTIES,
+                vector_config=Configure.Vectors.self_provided(
+                    vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
+                ),
+                replication_config=replication,
+            )
+        )
+        return name
+
+    async def switch_kb(self, kb: str, collection: str, meta: KBMeta) -> None:
+        """Serve the KB from `collection`, then drop the collection it served from. An alias switches atomically;
+        a KB created before aliases has a collection by the alias's name, which Weaviate makes us delete before
+        the alias can be created: the KB is missing for the moment between those two calls."""
+        serving = await self._serving(kb)
+        if serving is not None:
+            await self._guard(
+                self._client.alias.update(alias_name=collection_name(kb), new_target_collection=collection)
+            )
+            await self.drop_collection(serving)
+        else:
+            await self.drop_collection(collection_name(kb))
+            await self._guard(self._client.alias.create(alias_name=collection_name(kb), target_collection=collection))
+        self._metas[kb] = meta
+
+    async def drop_collection(self, name: str) -> None:
+        await self._guard(self._client.collections.delete(name))
 
     # --- chunks -----------------------------------------------------------------------------
 
@@ -358,11 +327,30 @@ class Store:
             )
             for c, v in zip(chunks, vectors, strict=True)
         ]
+        await self._insert(collection_name(kb), objects)
+
+    async def _insert(self, name: str, objects: Sequence[DataObject[Any, None]]) -> None:
         for start in range(0, len(objects), _INSERT_BATCH):
-            result = await self._guard(self._collection(kb).data.insert_many(objects[start : start + _INSERT_BATCH]))
+            result = await self._guard(self._use(name).data.insert_many(objects[start : start + _INSERT_BATCH]))
             if result.has_errors:
                 first = next(iter(result.errors.values()))
                 raise StoreError(f"Weaviate rejected {len(result.errors)} chunk(s): {first.message}")
+
+    async def chunk_page(self, kb: str, *, after: str | None, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """One page of the KB's chunks, every property as stored, in id order after `after`: pages are guarded
+        calls one by one, so a long read survives a node switch between them."""
+        page = await self._guard(self._collection(kb).query.fetch_objects(after=after, limit=limit))
+        return [(str(o.uuid), dict(o.properties)) for o in page.objects]
+
+    async def copy_chunks(
+        self, collection: str, chunks: Sequence[tuple[str, dict[str, Any]]], vectors: Sequence[Sequence[float]]
+    ) -> None:
+        """Write chunks read with chunk_page, with new vectors, into a collection new_version made."""
+        objects: list[DataObject[Any, None]] = [
+            DataObject(uuid=uid, vector=list(v), properties=properties)
+            for (uid, properties), v in zip(chunks, vectors, strict=True)
+        ]
+        await self._insert(collection, objects)
 
     async def delete_chunks(self, kb: str, uuids: Sequence[str]) -> None:
         for start in range(0, len(uuids), _INSERT_BATCH):
@@ -379,6 +367,7 @@ class Store:
         *,
         alpha: float,
         limit: int,
+        keyword_fields: Sequence[str] | None = None,  # BM25 over these properties (None: every text property)
         source_prefix: str | None = None,
         doc_id: str | None = None,
     ) -> list[Source]:
@@ -394,6 +383,7 @@ class Store:
                 vector=list(vector),
                 alpha=alpha,
                 limit=limit,
+                query_properties=list(keyword_fields) if keyword_fields else None,
                 fusion_type=HybridFusion.RELATIVE_SCORE,
                 filters=Filter.all_of(filters) if filters else None,
                 return_metadata=MetadataQuery(score=True),
@@ -422,151 +412,18 @@ class Store:
         if chunks == 0:
             raise EmptyKB(f"knowledge base {kb!r} is empty; add documents with `switchboard ingest PATH --kb {kb}`")
 
-    # --- plumbing ---------------------------------------------------------------------------
-
-    async def _guard(self, awaitable: Awaitable[T]) -> T:
-        """Turn client exceptions into one StoreError with a readable message; with several nodes, a failure on a
-        node that is down moves the store to another node (the call itself is not replayed: it may not be safe)."""
-        client = self._client  # the one the awaitable was built on: callers build it in the same step
-        try:
-            return await (awaitable if self._other_node is None else self._watched(awaitable, client))
-        except (WeaviateBaseError, TimeoutError, OSError) as exc:
-            if isinstance(exc, WeaviateBaseError):
-                reason = f"Weaviate error: {_short(exc)}"
-            else:
-                reason = f"Weaviate is unreachable: {exc}"
-            if await self._failover(client):
-                reason += f"; switched to Weaviate node {self._node}, so the request can be retried"
-            raise StoreError(reason) from exc
-
-    async def _watched(self, awaitable: Awaitable[T], client: weaviate.WeaviateAsyncClient) -> T:
-        """The call, given up as soon as its node stops answering: the client retries a gRPC call (searches,
-        counts, writes) to an unreachable node for about a minute before it fails."""
-        call = asyncio.ensure_future(awaitable)
-        try:
-            while not (await asyncio.wait({call}, timeout=_PROBE_SECONDS))[0]:
-                if not await _answers(client) and not call.done():
-                    raise TimeoutError("the node stopped answering")
-            return call.result()
-        finally:
-            call.cancel()  # given up, or this request cancelled; a no-op once the call is done
-
-    async def _failover(self, failed: weaviate.WeaviateAsyncClient) -> bool:
-        """After a call on `failed` failed: whether the store has moved to another node, moving now if that
-        client's node is down. A node that still answers stays: the error would recur on any node."""
-        if self._other_node is None:
-            return False
-        if self._client is not failed:
-            return True  # another request already switched
-        if await _answers(failed):
-            return False
-        async with self._switching:  # concurrent failures: one reconnect
-            if self._client is not failed:
-                return True
-            try:
-                node, client = await self._other_node(self._node)
-            except StoreError:
-                return False  # no other node answers either: keep this one, it may come back
-            down, self._node, self._client = self._node, node, client
-        logger.warning("Weaviate node %s is down; switched to %s", down, node)
-        with suppress(Exception):  # a client whose node died may fail to close; the request's error matters
-            await failed.close()
-        return True
-
     async def close(self) -> None:
-        await self._client.close()
+        await self._link.close()
 
 
-def check_embedder(kb: str, meta: KBMeta, model: str, dim: int) -> None:
-    if meta.embed_model != model or meta.embed_dim != dim:
-        raise EmbedderMismatch(
-            f"knowledge base {kb!r} was built with {meta.embed_model} ({meta.embed_dim} dims) but the configured "
-            f"embedder is {model} ({dim} dims); set EMBED_MODEL={meta.embed_model} or re-ingest into a new KB"
-        )
+def _holds_kb(collection: str) -> bool:
+    return kb_from_collection(collection) is not None or parse_version(collection) is not None
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return dot / norm if norm else 0.0
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-async def _answers(client: weaviate.WeaviateAsyncClient) -> bool:
-    """Whether the client's node still answers. (Not client.is_live(): it prints its errors to stdout, which is
-    the MCP stdio transport's.)"""
-    try:
-        await asyncio.wait_for(client.get_meta(), _PROBE_SECONDS)
-    except (WeaviateBaseError, TimeoutError, OSError):
-        return False
-    return True
-
-
-def _clients(
-    settings: Settings, local: LocalWeaviate | None, skip: str | None
-) -> Iterator[tuple[str, weaviate.WeaviateAsyncClient]]:
-    """A client for each node to try (but skip), in order, with the URL it is known by."""
-    timeout = settings.weaviate_timeout
-    # Several nodes: each client keeps its own gRPC connections. gRPC otherwise shares them per address across the
-    # process, so refused connections to a dead node (and their reconnect backoff) would outlive the client that
-    # failed over and fail new clients for seconds once the node is back.
-    grpc = (
-        GrpcConfig(channel_options=[("grpc.use_local_subchannel_pool", 1)])
-        if len(settings.weaviate_nodes) > 1
-        else None
-    )
-    config = AdditionalConfig(timeout=Timeout(init=timeout, query=timeout, insert=max(timeout, 60)), grpc_config=grpc)
-    if local is not None:
-        yield (
-            local.url,
-            weaviate.use_async_with_local(
-                host="127.0.0.1",
-                port=local.http_port,
-                grpc_port=local.grpc_port,
-                auth_credentials=Auth.api_key(local.api_key),
-                additional_config=config,
-            ),
-        )
-        return
-    key = settings.weaviate_api_key
-    for node, grpc_port in settings.weaviate_nodes:
-        if node == skip:
-            continue
-        url = urlparse(node)
-        secure = url.scheme == "https"
-        yield (
-            node,
-            weaviate.use_async_with_custom(
-                http_host=url.hostname or "",
-                http_port=url.port or (443 if secure else 80),
-                http_secure=secure,
-                grpc_host=url.hostname or "",
-                grpc_port=grpc_port or (443 if secure else 50051),
-                grpc_secure=secure,
-                auth_credentials=Auth.api_key(key.get_secret_value()) if key else None,
-                additional_config=config,
-            ),
-        )
-
-
-async def _connect(
-    settings: Settings, local: LocalWeaviate | None, *, skip: str | None = None
-) -> tuple[str, weaviate.WeaviateAsyncClient]:
-    """The first node that answers (but skip), with its URL: any node of a Weaviate cluster serves every request."""
-    failures = []
-    for url, client in _clients(settings, local, skip):
-        try:
-            await client.connect()
-        except WeaviateBaseError as exc:
-            failures.append(f"{url}: {_short(exc)}")
-            await client.close()
-        else:
-            return url, client
-    raise StoreError(f"cannot reach Weaviate at {'; '.join(failures)}; is it running?")
 
 
 @asynccontextmanager
@@ -579,16 +436,9 @@ async def open_store(settings: Settings, *, keep_running: bool = False) -> Async
     local = None if settings.weaviate_url else LocalWeaviate.from_settings(settings)
     started = await asyncio.to_thread(local.start) if local is not None else False
 
-    async def other_node(down: str) -> tuple[str, weaviate.WeaviateAsyncClient]:
-        return await _connect(settings, local, skip=down)
-
     try:
-        node, client = await _connect(settings, local)
         store = Store(
-            client,
-            node=node,
-            # Several nodes: a request failing on a node that is down moves the store to the next that answers.
-            other_node=other_node if len(settings.weaviate_nodes) > 1 else None,
+            await open_client(settings, local),
             consistency=settings.weaviate_consistency,
             replication_factor=settings.weaviate_replication_factor,
         )

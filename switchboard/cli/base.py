@@ -37,8 +37,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def _settings() -> Settings:
+    return _load(get_settings)
+
+
+def _load(read: Callable[[], T]) -> T:
+    """Settings read from the environment (core's, or a chat adapter's); an invalid one is a one-line error."""
     try:
-        return get_settings()
+        return read()
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"

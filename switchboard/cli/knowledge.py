@@ -7,7 +7,7 @@ import json
 import signal
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -30,6 +30,9 @@ from switchboard.cli.base import (
     kb_app,
     out,
 )
+
+if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
+    from core.evaluate import EvalReport, EvalRun
 
 
 @app.command()
@@ -89,19 +92,20 @@ def search(
 ) -> None:
     """Hybrid search (BM25 + vectors) in a knowledge base."""
     from core.store.client import open_store
+    from core.store.rerank import open_reranker
     from core.store.search import SearchOptions, retrieve
 
     settings = _settings()
     name = _kb(settings, kb)
     embedder = _embedder(settings)
-    options = SearchOptions(
-        top_k=k, alpha=settings.search_alpha if alpha is None else alpha, source_prefix=source_prefix
+    options = SearchOptions.from_settings(
+        settings, top_k=k, alpha=settings.search_alpha if alpha is None else alpha, source_prefix=source_prefix
     )
 
     async def go() -> Any:
-        async with open_store(settings) as store:
+        async with open_store(settings) as store, open_reranker(settings) as reranker:
             await store.require_chunks(name)
-            return await retrieve(store, embedder, name, query, options)
+            return await retrieve(store, embedder, name, query, options, reranker)
 
     results = _run(go)
     if as_json:
@@ -122,48 +126,101 @@ def eval_command(
     kb: KBOption = None,
     k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
     alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="A second run with these overrides, side by side: key=value for kb, alpha, k, doc_cap, "
+            "keyword_fields (e.g. 'kb=docs_v2' or 'alpha=0.5,doc_cap=0' or 'keyword_fields=text+title').",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Measure retrieval: recall@k and MRR@10."""
-    from core.evaluate import evaluate, load_qa
+    """Measure retrieval: recall@k and MRR@10 (with --compare: two runs and what changed per question)."""
+    from core.evaluate import EvalRun, evaluate, load_qa
     from core.store.client import open_store
+    from core.store.search import SearchOptions
 
     settings = _settings()
     name = _kb(settings, kb)
+    first = EvalRun(
+        kb=name,
+        k=k,
+        options=SearchOptions.from_settings(settings, alpha=settings.search_alpha if alpha is None else alpha),
+    )
     try:
         qa = load_qa(qa_file)
+        runs = [first] if compare is None else [first, first.with_overrides(compare)]
     except SwitchboardError as exc:
         _fail(str(exc))
     embedder = _embedder(settings)
-    chosen_alpha = settings.search_alpha if alpha is None else alpha
 
     async def go() -> Any:
         async with open_store(settings) as store:
-            return await evaluate(store, embedder, name, qa, k=k, alpha=chosen_alpha)
+            return [await evaluate(store, embedder, r.kb, qa, k=r.k, options=r.options) for r in runs]
 
-    report = _run(go)
-    if as_json:
-        payload = {
-            "kb": name,
-            "alpha": chosen_alpha,
-            "k": k,
-            "questions": len(report.questions),
-            f"recall@{k}": report.recall_at_k,
-            "mrr@10": report.mrr_at_10,
-            "results": [asdict(q) for q in report.questions],
-        }
-        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    reports = _run(go)
+    if len(runs) == 2:
+        _print_comparison(runs, reports, as_json)
         return
-    misses = [q for q in report.questions if q.reciprocal_rank == 0.0]
-    for q in misses:
-        out.print(
-            f"[yellow]miss[/yellow] {escape(q.question)}  (expected {escape(', '.join(q.expected))})", highlight=False
-        )
+    if as_json:
+        print(json.dumps(_eval_payload(first, reports[0]), ensure_ascii=False, indent=2))
+        return
+    report = reports[0]
+    for q in report.questions:
+        if q.reciprocal_rank == 0.0:
+            out.print(
+                f"[yellow]miss[/yellow] {escape(q.question)}  (expected {escape(', '.join(q.expected))})",
+                highlight=False,
+            )
     out.print(
-        f"{len(report.questions)} questions, alpha {chosen_alpha}: recall@{k} {report.recall_at_k:.3f}, "
+        f"{len(report.questions)} questions, alpha {first.options.alpha}: recall@{k} {report.recall_at_k:.3f}, "
         f"MRR@10 {report.mrr_at_10:.3f}",
         highlight=False,
     )
+
+
+def _eval_payload(run: EvalRun, report: EvalReport) -> dict[str, Any]:
+    return {
+        **run.settings(),
+        "questions": len(report.questions),
+        f"recall@{run.k}": report.recall_at_k,
+        "mrr@10": report.mrr_at_10,
+        "results": [asdict(q) for q in report.questions],
+    }
+
+
+def _print_comparison(runs: list[EvalRun], reports: list[EvalReport], as_json: bool) -> None:
+    """Both runs' scores side by side, then each question whose result changed: lost, gained, rank moved."""
+    from core.evaluate import changes
+
+    changed = changes(reports[0], reports[1])
+    if as_json:
+        rows = [{**asdict(c), "kind": c.kind} for c in changed]
+        payload = {"a": _eval_payload(runs[0], reports[0]), "b": _eval_payload(runs[1], reports[1]), "changes": rows}
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    a, b = reports
+    out.print(f"A: {runs[0].describe()}\nB: {runs[1].describe()}", highlight=False, soft_wrap=True)
+    table = Table("", "A", "B", "B − A")
+    for label, x, y in (
+        (f"recall@{a.k}" if a.k == b.k else "recall@k", a.recall_at_k, b.recall_at_k),
+        ("MRR@10", a.mrr_at_10, b.mrr_at_10),
+    ):
+        table.add_row(label, f"{x:.3f}", f"{y:.3f}", f"{y - x:+.3f}")
+    out.print(table)
+    kinds = {"lost": "[red]found by A only[/red]", "gained": "[green]found by B only[/green]", "moved": "rank moved"}
+    for c in changed:
+        ranks = f"rank {c.rank_a or 'miss'} → {c.rank_b or 'miss'}"
+        out.print(
+            f"{kinds[c.kind]} ({ranks}) {escape(c.question)}  (expected {escape(', '.join(c.expected))})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    both = sum(
+        1 for x, y in zip(a.questions, b.questions, strict=True) if not x.reciprocal_rank and not y.reciprocal_rank
+    )
+    out.print(f"{len(a.questions)} questions: {len(changed)} changed, {both} missed by both", highlight=False)
 
 
 @kb_app.command("list")
@@ -208,6 +265,64 @@ def kb_delete(
 
     _run(go)
     out.print(f"deleted {kb}")
+
+
+@kb_app.command("reembed")
+def kb_reembed(
+    name: str,
+    embed_model: Annotated[str, typer.Option("--embed-model", help="The new embedding model (EMBED_MODEL).")],
+    embed_provider: Annotated[
+        str | None, typer.Option("--embed-provider", help="local or openai (default: EMBED_PROVIDER).")
+    ] = None,
+    embed_base_url: Annotated[
+        str | None, typer.Option("--embed-base-url", help="OpenAI-compatible endpoint (default: EMBED_BASE_URL).")
+    ] = None,
+    embed_model_path: Annotated[
+        Path | None, typer.Option("--embed-model-path", help="A local model directory (EMBED_MODEL_PATH).")
+    ] = None,
+) -> None:
+    """Re-embed a knowledge base's stored chunks with another embedder, then switch to it atomically."""
+    from core.ingest.reembed import reembed
+    from core.store.client import open_store
+
+    settings = _settings()
+    kb = _kb(settings, name)
+    if embed_provider not in (None, "local", "openai"):
+        _fail(f"--embed-provider must be local or openai, not {embed_provider!r}")
+    overrides: dict[str, Any] = {"embed_model": embed_model}
+    if embed_provider is not None:
+        overrides["embed_provider"] = embed_provider
+    if embed_base_url is not None:
+        overrides["embed_base_url"] = embed_base_url
+    if embed_model_path is not None or embed_model != settings.embed_model:
+        overrides["embed_model_path"] = embed_model_path  # EMBED_MODEL_PATH holds the configured model, not this one
+    new_settings = settings.model_copy(update=overrides)
+    embedder = _embedder(new_settings)
+
+    async def go() -> Any:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+        ) as bar:
+            async with open_store(settings) as store:
+                return await reembed(store, embedder, kb=kb, settings=settings, progress=_RichProgress(bar))
+
+    report = _run(go)
+    out.print(
+        f"[bold]{kb}[/bold]: {report.chunks} chunks re-embedded with {report.after.embed_model} "
+        f"({report.after.embed_dim} dims, was {report.before.embed_model}) in {report.seconds:.1f}s; now serving",
+        highlight=False,
+    )
+    setting = [f"EMBED_MODEL={new_settings.embed_model}", f"EMBED_PROVIDER={new_settings.embed_provider}"]
+    if new_settings.embed_provider == "openai" and new_settings.embed_base_url:
+        setting.append(f"EMBED_BASE_URL={new_settings.embed_base_url}")
+    if new_settings.embed_model_path is not None:
+        setting.append(f"EMBED_MODEL_PATH={new_settings.embed_model_path}")
+    out.print(
+        f"set {' '.join(setting)} for every process that searches or ingests {kb!r} (server, bots, ingest) and "
+        "restart them: until then they query it with the old embedder",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

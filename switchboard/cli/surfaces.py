@@ -7,60 +7,59 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.markup import escape
 
+from core.answer.citations import sources_text
+from core.answer.collect import collect
 from core.config import Settings
-from core.errors import SwitchboardError
-from core.types import heading
+from core.errors import AnswerFailed, SwitchboardError
+from core.types import Done, Message
 from switchboard.cli.base import (
     JsonOption,
     KBOption,
     _fail,
     _kb,
+    _load,
     _run,
     _settings,
     app,
     err,
     out,
 )
+from widget.settings import WebSettings
+
+if TYPE_CHECKING:  # the commands import what they open when they run: `--help` stays fast
+    from core.answer.assistant import Assistant
 
 SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "docs"
+S = TypeVar("S", bound=Settings)  # core's settings, or the web server's
 
 
-def _with_kb(settings: Settings, kb: str | None) -> Settings:
+def _with_kb(settings: S, kb: str | None) -> S:
     return settings if kb is None else settings.model_copy(update={"default_kb": _kb(settings, kb)})
 
 
-def _print_sources(done: Any) -> None:
-    if not done.citations:
-        return
-    label = "Sources" if done.cited else "Sources consulted"
-    out.print(f"\n[bold]{label}[/bold]")
-    for c in done.citations:
-        out.print(f"  [{c.n}] {escape(heading(c.title, c.section))}  [dim]{escape(c.source)}[/dim]", highlight=False)
+async def _stream_answer(assistant: Assistant, message: Message) -> Done | None:
+    """Print the answer as it streams, then its sources; None (the reason printed) when it failed."""
 
+    def show(text: str) -> None:
+        out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
 
-async def _stream_answer(assistant: Any, message: Any) -> Any:
-    """Print the answer as it streams; return the last event (Done or Failed)."""
-    from core.types import Delta, Done, Failed
-
-    async for event in assistant.answer(message):
-        if isinstance(event, Delta):
-            out.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
-        elif isinstance(event, Done):
-            out.print()
-            _print_sources(event)
-            return event
-        elif isinstance(event, Failed):
-            err.print(f"[red]error:[/red] {event.reason}", highlight=False)
-            return event
-    return None
+    try:
+        done = await collect(assistant.answer(message), show)
+    except AnswerFailed as failed:
+        err.print(f"[red]error:[/red] {failed}", highlight=False)
+        return None
+    out.print()
+    if sources := sources_text(done):
+        out.print(f"\n{sources}", markup=False, highlight=False, soft_wrap=True)
+    return done
 
 
 @app.command()
@@ -69,25 +68,22 @@ def ask(question: str, kb: KBOption = None, as_json: JsonOption = False) -> None
     import uuid
 
     from core.answer.assistant import open_assistant
-    from core.types import Done, Failed, Message
 
     settings = _with_kb(_settings(), kb)
     message = Message(text=question, channel="cli", conversation_id=uuid.uuid4().hex)
 
-    async def go() -> Any:
+    async def go() -> Done | None:
         async with open_assistant(settings) as assistant:
-            if not as_json:
-                return await _stream_answer(assistant, message)
-            return [e async for e in assistant.answer(message)][-1]
+            if as_json:
+                return await collect(assistant.answer(message))  # a failure is one line on stderr (_run)
+            return await _stream_answer(assistant, message)
 
-    last = _run(go)
-    if isinstance(last, Failed):
-        if as_json:
-            _fail(last.reason)
+    done = _run(go)
+    if done is None:
         raise typer.Exit(1)  # the reason was printed with the stream
-    if as_json and isinstance(last, Done):
-        sources = [asdict(c) for c in last.citations]
-        payload = {"answer": last.text, "sources": sources, "cited": last.cited, "fallback": last.fallback}
+    if as_json:
+        sources = [asdict(c) for c in done.citations]
+        payload = {"answer": done.text, "sources": sources, "cited": done.cited, "fallback": done.fallback}
         print(json.dumps(payload, ensure_ascii=False, indent=2))
 
 
@@ -100,7 +96,6 @@ def chat(
     import uuid
 
     from core.answer.assistant import open_assistant
-    from core.types import Message
 
     settings = _with_kb(_settings(), kb)
     conversation_id = conversation or uuid.uuid4().hex
@@ -126,15 +121,17 @@ def chat(
     _run(go)
 
 
-def _serve(settings: Settings, prepare: Any = None) -> None:
-    from core.ports import check_ports
+def _serve(settings: WebSettings, prepare: Callable[[Assistant], Awaitable[None]] | None = None) -> None:
     from widget.app import create_app
+    from widget.ports import check_ports
     from widget.server import check_bind_address, serve
+    from widget.webhooks import Webhooks
 
     check_bind_address(settings)
     check_ports(settings)  # before Weaviate or the model server start: a clash is one clear line, not a traceback
     url = f"http://{settings.server_host}:{settings.server_port}/"
-    serve(create_app(settings, prepare), settings, lambda: out.print(f"Serving on [bold]{url}[/bold] (Ctrl-C stops)"))
+    app = create_app(settings, prepare, webhooks=_load(Webhooks.from_environment))
+    serve(app, settings, lambda: out.print(f"Serving on [bold]{url}[/bold] (Ctrl-C stops)"))
 
 
 @app.command()
@@ -143,7 +140,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default SERVER_PORT).")] = None,
 ) -> None:
     """Run the web server: chat API (SSE), the embeddable widget, health checks, a demo page."""
-    settings = _settings()
+    settings = _load(WebSettings)  # core's settings and the web server's (SERVER_*, sessions, limits)
     updates = {k: v for k, v in (("server_host", host), ("server_port", port)) if v is not None}
     try:
         _serve(settings.model_copy(update=updates))
@@ -163,11 +160,11 @@ def mcp_command(
     from core.shutdown import until_sigterm
     from widget.mcp_server import serve_stdio
 
-    settings = _with_kb(_settings(), kb)
+    settings = _with_kb(_load(WebSettings), kb)
 
     async def go() -> None:
         async with open_assistant(settings) as assistant:
-            if await until_sigterm(serve_stdio(assistant)) is None:
+            if await until_sigterm(serve_stdio(assistant, settings)) is None:
                 return  # the client closed stdin
             await assistant.in_flight.drain(settings.shutdown_grace_seconds)
             await asyncio.sleep(0.2)  # the transport's writer thread sends the last results
@@ -190,10 +187,13 @@ def bot(platform: Platform) -> None:
     """Run a chat bot: slack, telegram or discord (tokens and mode from .env; see README "Chat bots")."""
     import importlib
 
+    from bots.settings import ADAPTER_SETTINGS
+
     settings = _settings()
+    adapter = _load(ADAPTER_SETTINGS[platform.value])  # the platform's own settings: SLACK_*, …
     logging.getLogger("bots").setLevel(logging.INFO)
     module = importlib.import_module(f"bots.{platform.value}")
-    _run(lambda: module.run(settings))  # each bot logs when it is connected; Ctrl-C stops it
+    _run(lambda: module.run(settings, adapter))  # each bot logs when it is connected; Ctrl-C stops it
 
 
 @app.command()
@@ -202,9 +202,9 @@ def demo() -> None:
     widget over them at http://127.0.0.1:8000/."""
     from core.ingest.pipeline import ingest as run_ingest
 
-    settings = _settings().model_copy(update={"default_kb": "demo"})
+    settings = _load(WebSettings).model_copy(update={"default_kb": "demo"})
 
-    async def prepare(assistant: Any) -> None:
+    async def prepare(assistant: Assistant) -> None:
         report = await run_ingest(
             assistant.store, assistant.embedder, [str(SAMPLE_DOCS)], kb="demo", settings=settings, prune=True
         )

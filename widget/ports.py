@@ -12,12 +12,12 @@ import errno
 import socket
 
 from core.answer.llm import LocalLLM
-from core.config import Settings
 from core.errors import ConfigError
 from core.store.local import LocalWeaviate
+from widget.settings import WebSettings
 
 
-def check_ports(settings: Settings) -> None:
+def check_ports(settings: WebSettings) -> None:
     """Raise ConfigError (one line saying which setting to change) unless every port the run binds is usable."""
     ports = {"SERVER_PORT": settings.server_port}
     llm = LocalLLM.from_settings(settings) if settings.llm_is_local else None

@@ -1,0 +1,147 @@
+"""Each chat adapter's settings: its variables (SLACK_*, TELEGRAM_*, DISCORD_*; read like core's, from the
+environment, then `.env`) and its table in the bots file (`[bots.NAME.slack]` …), which says where a bot
+answers. Free of the platform libraries: the web server reads which webhooks are configured before it imports
+any of them, and a platform's extra need not be installed to read its settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, ClassVar, Literal, Self, TypeVar
+
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.answer.profiles import BotProfile
+from core.config import ENV_CONFIG, Environment, unset_placeholders
+from core.errors import ConfigError
+
+
+class AdapterSettings(BaseSettings):
+    """What every adapter's settings share: `.env` handling and the placeholder rule of core's Settings (so
+    SWITCHBOARD_ENV too), and the bot that answers wherever the bots file maps no other one (SLACK_BOT, …)."""
+
+    model_config = ENV_CONFIG
+    # The secret fields, for core.config.unset_placeholders: optional keys, and secrets that check requests.
+    optional_keys: ClassVar[tuple[str, ...]] = ()
+    signing_secrets: ClassVar[tuple[str, ...]] = ()
+
+    environment: Environment = Field("development", validation_alias="SWITCHBOARD_ENV")
+    bot: str = "default"
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Self:
+        production = self.environment == "production"
+        unset_placeholders(self, optional=self.optional_keys, signing=self.signing_secrets, production=production)
+        return self
+
+
+def prefixed(prefix: str) -> SettingsConfigDict:
+    """Every field read from PREFIX + its name (SLACK_BOT_TOKEN), the name errors give too: an alias per field,
+    as core's Settings has, rather than env_prefix (errors would say `bot_token`)."""
+    return SettingsConfigDict(alias_generator=AliasGenerator(validation_alias=lambda name: f"{prefix}{name}".upper()))
+
+
+class SlackSettings(AdapterSettings):
+    """`switchboard bot slack` (Socket Mode), or POST /slack/events on `switchboard serve` (SLACK_MODE=http)."""
+
+    model_config = prefixed("SLACK_")
+    optional_keys = ("bot_token", "app_token")
+    signing_secrets = ("signing_secret",)
+
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None  # Socket Mode
+    signing_secret: SecretStr | None = None  # HTTP mode
+    mode: Literal["socket", "http"] = "socket"
+    api_url: str = "https://slack.com/api/"
+    ask_ephemeral: bool = False
+    # native: Slack's streaming API (chat.startStream …) where the app may use it, else post-then-edit.
+    streaming: Literal["native", "edit"] = "native"
+
+
+class TelegramSettings(AdapterSettings):
+    """`switchboard bot telegram` (long polling), or POST /telegram/webhook on `switchboard serve`."""
+
+    model_config = prefixed("TELEGRAM_")
+    optional_keys = ("bot_token",)
+    signing_secrets = ("webhook_secret",)
+
+    bot_token: SecretStr | None = None
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    api_url: str = "https://api.telegram.org/bot"
+
+
+class DiscordSettings(AdapterSettings):
+    """`switchboard bot discord`."""
+
+    model_config = prefixed("DISCORD_")
+    optional_keys = ("bot_token",)
+
+    bot_token: SecretStr | None = None
+    threads: bool = False  # answer mentions in a new thread (a bot's `threads` in the bots file overrides it)
+
+
+# `switchboard bot PLATFORM` → the settings it reads.
+ADAPTER_SETTINGS: dict[str, type[AdapterSettings]] = {
+    "slack": SlackSettings,
+    "telegram": TelegramSettings,
+    "discord": DiscordSettings,
+}
+
+
+# --- the bots file's per-platform tables --------------------------------------------------------------------
+
+# Ids in the bots file: TOML strings or integers, compared as text. One that could never match is a typo.
+SlackId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^[A-Z0-9]+$")]
+ChatId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^-?[0-9]+$")]
+
+
+class BotTable(BaseModel):
+    """A bot's table for one platform (`[bots.NAME.<platform>]`): its scopes (channels, teams, chats, guilds),
+    each a set of ids that `Responder.bot_for` looks up. A key the platform does not know is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def scope(self, key: str) -> frozenset[str]:
+        ids: frozenset[str] = getattr(self, key)
+        return ids
+
+
+class SlackTable(BotTable):
+    channels: frozenset[SlackId] = frozenset()
+    teams: frozenset[SlackId] = frozenset()  # a whole workspace
+
+
+class TelegramTable(BotTable):
+    chats: frozenset[ChatId] = frozenset()
+
+
+Table = TypeVar("Table", bound=BotTable)
+
+
+def load_tables(
+    profiles: Mapping[str, BotProfile], platform: str, table: type[Table], **defaults: object
+) -> dict[str, Table]:
+    """Every bot's `[bots.NAME.<platform>]` table (empty where it has none), validated at start-up so a typo
+    fails fast with one line naming the bot and the key. `defaults` fill in keys a table leaves out."""
+    tables = {}
+    for name, profile in profiles.items():
+        try:
+            tables[name] = table.model_validate({**defaults, **profile.channels.get(platform, {})})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise ConfigError(f"SWITCHBOARD_BOTS_FILE: [bots.{name}.{platform}] {where}: {error['msg']}") from None
+    return tables
