@@ -5,8 +5,8 @@
 Reads the sets `python -m bench.qa_sets build` wrote (DIR/<set>/docs + qa.jsonl), starts one local Weaviate on
 free loopback ports, and per set:
   kit    `core.ingest.pipeline.ingest` into a KB with the current defaults, questions through
-         `core.store.search.retrieve`
-         (alpha = SEARCH_ALPHA, 40 chunks fetched, as `switchboard eval` does)
+         `core.store.search.retrieve` with the configured SEARCH_* options, as `switchboard eval` does;
+         beside it the variants in KIT_VARIANTS (a default switched back, other chunking: its own KB)
   naive  each file's text split by LangChain's RecursiveCharacterTextSplitter (1000/200), the same embedder over
          the plain chunk text, one raw Weaviate collection, hybrid (relative-score fusion) at alpha 0.5 and 0.75
 Documents are ranked by their best chunk; the gold is the FAQ entry's document. Prints recall@5, MRR@10,
@@ -43,7 +43,7 @@ from bench.ingest_search import settings_for
 from bench.qa_sets import DEFAULT_OUT
 from core.config import Settings
 from core.embed import Embedder, create_embedder
-from core.evaluate import MRR_DEPTH, QA, QuestionResult, load_qa, matches, score
+from core.evaluate import MRR_DEPTH, QA, QuestionResult, load_qa, matches, ranking_options, score
 from core.ingest.pipeline import ingest
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
@@ -51,10 +51,20 @@ from core.store.search import SearchOptions, retrieve
 
 REPO = Path(__file__).resolve().parent.parent
 K = 5
-FETCH = max(K, MRR_DEPTH) * 4  # chunks per query, as core.evaluate fetches them
+FETCH = max(K, MRR_DEPTH) * 4  # naive chunks per query, as core.evaluate fetches them with no cap
 NAIVE_SIZE, NAIVE_OVERLAP = 1000, 200
 NAIVE_ALPHAS = (0.5, 0.75)
 Search = Callable[[str], Awaitable[list[str]]]  # question -> sources of the ranked chunks
+ALL_FIELDS = ("text", "title", "section")
+# name -> (settings changed for ingest, search options changed): each default's contribution, measured by
+# switching it back, and the candidates that did not become defaults. A chunking change gets its own KB.
+KIT_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "kit": ({}, {}),
+    "kit cap=0": ({}, {"doc_cap": 0}),
+    "kit bm25=all": ({}, {"keyword_fields": ALL_FIELDS}),
+    "kit before": ({}, {"doc_cap": 0, "keyword_fields": ALL_FIELDS}),  # the defaults before #17's changes
+    "kit 1000/200": ({"chunk_size": 1000, "chunk_overlap": 200}, {}),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,8 +146,8 @@ def naive_search(collection: CollectionAsync[Any, Any], embedder: Embedder, alph
     return search
 
 
-def kit_search(store: Store, embedder: Embedder, kb: str, alpha: float) -> Search:
-    options = SearchOptions(top_k=FETCH, alpha=alpha)
+def kit_search(store: Store, embedder: Embedder, kb: str, options: SearchOptions) -> Search:
+    options = ranking_options(options, K)
 
     async def search(question: str) -> list[str]:
         return [s.source for s in await retrieve(store, embedder, kb, question, options)]
@@ -154,23 +164,37 @@ async def run_set(
     name = set_dir.name
     qa = load_qa(set_dir / "qa.jsonl")
     docs = set_dir / "docs"
-    log(f"{name}: kit ingest")
-    kb = f"bench_{name}"
-    started = time.perf_counter()
-    report = await ingest(store, embedder, [str(docs)], kb=kb, settings=settings)
-    if report.failures:
-        raise RuntimeError(f"{name}: kit ingest failures: {report.failures[:3]}")
-    kit_seconds = time.perf_counter() - started
-    log(f"{name}: kit {report.added} chunks in {kit_seconds:.0f} s; naive ingest")
+    searches: dict[str, Search] = {}
+    chunks: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    kbs: dict[str, tuple[str, int, float]] = {}  # chunking -> KB, chunks, ingest seconds
+    documents = 0
+    for side, (ingest_changes, search_changes) in KIT_VARIANTS.items():
+        side_settings = settings.model_copy(update=ingest_changes)
+        chunking = f"{side_settings.chunk_size}/{side_settings.chunk_overlap}"
+        if chunking not in kbs:
+            log(f"{name}: kit ingest, chunks {chunking}")
+            kb = f"bench_{name}_{len(kbs)}"
+            started = time.perf_counter()
+            report = await ingest(store, embedder, [str(docs)], kb=kb, settings=side_settings)
+            if report.failures:
+                raise RuntimeError(f"{name}: kit ingest failures: {report.failures[:3]}")
+            kbs[chunking] = (kb, report.added, time.perf_counter() - started)
+            documents = report.documents
+            log(f"{name}: kit {report.added} chunks in {kbs[chunking][2]:.0f} s")
+        kb, chunks[side], seconds[side] = kbs[chunking]
+        options = SearchOptions.from_settings(side_settings, **search_changes)
+        searches[side] = kit_search(store, embedder, kb, options)
+    log(f"{name}: naive ingest")
     collection = await naive_collection(client, f"Naive_{name.capitalize()}")
     started = time.perf_counter()
     naive_chunks = await naive_ingest(collection, embedder, docs)
     naive_seconds = time.perf_counter() - started
     log(f"{name}: naive {naive_chunks} chunks in {naive_seconds:.0f} s; {len(qa)} questions")
 
-    searches: dict[str, Search] = {"kit": kit_search(store, embedder, kb, settings.search_alpha)}
     for alpha in NAIVE_ALPHAS:
         searches[f"naive α={alpha}"] = naive_search(collection, embedder, alpha)
+        chunks[f"naive α={alpha}"], seconds[f"naive α={alpha}"] = naive_chunks, naive_seconds
     results: dict[str, list[QuestionResult]] = {side: [] for side in searches}
     latencies: dict[str, list[float]] = {side: [] for side in searches}
     for search in searches.values():  # warm-up, outside the timings
@@ -181,8 +205,6 @@ async def run_set(
             ranked = await search(item.question)
             latencies[side].append(time.perf_counter() - t)
             results[side].append(score(item, ranked, K))
-    chunks = {"kit": report.added} | {side: naive_chunks for side in searches if side != "kit"}
-    seconds = {"kit": kit_seconds} | {side: naive_seconds for side in searches if side != "kit"}
     sides = [
         SideResult(name=s, chunks=chunks[s], ingest_seconds=seconds[s], questions=results[s], latencies=latencies[s])
         for s in searches
@@ -191,7 +213,7 @@ async def run_set(
     return {
         "set": name,
         "questions": len(qa),
-        "documents": report.documents,
+        "documents": documents,
         "manifest": manifest,
         "sides": {s.name: {"chunks": s.chunks, "ingest_seconds": s.ingest_seconds, **s.row()} for s in sides},
         "per_question": per_question(qa, sides),
@@ -218,6 +240,7 @@ def per_question(qa: list[QA], sides: list[SideResult]) -> list[dict[str, Any]]:
 # --- report ------------------------------------------------------------------------------------------------
 
 METRICS = ("recall@5", "MRR@10", "nDCG@10", "p50 ms")
+QUALITY = METRICS[:3]
 
 
 def table(title: str, rows: dict[str, dict[str, float]], extra: dict[str, str] | None = None) -> str:
@@ -237,7 +260,20 @@ def report(results: list[dict[str, Any]], machine: str) -> str:
     sides = list(results[0]["sides"])
     mean = {side: {m: statistics.mean(r["sides"][side][m] for r in results) for m in METRICS} for side in sides}
     out.append(table(f"\nmean over {len(results)} sets", mean))
+    out.append("\nagainst the kit's defaults (Δ of the mean; worst set):")
+    out += [f"  {verdict(results, side)}" for side in sides if side != "kit"]
     return "\n".join(out)
+
+
+def verdict(results: list[dict[str, Any]], side: str, base: str = "kit") -> str:
+    """The rule defaults are chosen by: better on the mean in every quality metric, and worse on no set."""
+    deltas = {m: [r["sides"][side][m] - r["sides"][base][m] for r in results] for m in QUALITY}
+    means = {m: statistics.mean(d) for m, d in deltas.items()}
+    worst = {m: min(zip(d, (r["set"] for r in results), strict=True)) for m, d in deltas.items()}
+    wins = all(v >= 0 for v in means.values()) and any(v > 0 for v in means.values())
+    wins = wins and all(delta >= 0 for delta, _ in worst.values())
+    cells = "  ".join(f"{m} {means[m]:+.3f} (worst {worst[m][0]:+.3f} {worst[m][1]})" for m in QUALITY)
+    return f"{side:<14}{cells}  → {'wins' if wins else 'does not win'}"
 
 
 def log(message: str) -> None:
@@ -266,7 +302,7 @@ def main() -> None:
     if not set_dirs:
         sys.exit(f"no QA sets under {args.sets}: run scripts/bench-data.sh (or python -m bench.qa_sets build)")
 
-    from tests.conftest import free_port_block
+    from tests.support.ports import free_port_block
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:

@@ -21,15 +21,29 @@ def validate_kb_name(name: str) -> str:
 
 
 def collection_name(kb: str) -> str:
-    """One Weaviate collection per KB; Weaviate wants collection names to start upper-case."""
+    """A KB's public name in Weaviate (Weaviate wants names to start upper-case): an alias of the versioned
+    collection that holds its data, or, for a KB created before aliases, that collection itself."""
     return COLLECTION_PREFIX + validate_kb_name(kb)
 
 
+def version_name(kb: str, version: int) -> str:
+    """A collection holding one build of a KB's data. The upper-case V keeps it from ever being a KB's name."""
+    return f"{collection_name(kb)}_V{version}"
+
+
 def kb_from_collection(collection: str) -> str | None:
+    """The KB whose public name this is."""
     if not collection.startswith(COLLECTION_PREFIX):
         return None
     name = collection[len(COLLECTION_PREFIX) :]
     return name if _NAME.match(name) else None
+
+
+def parse_version(collection: str) -> tuple[str, int] | None:
+    """(KB, version) of a versioned collection's name."""
+    public, sep, version = collection.rpartition("_V")
+    kb = kb_from_collection(public) if sep and version.isdigit() else None
+    return (kb, int(version)) if kb is not None else None
 
 
 @dataclass(frozen=True, kw_only=True)

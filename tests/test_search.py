@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from core.config import Settings
 from core.embed import Embedder
@@ -78,3 +79,54 @@ async def test_unknown_and_empty_kb(store: Store, embedder: Embedder, kb: str) -
     await store.delete_kb(kb)
     with pytest.raises(KBNotFound):
         await store.delete_kb(kb)
+
+
+# One long reference document whose every section matches the question better than the short answer does.
+MANUAL = "# Kettle manual\n\n" + "\n\n".join(
+    f"## Descaling the kettle, step {n}\n\nDescale the kettle: descaling the kettle keeps the kettle clean ({n})."
+    for n in range(8)
+)
+ANSWER = "# Limescale\n\nTo descale a kettle, boil citric acid in it and rinse."
+
+
+async def test_document_cap_lets_the_short_answer_in(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    (tmp_path / "manual.md").write_text(MANUAL)
+    (tmp_path / "limescale.md").write_text(ANSWER)
+    for rel, text in CORPUS.items():
+        (tmp_path / rel.replace("/", "-")).write_text(text)
+    await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
+    query = "how do I descale the kettle"
+    uncapped = await top(store, embedder, kb, query, k=3, doc_cap=0)
+    assert uncapped == [str(tmp_path / "manual.md").split("/", 3)[-1]] * 3  # the long document takes every slot
+    capped = await top(store, embedder, kb, query, k=3, doc_cap=1)
+    assert capped[:2] == [str(tmp_path / n).split("/", 3)[-1] for n in ("manual.md", "limescale.md")]
+    assert len(set(capped)) == 3
+    two = await top(store, embedder, kb, query, k=3, doc_cap=2)
+    assert two.count(uncapped[0]) == 2
+
+
+async def test_keyword_fields_choose_what_bm25_reads(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    # No heading: the title is the file name, a word the text never says.
+    (tmp_path / "zorblax-notes.md").write_text("Calibrate the gauge before each run.")
+    (tmp_path / "other.md").write_text("# Other\n\nNothing about gauges here.")
+    await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
+    everywhere = await retrieve(
+        store, embedder, kb, "zorblax", SearchOptions(top_k=2, alpha=0.0, keyword_fields=("text", "title"))
+    )
+    assert everywhere[0].title == "zorblax-notes.md" and everywhere[0].score > 0
+    text_only = await retrieve(store, embedder, kb, "zorblax", SearchOptions(top_k=2, alpha=0.0))
+    assert all(s.score == 0 for s in text_only)  # BM25 over the text finds the word nowhere
+
+
+def test_search_options_follow_the_settings(settings: Settings) -> None:
+    configured = settings.model_copy(update={"search_doc_cap": 3, "search_keyword_fields": ("text", "section")})
+    options = SearchOptions.from_settings(configured, top_k=7)
+    assert (options.top_k, options.alpha, options.doc_cap) == (7, settings.search_alpha, 3)
+    assert options.keyword_fields == ("text", "section")
+    assert Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="text, title").search_keyword_fields == ("text", "title")
+    with pytest.raises(ValidationError, match="SEARCH_KEYWORD_FIELDS"):
+        Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="body")
