@@ -45,3 +45,7 @@ if $dev; then
   (cd tools/composecheck && CGO_ENABLED=0 GOTOOLCHAIN=local go build -mod=readonly -trimpath -buildvcs=false \
     -o ../../.venv/bin/composecheck .)
 fi
+
+# The Docker deployment tests (tests/docker/): Debian's docker.io and a running dockerd, Docker Compose v2, and
+# local stand-ins for the upstream images where no container registry is reachable (scripts/docker-setup.sh).
+if $dev; then bash scripts/docker-setup.sh; fi
