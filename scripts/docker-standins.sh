@@ -61,7 +61,8 @@ base() {
 build() {
   local tag=$1 t=$SECONDS
   mkdir -p "$work/ctx"
-  docker build -q -t "$tag" -f - "$work/ctx" >/dev/null
+  # Quiet unless it fails (the classic builder also warns that it is deprecated, on every build).
+  docker build -q -t "$tag" -f - "$work/ctx" >/dev/null 2>"$work/build.log" || { cat "$work/build.log" >&2; exit 1; }
   docker tag "$tag" "switchboard-standin/${tag//[\/:]/-}" # marks it as a stand-in in `docker images`
   log "$tag: stand-in built in $((SECONDS - t)) s"
 }

@@ -49,6 +49,8 @@ class FakeOpenAI:
     requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
     script: deque[Reply] = field(default_factory=deque)
+    # Loopback, except for containers (tests/docker/): they reach the host on its Docker bridge address.
+    host: str = "127.0.0.1"
 
     def enqueue(self, *replies: Reply) -> None:
         self.script.extend(replies)
@@ -59,7 +61,7 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://{self.host}:{self.server.server_address[1]}/v1"
 
     def start(self) -> FakeOpenAI:
         fake = self
@@ -150,7 +152,7 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -58,6 +58,8 @@ class FakeSlack:
     errors: dict[str, str] = field(default_factory=dict)  # method → the error its next call returns
     refuse_streams: str | None = None  # the error every chat.startStream returns while set
     streams: dict[str, Stream] = field(default_factory=dict)  # ts → a streamed message
+    # Loopback, except for containers (tests/docker/): they reach the host on its Docker bridge address.
+    host: str = "127.0.0.1"
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,7 +78,7 @@ class FakeSlack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://{self.host}:{self._port}"
 
     @property
     def api_url(self) -> str:
@@ -123,7 +125,7 @@ class FakeSlack:
         app.router.add_get("/link", self._socket)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         self._loop.run_until_complete(site.start())
         self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         started.set()
@@ -154,7 +156,7 @@ class FakeSlack:
         if method == "auth.test":
             return {"team": "Fake", "user": "switchboard", "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
         if method == "apps.connections.open":
-            return {"url": f"ws://127.0.0.1:{self._port}/link"}
+            return {"url": f"ws://{self.host}:{self._port}/link"}
         if method in ("chat.postMessage", "chat.update"):
             ts = params.get("ts") or f"{1_700_000_000 + next(self._ts)}.000100"
             return {"channel": params.get("channel"), "ts": ts, "message": {"text": params.get("text")}}
