@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 COMPOSE_VERSION=2.29.7
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/switchboard"
 log() { echo "docker-setup: $*" >&2; }
-started() { local t=$SECONDS; "$@"; log "$1 ${2:-}: $((SECONDS - t)) s"; }
+started() { local t=$SECONDS; "$@"; log "$*: $((SECONDS - t)) s"; }
 
 if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo=sudo; else sudo=none; fi
 

@@ -84,13 +84,15 @@ class Deployment:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def sh(self, command: str, *, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def environment(self, command: str) -> dict[str, str]:
         # The project name follows the compose file the command names (compose.yml when it names none).
-        project = PROJECTS[CLUSTER if CLUSTER in command else SINGLE]
+        return {**self.env, "COMPOSE_PROJECT_NAME": PROJECTS[CLUSTER if CLUSTER in command else SINGLE]}
+
+    def sh(self, command: str, *, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", command],
             cwd=self.root,
-            env={**self.env, "COMPOSE_PROJECT_NAME": project},
+            env=self.environment(command),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -134,12 +136,17 @@ class Deployment:
             time.sleep(2)
 
 
+def container(file: str, service: str, index: int = 1) -> str:
+    """The name Compose gives a service's container in the tests' project."""
+    return f"{PROJECTS[file]}-{service}-{index}"
+
+
 def _engine_problem() -> str | None:
     if shutil.which("docker") is None:
         return "no docker command"
     info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
     if info.returncode != 0:
-        return f"the Docker engine does not answer ({info.stderr.strip().splitlines()[-1:]})"
+        return f"the Docker engine does not answer ({(info.stderr.strip().splitlines() or ['no output'])[-1]})"
     compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True, timeout=60)
     if compose.returncode != 0:
         return "no `docker compose` (Compose v2)"

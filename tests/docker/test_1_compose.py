@@ -1,10 +1,12 @@
 """docker/compose.yml as a user runs it (docker/README.md's commands, in a copy of the repository): the image built
 with the classic builder, the stack healthy, the sample docs ingested by the `tools` profile, the demo page's
-widget answering in a real browser, /v1 with a key from `keys create`; then the operations a deployment lives
-through: `restart web`, Weaviate stopped and started, SIGTERM during an answer, `down` and `up` again.
+widget answering in a real browser, /v1 with a key from `keys create`, the `slack` profile's bot; then the
+operations a deployment lives through: `restart web`, Weaviate stopped and started, SIGTERM during an answer,
+`down` and `up` again; last the `local-llm` profile with the kit's SmolLM2.
 
 On CI machines the upstream images are local STAND-INS (scripts/docker-standins.sh, test infrastructure): Debian's
-Python, Redis and a Go-built Weaviate under the upstream tags. The project's files run unchanged.
+Python, Node.js and Redis, a Go-built Weaviate and llama-cpp-python's server under the upstream tags. The
+project's own files run unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from playwright.async_api import Page, expect
 
 from core.answer.assistant import STORE_DOWN
 from core.shutdown import INTERRUPTED
-from tests.docker.conftest import SINGLE, Deployment, Visitor, set_env, sse
+from tests.conftest import REPO
+from tests.docker.conftest import SINGLE, Deployment, Visitor, container, set_env, sse
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import FakeSlack
 from tests.test_slack import callback, envelope, mention, wait_streamed
@@ -73,9 +76,9 @@ def test_the_image_is_the_dockerfile_s(image: str) -> None:
 def test_tools_profile_ingests_the_sample_docs(single: Deployment) -> None:
     single.timed("ingest examples/docs", lambda: single.run("# DOCS_DIR into SWITCHBOARD_KB"))
     single.run("ingest /docs --kb handbook --prune")
-    kbs = json.loads(single.compose(SINGLE, "run --rm web kb list --json"))
-    counts = {kb["name"]: kb for kb in kbs} if isinstance(kbs, list) else kbs
-    assert {"default", "handbook"} <= set(counts), kbs
+    kbs = {kb["name"]: kb["documents"] for kb in json.loads(single.compose(SINGLE, "run --rm web kb list --json"))}
+    documents = sum(1 for p in (REPO / "examples" / "docs").rglob("*") if p.is_file())
+    assert kbs == {"default": documents, "handbook": documents}, kbs
 
 
 async def test_the_demo_page_s_widget_streams_an_answer_with_sources(
@@ -138,7 +141,7 @@ def test_logs_follow_the_web_server(single: Deployment) -> None:
     follow = subprocess.Popen(
         ["bash", "-c", f"exec {command}"],
         cwd=single.root,
-        env={**single.env, "COMPOSE_PROJECT_NAME": "switchboard-test"},
+        env=single.environment(command),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -241,7 +244,7 @@ def test_sigterm_during_an_answer_finishes_it_or_says_it_was_interrupted(
         else:
             assert events[-1][1] == {"message": INTERRUPTED} and 7 < stopped < 20, (stopped, events[-1])
             single.times["stop web past the grace period"] = round(stopped, 1)
-        assert _inspect("switchboard-test-web-1", "{{.State.ExitCode}}") == "0"
+        assert _inspect(container(SINGLE, "web"), "{{.State.ExitCode}}") == "0"
         single.compose(SINGLE, "start web")
         single.wait_healthy(SINGLE, SERVICES)
 

@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from core.answer.assistant import STORE_DOWN
-from tests.docker.conftest import CLUSTER, PROJECTS, Deployment, Visitor
+from tests.docker.conftest import CLUSTER, Deployment, Visitor, container
 from tests.docker.test_1_compose import QUESTION, image  # noqa: F401 (the image fixture)
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.test_widget_browser import ask, browser, last_answer, page  # noqa: F401 (fixtures)
@@ -27,10 +27,6 @@ pytestmark = pytest.mark.timeout(1800)
 
 SERVICES = {"weaviate-node1": 1, "weaviate-node2": 1, "weaviate-node3": 1, "redis": 1, "web": 2, "proxy": 1}
 LATE = "# Harbour tides\n\nThe harbour tide gauge reports every six minutes to the Kestrel tide service.\n"
-
-
-def container(service: str, index: int = 1) -> str:
-    return f"{PROJECTS[CLUSTER]}-{service}-{index}"
 
 
 def docker(*args: str) -> str:
@@ -93,12 +89,12 @@ def _answered(visitor: Visitor, bridge_llm: FakeOpenAI) -> bool:
 
 def test_a_web_replica_down_is_skipped(cluster: Deployment, bridge_llm: FakeOpenAI) -> None:
     visitor = Visitor.open(cluster.url)
-    docker("stop", container("web", 1))
+    docker("stop", container(CLUSTER, "web"))
     try:
         for _ in range(4):  # round robin would give the stopped replica every other request
             assert _answered(visitor, bridge_llm)
     finally:
-        docker("start", container("web", 1))
+        docker("start", container(CLUSTER, "web"))
     cluster.wait_healthy(CLUSTER, SERVICES)
 
 
@@ -106,7 +102,7 @@ def test_a_killed_node_keeps_answers_and_writes_going_and_catches_up(
     cluster: Deployment, bridge_llm: FakeOpenAI
 ) -> None:
     visitor = Visitor.open(cluster.url)
-    docker("kill", container("weaviate-node1"))  # the node every web replica talks to first
+    docker("kill", container(CLUSTER, "weaviate-node1"))  # the node every web replica talks to first
     killed = time.monotonic()
     # An answer that meets the dead node fails with a clear error (a request is not replayed); the store switches
     # to the next node, so within a few answers they go on.
@@ -122,7 +118,7 @@ def test_a_killed_node_keeps_answers_and_writes_going_and_catches_up(
     # --no-deps: Compose would otherwise start the killed node first (ingest depends on all three).
     cluster.compose(CLUSTER, f"--profile tools run --rm --no-deps -v {late}:/late:ro ingest ingest /late")
 
-    docker("start", container("weaviate-node1"))
+    docker("start", container(CLUSTER, "weaviate-node1"))
     started = time.monotonic()
     cluster.wait_healthy(CLUSTER, SERVICES, timeout=300)
 
