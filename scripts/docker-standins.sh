@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TEST INFRASTRUCTURE, not part of the deployment. The compose files and docker/Dockerfile name upstream images
-# (python, node, Weaviate, Redis, nginx). Where `docker pull` of such a tag fails (no container registry is
-# reachable on the CI machines), this builds a local stand-in under the same tag from Debian bookworm packages,
+# (python, node, Weaviate, Redis, nginx, llama.cpp). Where `docker pull` of such a tag fails (no container
+# registry is reachable on the CI machines), this builds a local stand-in under the same tag from Debian packages,
 # so tests/docker/ can run the real files unchanged. Where the pull works, the real image is used and nothing is
 # built. The stand-ins differ from upstream (docker/README.md lists how): Debian's Python 3.11.2 in /usr/bin
 # (not 3.11.14 in /usr/local), Node 18 (not 22), Redis 7.0 (not 7.4), nginx 1.22 (no `resolve` in upstream
