@@ -26,9 +26,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port_block
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.support import REPO
+from tests.support.ports import free_port_block
 
 README = REPO / "docker" / "README.md"
 SINGLE, CLUSTER = "docker/compose.yml", "docker/compose.cluster.yml"

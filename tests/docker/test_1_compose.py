@@ -26,10 +26,10 @@ from playwright.async_api import Page, expect
 
 from core.answer.assistant import STORE_DOWN
 from core.shutdown import INTERRUPTED
-from tests.conftest import REPO
 from tests.docker.conftest import SINGLE, Deployment, Visitor, container, set_env, sse
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import FakeSlack
+from tests.support import REPO
 from tests.test_slack import callback, envelope, mention, wait_streamed
 from tests.test_widget_browser import ask, browser, last_answer, page  # noqa: F401 (fixtures)
 
