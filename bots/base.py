@@ -239,7 +239,7 @@ class Responder:
         self.dedup = create_deduplicator(assistant.settings, assistant.redis)
         self.platform = platform
         self.default_bot = default_bot
-        self.tables = tables  # every bot's `[bots.NAME.<platform>]` table, validated (bots.settings.load_tables)
+        self.tables = tables  # every bot's `[bots.NAME.<platform>]` table, validated (core.answer.profiles.load_tables)
 
     def bot_for(self, scopes: Sequence[tuple[str, str]]) -> str:
         """The bot mapped to the most specific scope, e.g. [("channels", "C1"), ("teams", "T1")], from

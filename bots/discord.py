@@ -32,9 +32,10 @@ from pydantic import BeforeValidator, StringConstraints
 
 from bots.base import APOLOGY, THANKS, Channel, Responder, feedback_value, is_reset, parse_feedback
 from bots.render import DISCORD, render
-from bots.settings import BotTable, DiscordSettings, load_tables
+from bots.settings import BotTable, DiscordSettings
 from core.answer.assistant import open_assistant
 from core.answer.log import Rating
+from core.answer.profiles import load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import until_sigterm

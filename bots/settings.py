@@ -6,8 +6,7 @@ any of them, and a platform's extra need not be installed to read its settings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import (
     AliasGenerator,
@@ -17,14 +16,11 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.answer.profiles import BotProfile
 from core.config import ENV_CONFIG, Environment, unset_placeholders
-from core.errors import ConfigError
 
 
 class AdapterSettings(BaseSettings):
@@ -110,7 +106,8 @@ ChatId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^-?[0-
 
 class BotTable(BaseModel):
     """A bot's table for one platform (`[bots.NAME.<platform>]`): its scopes (channels, teams, chats, guilds),
-    each a set of ids that `Responder.bot_for` looks up. A key the platform does not know is refused."""
+    each a set of ids that `Responder.bot_for` looks up. A key the platform does not know is refused
+    (core.answer.profiles.load_tables validates every table)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -126,22 +123,3 @@ class SlackTable(BotTable):
 
 class TelegramTable(BotTable):
     chats: frozenset[ChatId] = frozenset()
-
-
-Table = TypeVar("Table", bound=BotTable)
-
-
-def load_tables(
-    profiles: Mapping[str, BotProfile], platform: str, table: type[Table], **defaults: object
-) -> dict[str, Table]:
-    """Every bot's `[bots.NAME.<platform>]` table (empty where it has none), validated at start-up so a typo
-    fails fast with one line naming the bot and the key. `defaults` fill in keys a table leaves out."""
-    tables = {}
-    for name, profile in profiles.items():
-        try:
-            tables[name] = table.model_validate({**defaults, **profile.channels.get(platform, {})})
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"])
-            raise ConfigError(f"SWITCHBOARD_BOTS_FILE: [bots.{name}.{platform}] {where}: {error['msg']}") from None
-    return tables

@@ -40,9 +40,10 @@ from telegram.ext import (
 
 from bots.base import THANKS, Channel, Responder, feedback_value, is_reset
 from bots.render import TELEGRAM
-from bots.settings import TelegramSettings, TelegramTable, load_tables
+from bots.settings import TelegramSettings, TelegramTable
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.answer.assistant import Assistant, open_assistant
+from core.answer.profiles import load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import sigterm

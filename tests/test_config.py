@@ -11,12 +11,12 @@ from bots.settings import (
     SlackTable,
     TelegramSettings,
     TelegramTable,
-    load_tables,
 )
-from core.answer.profiles import BotProfile, load_profiles
+from core.answer.profiles import BotProfile, load_profiles, load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from tests.support import REPO
+from widget.embeds import WidgetBot
 from widget.settings import WebSettings
 
 EXAMPLE = REPO / ".env.example"
@@ -104,7 +104,7 @@ def test_production_refuses_placeholders_and_bad_values() -> None:
         Settings(_env_file=None, default_kb="Docs!")
 
 
-def test_slack_and_telegram_tables_are_validated_like_discords(tmp_path: Path) -> None:
+def test_every_channels_table_is_validated_the_same_way(tmp_path: Path) -> None:
     """`[bots.NAME.slack]` and `[bots.NAME.telegram]`: known keys map as before (TOML strings or integers), a
     typo'd key or an id that could never match stops start-up with one line naming the bot and the key."""
     bots = tmp_path / "bots.toml"
@@ -127,6 +127,7 @@ def test_slack_and_telegram_tables_are_validated_like_discords(tmp_path: Path) -
         ("slack", SlackTable, 'teams = "T0TEAM"', r"\[bots.ops.slack\] teams: Input should be a valid frozenset"),
         ("telegram", TelegramTable, "chat = [-500]", r"\[bots.ops.telegram\] chat: Extra inputs are not permitted"),
         ("telegram", TelegramTable, 'chats = ["@team"]', r"\[bots.ops.telegram\] chats.0: String should match"),
+        ("widget", WidgetBot, 'allowed_origin = ["https://a.test"]', r"\[bots.ops.widget\] allowed_origin: Extra"),
     ):
         bad = profiles(f"[bots.ops.{platform}]\n{table}\n")
         with pytest.raises(ConfigError, match=f"^SWITCHBOARD_BOTS_FILE: {error}"):

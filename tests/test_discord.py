@@ -20,9 +20,9 @@ from pydantic import SecretStr
 
 from bots.base import APOLOGY, CURSOR
 from bots.discord import NOT_ALLOWED, RESET_DONE, THANKS, UNKNOWN_ANSWER, DiscordRules, run
-from bots.settings import DiscordSettings, load_tables
+from bots.settings import DiscordSettings
 from core.answer.log import AnswerLog
-from core.answer.profiles import load_profiles
+from core.answer.profiles import load_profiles, load_tables
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import ConfigError

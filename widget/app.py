@@ -21,12 +21,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.answer.assistant import Assistant, open_assistant
+from core.answer.profiles import load_tables
 from core.errors import StateError
 from widget import admin, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
-from widget.bots import widget_settings
 from widget.deps import ServerState
+from widget.embeds import WidgetBot
 from widget.jobs import Jobs, create_job_store
 from widget.mcp_server import McpEndpoint
 from widget.openai_api import OpenAIError, is_api_path
@@ -144,7 +145,7 @@ def create_app(
         async with open_assistant(settings) as assistant, mcp.serve(assistant, settings):
             if prepare is not None:
                 await prepare(assistant)
-            bots = {name: widget_settings(profile) for name, profile in assistant.profiles.items()}
+            bots = load_tables(assistant.profiles, "widget", WidgetBot)
             jobs = Jobs(settings, create_job_store(settings, assistant.redis))
             app.state.switchboard = ServerState(
                 settings=settings,

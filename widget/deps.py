@@ -9,7 +9,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from core.answer.assistant import Assistant
 from widget.apikeys import ApiKeys
-from widget.bots import WidgetBot
+from widget.embeds import WidgetBot
 from widget.jobs import Jobs
 from widget.ratelimit import RateLimits
 from widget.sessions import Session, SessionTokens, TokenError

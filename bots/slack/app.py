@@ -16,9 +16,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.base import Responder
-from bots.settings import SlackSettings, SlackTable, load_tables
+from bots.settings import SlackSettings, SlackTable
 from bots.slack.listeners import SlackBot
 from core.answer.assistant import Assistant, open_assistant
+from core.answer.profiles import load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import sigterm

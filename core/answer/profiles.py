@@ -15,7 +15,8 @@ Without a file there is one bot, `default`, over SWITCHBOARD_KB with BOT_NAME an
 from __future__ import annotations
 
 import tomllib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
@@ -69,3 +70,23 @@ def load_profiles(settings: Settings) -> dict[str, BotProfile]:
         except (ValidationError, TypeError) as exc:
             raise ConfigError(f"SWITCHBOARD_BOTS_FILE {settings.bots_file}: bot {name!r}: {exc}") from exc
     return profiles
+
+
+Table = TypeVar("Table", bound=BaseModel)
+
+
+def load_tables(
+    profiles: Mapping[str, BotProfile], channel: str, table: type[Table], **defaults: object
+) -> dict[str, Table]:
+    """Every bot's `[bots.NAME.<channel>]` table (empty where it has none) as the channel's model, validated at
+    start-up so a typo fails fast with one line naming the bot and the key. `defaults` fill in keys a table leaves
+    out. One way for every channel; the core knows none of their tables."""
+    tables = {}
+    for name, profile in profiles.items():
+        try:
+            tables[name] = table.model_validate({**defaults, **profile.channels.get(channel, {})})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise ConfigError(f"SWITCHBOARD_BOTS_FILE: [bots.{name}.{channel}] {where}: {error['msg']}") from None
+    return tables

@@ -1,13 +1,12 @@
-"""The widget's per-bot settings: the `[bots.NAME.widget]` table of the bots file."""
+"""Which sites may embed each bot and how its widget looks: the `[bots.NAME.widget]` table of the bots file."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.answer.profiles import BotProfile
-from core.errors import ConfigError
 
 
 class WidgetBot(BaseModel):
@@ -31,10 +30,3 @@ class WidgetBot(BaseModel):
             "avatar": self.avatar,
             "position": self.position,
         }
-
-
-def widget_settings(profile: BotProfile) -> WidgetBot:
-    try:
-        return WidgetBot(**profile.channels.get("widget", {}))
-    except ValidationError as exc:
-        raise ConfigError(f"bot {profile.name!r}: [widget] settings: {exc}") from exc
