@@ -134,7 +134,7 @@ class ProgressOut(BaseModel):
 class JobOut(BaseModel):
     id: str
     kb: str
-    kind: JobKind = Field(description="upload (inputs are file names) or urls")
+    kind: JobKind = Field(description="upload (inputs are file names), urls, or sync (inputs: the source id)")
     inputs: list[str]
     state: JobState
     progress: ProgressOut

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.answer.assistant import Assistant, open_assistant
 from core.answer.profiles import load_tables
 from core.errors import StateError
-from widget import admin, openai_api
+from widget import admin, admin_sources, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
 from widget.deps import ServerState
@@ -183,6 +183,7 @@ def create_app(
         install_docs(app)
     app.include_router(router)
     app.include_router(admin.router)
+    app.include_router(admin_sources.router)
     openai_api.install(app)
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
     webhooks.install(app)

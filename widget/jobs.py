@@ -34,7 +34,7 @@ from core.sqlite import connect, init_db
 logger = logging.getLogger(__name__)
 
 JobState = Literal["queued", "running", "done", "failed"]
-JobKind = Literal["upload", "urls"]  # what was submitted: files (inputs are their names) or URLs
+JobKind = Literal["upload", "urls", "sync"]  # what was submitted: files (inputs: their names), URLs, or a source
 Work = Callable[[Progress], Awaitable[IngestReport]]
 KEEP = 500
 LEASE_SECONDS = 15.0  # a job whose server stopped renewing its record this long ago was interrupted

@@ -1,0 +1,86 @@
+"""Syncing registered sources: each one is the incremental ingest of its target (unchanged documents cost no
+embedding; with prune, documents gone from it are removed), under the KB's write lock as every ingest, and its
+result is recorded in the source's history. One failing source does not stop the others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.config import Settings
+from core.embed import Embedder
+from core.errors import IngestStopped, SwitchboardError
+from core.ingest.pipeline import IngestReport, Progress, ingest
+from core.ingest.registry import Registry, Source, SyncRun
+from core.store.client import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Synced:
+    source: Source
+    run: SyncRun  # as recorded
+    report: IngestReport | None  # None: the source failed as a whole (run.error says why)
+
+
+def _failures(report: IngestReport) -> str | None:
+    """Documents inside a source (a folder's files, a sitemap's pages) that could not be read: the sync did the
+    rest, and says so."""
+    if not report.failures:
+        return None
+    where, reason = report.failures[0]
+    more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+    return f"{where}: {reason}{more}"
+
+
+async def sync_source(
+    registry: Registry,
+    store: Store,
+    embedder: Embedder,
+    source: Source,
+    *,
+    settings: Settings,
+    progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
+) -> Synced:
+    """Sync one source and record the run, its error included. A stop (SIGTERM) is recorded too, then raised as
+    IngestStopped: the next sync repairs what it left."""
+    started = time.time()
+    try:
+        report = await ingest(
+            store,
+            embedder,
+            [source.target],
+            kb=source.kb,
+            settings=settings,
+            prune=source.prune,
+            progress=progress,
+            stop=stop,
+        )
+    except SwitchboardError as exc:
+        failed = SyncRun.of(started, None, str(exc))
+        await registry.record(source.id, failed)
+        if isinstance(exc, IngestStopped):
+            raise
+        logger.warning("source %s (%s) failed: %s", source.id, source.target, exc)
+        return Synced(source, failed, None)
+    run = SyncRun.of(started, report, _failures(report))
+    await registry.record(source.id, run)
+    return Synced(source, run, report)
+
+
+async def sync_all(
+    registry: Registry,
+    store: Store,
+    embedder: Embedder,
+    sources: Sequence[Source],
+    *,
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+) -> list[Synced]:
+    """Every source in turn: a failed one is recorded and the next one still runs. A stop ends the whole sync."""
+    return [await sync_source(registry, store, embedder, s, settings=settings, stop=stop) for s in sources]

@@ -1,0 +1,133 @@
+"""A knowledge base's registered sources (`source add/list/remove`) and `sync`, which ingests them again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from switchboard.cli.base import JsonOption, KBOption, _embedder, _fail, _kb, _run, _settings, app, out
+
+if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
+    from core.ingest.registry import Registry, SyncRun
+
+source_app = typer.Typer(no_args_is_help=True, help="A knowledge base's registered sources, synced by `sync`.")
+app.add_typer(source_app, name="source")
+
+
+def _registry() -> Registry:
+    from core.ingest.registry import Registry
+
+    return Registry.for_settings(_settings())
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _outcome(run: SyncRun | None) -> str:
+    if run is None:
+        return "never synced"
+    counts = (
+        f"{run.documents} documents ({run.documents_unchanged} unchanged, {run.documents_pruned} pruned); chunks "
+        f"{run.added} added, {run.updated} updated, {run.unchanged} unchanged, {run.deleted} deleted"
+    )
+    if run.error and not run.documents:
+        return f"failed: {run.error}"
+    return counts + (f"; {run.error}" if run.error else "")
+
+
+@source_app.command("add")
+def source_add(
+    target: Annotated[str, typer.Argument(help="A file, a directory, an http(s) URL or a sitemap.xml URL.")],
+    kb: KBOption = None,
+    sitemap: Annotated[bool, typer.Option("--sitemap", help="TARGET is a sitemap: ingest every page.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Each sync removes documents gone from it.")] = False,
+    every: Annotated[str | None, typer.Option("--every", help="How often to sync it: 30m, 6h, 1d.")] = None,
+) -> None:
+    """Register a source of a knowledge base (nothing is ingested until `switchboard sync`)."""
+    settings = _settings()
+    name = _kb(settings, kb)
+    registry = _registry()
+    source = _run(lambda: registry.add(kb=name, target=target, sitemap=sitemap, prune=prune, every=every))
+    out.print(f"{source.id}  {source.kind} {escape(source.target)} → {name}", highlight=False)
+
+
+@source_app.command("list")
+def source_list(kb: KBOption = None, as_json: JsonOption = False) -> None:
+    """Registered sources, with the result of each one's last sync."""
+    registry = _registry()
+    name = None if kb is None else _kb(_settings(), kb)
+    sources = _run(lambda: registry.sources(name))
+    if as_json:
+        print(json.dumps({"sources": [asdict(s) for s in sources]}, ensure_ascii=False, indent=2))
+        return
+    if not sources:
+        out.print("no sources; add one with `switchboard source add --kb KB TARGET`")
+        return
+    table = Table("id", "kb", "kind", "target", "every", "prune", "last sync")
+    table.columns[3].overflow = "fold"  # a path or URL is copied whole, never cut short
+    for s in sources:
+        last = "" if s.last is None else f"{_when(s.last.finished_at)}: "
+        table.add_row(
+            s.id, s.kb, s.kind, escape(s.target), s.every or "", "yes" if s.prune else "", last + _outcome(s.last)
+        )
+    out.print(table)
+
+
+@source_app.command("remove")
+def source_remove(source_id: Annotated[str, typer.Argument(help="The id `source list` shows.")]) -> None:
+    """Forget a source and its sync history; its documents stay in the KB."""
+    registry = _registry()
+    source = _run(lambda: registry.remove(source_id))
+    out.print(f"removed {source.id} ({escape(source.target)}) from {source.kb}", highlight=False)
+
+
+@app.command()
+def sync(
+    kb: KBOption = None,
+    source_id: Annotated[str | None, typer.Option("--source", help="Only this source (its id).")] = None,
+) -> None:
+    """Ingest registered sources again (all, a KB's, or one): only changed documents are embedded."""
+    from core.ingest.sync import sync_all
+    from core.store.client import open_store
+
+    settings = _settings()
+    name = None if kb is None else _kb(settings, kb)
+    registry = _registry()
+
+    async def chosen() -> Any:
+        if source_id is not None:
+            return [await registry.get(source_id, name)]
+        return await registry.sources(name)
+
+    sources = _run(chosen)
+    if not sources:
+        _fail(f"no sources registered{f' for knowledge base {name!r}' if name else ''}; add one with `source add`")
+    embedder = _embedder(settings)
+
+    async def go() -> Any:
+        stop = asyncio.Event()  # SIGTERM: stop between documents; the next sync repairs the rest
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with open_store(settings) as store:
+            return await sync_all(registry, store, embedder, sources, settings=settings, stop=stop)
+
+    results = _run(go)
+    failed = [r for r in results if r.run.error]  # as `ingest`: a source with unreadable documents fails too
+    for r in results:
+        colour = "red" if r.report is None else "yellow" if r.run.error else "green"
+        out.print(
+            f"[{colour}]{r.source.id}[/{colour}] {r.source.kb} {escape(r.source.target)}: "
+            f"{escape(_outcome(r.run))} in {r.run.finished_at - r.run.started_at:.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if failed:
+        _fail(f"{len(failed)} of {len(results)} source(s) failed: " + ", ".join(r.source.id for r in failed))

@@ -1,0 +1,140 @@
+"""The admin API's registered sources (/admin/kbs/{kb}/sources): list, add, remove, and sync one as a job.
+The same registry and sync as `switchboard source` and `switchboard sync` (core.ingest.registry, .sync)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from pydantic import BaseModel, Field
+
+from core.errors import IngestError
+from core.ingest.pipeline import IngestReport, Progress
+from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
+from core.ingest.sources import is_url
+from core.ingest.sync import sync_source
+from widget.admin import KB, JobOut, _errors, _job, require_admin
+from widget.deps import StateDep
+
+router = APIRouter(
+    prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
+)
+
+
+def get_registry(state: StateDep) -> Registry:
+    return Registry.for_settings(state.settings)
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+SourceId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="id from the source listing")]
+
+
+class SourceIn(BaseModel):
+    target: str = Field(max_length=2000, description="An http(s) URL: a page, a file, or a sitemap")
+    sitemap: bool = Field(False, description="The target is a sitemap.xml: every page it lists is ingested")
+    prune: bool = Field(False, description="Each sync removes documents gone from the source")
+    every: str | None = Field(None, max_length=20, description="How often to sync it: 30m, 6h, 1d")
+
+
+class SyncRunOut(BaseModel):
+    started_at: datetime
+    finished_at: datetime
+    documents: int
+    documents_unchanged: int
+    documents_pruned: int
+    added: int = Field(description="Chunks, as the ingest summary counts them")
+    updated: int
+    unchanged: int
+    deleted: int
+    error: str | None = Field(description="Why the sync failed, or which documents could not be read")
+
+
+class SourceOut(BaseModel):
+    id: str
+    kb: str
+    kind: SourceKind
+    target: str
+    prune: bool
+    every: str | None
+    created_at: datetime
+    last_sync: SyncRunOut | None
+
+
+class SourceHistoryOut(SourceOut):
+    history: list[SyncRunOut] = Field(description="Newest first")
+
+
+class SourcesOut(BaseModel):
+    kb: str
+    sources: list[SourceOut]
+
+
+def _run(run: SyncRun) -> SyncRunOut:
+    return SyncRunOut.model_validate(run, from_attributes=True)
+
+
+def _source(source: Source) -> SourceOut:
+    fields = {f: getattr(source, f) for f in ("id", "kb", "kind", "target", "prune", "every", "created_at")}
+    return SourceOut(**fields, last_sync=None if source.last is None else _run(source.last))
+
+
+async def _get(registry: Registry, source_id: str, kb: str) -> Source:
+    try:
+        return await registry.get(source_id, kb)
+    except SourceNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+@router.get("/kbs/{kb}/sources", responses=_errors(422))
+async def list_sources(kb: KB, registry: RegistryDep) -> SourcesOut:
+    """The KB's registered sources, oldest first, each with its last sync's result."""
+    return SourcesOut(kb=kb, sources=[_source(s) for s in await registry.sources(kb)])
+
+
+@router.get("/kbs/{kb}/sources/{source_id}", responses=_errors(404, 422))
+async def get_source(kb: KB, source_id: SourceId, registry: RegistryDep) -> SourceHistoryOut:
+    """A source with its sync history, newest first (the latest 50 runs)."""
+    source = await _get(registry, source_id, kb)
+    history = [_run(r) for r in await registry.history(source.id)]
+    return SourceHistoryOut(**_source(source).model_dump(), history=history)
+
+
+@router.post("/kbs/{kb}/sources", status_code=201, responses=_errors(400, 422))
+async def add_source(kb: KB, body: SourceIn, registry: RegistryDep) -> SourceOut:
+    """Register a URL or sitemap source; nothing is ingested until it is synced. Paths on the server are
+    registered only with `switchboard source add` there: the API key must not read the server's files."""
+    if not is_url(body.target):
+        raise HTTPException(400, f"{body.target}: only http(s) URLs here; register paths with `switchboard source add`")
+    try:
+        source = await registry.add(kb=kb, target=body.target, sitemap=body.sitemap, prune=body.prune, every=body.every)
+    except IngestError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return _source(source)
+
+
+@router.delete("/kbs/{kb}/sources/{source_id}", status_code=204, responses=_errors(404, 422))
+async def remove_source(kb: KB, source_id: SourceId, registry: RegistryDep) -> Response:
+    """Forget a source and its sync history; its documents stay in the KB."""
+    try:
+        await registry.remove(source_id, kb)
+    except SourceNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return Response(status_code=204)
+
+
+@router.post("/kbs/{kb}/sources/{source_id}/sync", status_code=202, responses=_errors(404, 422))
+async def sync(kb: KB, source_id: SourceId, registry: RegistryDep, state: StateDep) -> JobOut:
+    """Sync the source now, as a job (follow it at GET /admin/jobs/{id}); the run joins the source's history."""
+    source = await _get(registry, source_id, kb)
+    assistant = state.assistant
+
+    async def work(progress: Progress) -> IngestReport:
+        synced = await sync_source(
+            registry, assistant.store, assistant.embedder, source, settings=state.settings, progress=progress
+        )
+        if synced.report is None:
+            raise IngestError(synced.run.error or "the sync failed")
+        return synced.report
+
+    return _job(await state.jobs.submit(kb=kb, kind="sync", inputs=[source.id], work=work))
