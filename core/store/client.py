@@ -44,6 +44,7 @@ from core.types import Chunk, Source
 SNIPPET_CHARS = 300
 T = TypeVar("T")
 _INSERT_BATCH = 200
+_ALIAS_SETTLE_SECONDS = 30.0
 
 
 def _snippet(text: str) -> str:
@@ -153,6 +154,7 @@ class Store:
         except KBNotFound:
             collection = await self.new_version(kb, meta)
             await self._guard(self._client.alias.create(alias_name=collection_name(kb), target_collection=collection))
+            await self._settle_alias(kb, collection)
             return
         check_embedder(kb, existing, meta.embed_model, meta.embed_dim)
 
@@ -240,11 +242,33 @@ class Store:
             await self._guard(
                 self._client.alias.update(alias_name=collection_name(kb), new_target_collection=collection)
             )
+            await self._settle_alias(kb, collection)
             await self.drop_collection(serving)
         else:
             await self.drop_collection(collection_name(kb))
             await self._guard(self._client.alias.create(alias_name=collection_name(kb), target_collection=collection))
+            await self._settle_alias(kb, collection)
         self._metas[kb] = meta
+
+    async def _settle_alias(self, kb: str, collection: str) -> None:
+        """Wait until the KB's alias points to `collection` on the node we talk to and reads through it work.
+
+        A new collection is known cluster-wide when its creation returns, an alias not yet: a node that has not
+        applied the change answers "could not find class" for a while (seen with three nodes under load)."""
+        deadline = asyncio.get_running_loop().time() + _ALIAS_SETTLE_SECONDS
+        while True:
+            try:
+                if await self._serving(kb) == collection:
+                    await self._guard(self._collection(kb).query.fetch_objects(limit=1))
+                    return
+            except StoreError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise StoreError(
+                    f"Weaviate did not apply the alias of knowledge base {kb!r} within "
+                    f"{_ALIAS_SETTLE_SECONDS:.0f} s; run the command again"
+                )
+            await asyncio.sleep(0.2)
 
     async def drop_collection(self, name: str) -> None:
         await self._guard(self._client.collections.delete(name))
