@@ -19,30 +19,19 @@ from core.kb import KBMeta
 from core.store.client import Store
 from core.store.schema import chunk_uuid
 from tests.conftest import QuietHandler, loopback_allowed
+from tests.support.embedders import Wrapped
 from tests.test_extract import make_docx, make_pdf
 
 
 @dataclass
-class CountingEmbedder:
+class CountingEmbedder(Wrapped):
     """The real embedder, counting how many texts it was asked to embed."""
 
-    inner: Embedder
     texts: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self.texts.extend(texts)
         return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.inner.embed_query(text)
 
 
 def write_every_type(root: Path) -> None:

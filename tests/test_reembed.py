@@ -26,6 +26,7 @@ from core.store.local import LocalWeaviate
 from core.store.schema import PROPERTIES
 from core.store.search import SearchOptions, retrieve
 from tests.fakes.openai_server import DIM, FakeOpenAI
+from tests.support.embedders import Wrapped
 from tests.test_cli import one_line_error, run
 
 DOCS = {
@@ -49,22 +50,13 @@ QUIET: Progress = Quiet()
 
 
 @dataclass
-class Gated:
+class Gated(Wrapped):
     """The second embedder, pausing its first batch until released and failing from batch `fail_at` on."""
 
-    inner: Embedder
     fail_at: int | None = None
     entered: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     batches: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self.batches += 1
@@ -73,9 +65,6 @@ class Gated:
         self.entered.set()
         assert self.release.wait(30), "never released"
         return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.inner.embed_query(text)
 
 
 @pytest.fixture
