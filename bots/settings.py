@@ -44,8 +44,13 @@ class AdapterSettings(BaseSettings):
 
 def prefixed(prefix: str) -> SettingsConfigDict:
     """Every field read from PREFIX + its name (SLACK_BOT_TOKEN), the name errors give too: an alias per field,
-    as core's Settings has, rather than env_prefix (errors would say `bot_token`)."""
-    return SettingsConfigDict(alias_generator=AliasGenerator(validation_alias=lambda name: f"{prefix}{name}".upper()))
+    as core's Settings has, rather than env_prefix (errors would say `bot_token`). Only by that name: the field
+    names are generic (`mode`, `bot_token`), and reading them too would let a stray MODE or BOT_TOKEN in the
+    environment configure every platform."""
+    return SettingsConfigDict(
+        alias_generator=AliasGenerator(validation_alias=lambda name: f"{prefix}{name}".upper()),
+        populate_by_name=False,
+    )
 
 
 class SlackSettings(AdapterSettings):

@@ -16,6 +16,7 @@ from core.answer.profiles import BotProfile, load_profiles, load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from tests.support import REPO
+from tests.support.adapters import adapter_settings
 from widget.embeds import WidgetBot
 from widget.settings import WebSettings
 
@@ -56,17 +57,17 @@ def test_placeholders_count_as_unset_but_never_sign() -> None:
 
 
 def test_adapter_settings_follow_the_same_placeholder_rule() -> None:
-    slack = SlackSettings(_env_file=None, bot_token="change-me", app_token="xapp-1", mode="http")
+    slack = adapter_settings(SlackSettings, bot_token="change-me", app_token="xapp-1", mode="http")
     assert slack.bot_token is None and slack.app_token is not None and slack.mode == "http"
-    assert TelegramSettings(_env_file=None, bot_token="CHANGE-ME").bot_token is None
+    assert adapter_settings(TelegramSettings, bot_token="CHANGE-ME").bot_token is None
     for adapter, field, variable in (
         (SlackSettings, "signing_secret", "SLACK_SIGNING_SECRET"),
         (TelegramSettings, "webhook_secret", "TELEGRAM_WEBHOOK_SECRET"),
     ):
         with pytest.raises(ValidationError, match=f"{variable} still holds the placeholder"):
-            adapter(_env_file=None, **{field: "change-me"})
+            adapter_settings(adapter, **{field: "change-me"})
     with pytest.raises(ValidationError, match="DISCORD_BOT_TOKEN still holds the placeholder"):
-        DiscordSettings(_env_file=None, environment="production", bot_token="change-me")
+        adapter_settings(DiscordSettings, environment="production", bot_token="change-me")
 
 
 def test_adapter_settings_read_their_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,13 +76,17 @@ def test_adapter_settings_read_their_prefixed_variables(monkeypatch: pytest.Monk
     monkeypatch.setenv("TELEGRAM_WEBHOOK_URL", "https://bot.example/telegram/webhook")
     monkeypatch.setenv("DISCORD_THREADS", "true")
     monkeypatch.setenv("SWITCHBOARD_ENV", "production")
-    slack = SlackSettings(_env_file=None)
+    slack = adapter_settings(SlackSettings)
     assert (slack.mode, slack.bot, slack.environment) == ("http", "ops", "production")
-    assert TelegramSettings(_env_file=None).webhook_url == "https://bot.example/telegram/webhook"
-    assert DiscordSettings(_env_file=None).threads
+    assert adapter_settings(TelegramSettings).webhook_url == "https://bot.example/telegram/webhook"
+    assert adapter_settings(DiscordSettings).threads
+    for generic in ("MODE", "BOT", "BOT_TOKEN", "API_URL"):  # a field's bare name is not its variable
+        monkeypatch.setenv(generic, "http")
+    assert (SlackSettings(_env_file=None).bot, TelegramSettings(_env_file=None).mode) == ("ops", "polling")
+    assert SlackSettings(_env_file=None).bot_token is None and DiscordSettings(_env_file=None).bot_token is None
     monkeypatch.setenv("SLACK_STREAMING", "sometimes")
     with pytest.raises(ValidationError, match="SLACK_STREAMING"):  # what the user set, as core's errors say
-        SlackSettings(_env_file=None)
+        adapter_settings(SlackSettings)
 
 
 def test_production_refuses_placeholders_and_bad_values() -> None:

@@ -42,6 +42,7 @@ from tests.fakes.discord_server import (
     user,
 )
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.adapters import adapter_settings
 
 GUILD = 100
 MAIN, THREADS, LONG, IGNORED, SLASH, SLASH_LONG, RESET, BROKEN, REPLAYED, ROLE, WELCOME, FALLBACK = range(200, 212)
@@ -125,7 +126,7 @@ def bot_settings(
 
 def discord_settings(token: str | None = TOKEN) -> DiscordSettings:
     """The bot's token (None: unset); the docs bot by default."""
-    return DiscordSettings(_env_file=None, bot_token=SecretStr(token) if token else None, bot="docs")
+    return adapter_settings(DiscordSettings, bot_token=SecretStr(token) if token else None, bot="docs")
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ from tests.fakes.slack_server import BOT_TOKEN as SLACK_BOT_TOKEN
 from tests.fakes.slack_server import BOT_USER as SLACK_BOT_USER
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
 from tests.support import REPO
+from tests.support.adapters import adapter_settings
 from tests.support.cli import cli_environment
 from tests.support.ports import free_port_block
 from tests.test_interrupted_ingest import count, write_corpus
@@ -318,7 +319,7 @@ async def test_discord_leaves_the_gateway_then_finishes_the_answer_over_http(
 ) -> None:
     fake = await FakeDiscord(guild_id=100, channels=[CHANNEL]).start()
     bot_settings = in_process_bot(settings, widget_kb, fake_llm)
-    token = DiscordSettings(_env_file=None, bot_token=SecretStr(DISCORD_TOKEN))
+    token = adapter_settings(DiscordSettings, bot_token=SecretStr(DISCORD_TOKEN))
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(discord.http.Route, "BASE", fake.api_base)
@@ -350,8 +351,8 @@ async def test_slack_closes_the_socket_then_finishes_the_streamed_answer(
 ) -> None:
     fake = FakeSlack().start()
     bot_settings = in_process_bot(settings, widget_kb, fake_llm)
-    slack = SlackSettings(
-        _env_file=None, bot_token=SecretStr(SLACK_BOT_TOKEN), app_token=SecretStr(APP_TOKEN), api_url=fake.api_url
+    slack = adapter_settings(
+        SlackSettings, bot_token=SecretStr(SLACK_BOT_TOKEN), app_token=SecretStr(APP_TOKEN), api_url=fake.api_url
     )
     thread = f"{next(_ids) / 1000:.6f}"  # the question's ts: a thread no other test (or run) has asked in
 

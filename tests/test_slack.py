@@ -44,6 +44,7 @@ from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_server import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, TEAM, Call, FakeSlack
 from tests.servers import RunningServer, run_server
 from tests.support import REPO
+from tests.support.adapters import adapter_settings
 from widget.webhooks import Webhooks
 
 SECRET = "test-signing-secret"
@@ -96,8 +97,8 @@ def bot_settings(settings: Settings, fake_llm: FakeOpenAI, tmp: Path) -> Setting
 
 def slack_settings(slack: FakeSlack, **extra: Any) -> SlackSettings:
     """The app's tokens, against the fake; the docs bot by default."""
-    return SlackSettings(
-        _env_file=None,
+    return adapter_settings(
+        SlackSettings,
         bot_token=SecretStr(BOT_TOKEN),
         app_token=SecretStr(APP_TOKEN),
         signing_secret=SecretStr(SECRET),
@@ -701,13 +702,13 @@ async def test_socket_mode_private_ask_answers_only_the_asker(
 
 async def test_missing_tokens_and_the_wrong_mode_are_one_line_errors(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="SLACK_APP_TOKEN is not set"):
-        await run(settings, SlackSettings(_env_file=None))
+        await run(settings, adapter_settings(SlackSettings))
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN must start with xoxb-"):
-        await run(settings, SlackSettings(_env_file=None, app_token=SecretStr(APP_TOKEN), bot_token=SecretStr("x")))
+        await run(settings, adapter_settings(SlackSettings, app_token=SecretStr(APP_TOKEN), bot_token=SecretStr("x")))
     with pytest.raises(ConfigError, match="switchboard serve"):
-        await run(settings, SlackSettings(_env_file=None, mode="http"))
+        await run(settings, adapter_settings(SlackSettings, mode="http"))
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
-        SlackWebhook(SlackSettings(_env_file=None, mode="http", bot_token=SecretStr(BOT_TOKEN)))
+        SlackWebhook(adapter_settings(SlackSettings, mode="http", bot_token=SecretStr(BOT_TOKEN)))
 
 
 async def test_refused_tokens_stop_the_bot_with_a_one_line_error(

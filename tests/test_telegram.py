@@ -27,6 +27,7 @@ from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.telegram_server import TOKEN, Call, Failure, FakeTelegram
 from tests.servers import run_server
 from tests.support import REPO
+from tests.support.adapters import adapter_settings
 from widget.webhooks import Webhooks
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
@@ -53,7 +54,7 @@ def bot_settings(settings: Settings, fake_llm: FakeOpenAI, tmp: Path) -> Setting
 
 def tg_settings(fake_tg: FakeTelegram, **extra: Any) -> TelegramSettings:
     """The bot's token, against the fake; the docs bot by default."""
-    return TelegramSettings(_env_file=None, bot_token=SecretStr(TOKEN), api_url=fake_tg.base_url, bot="docs", **extra)
+    return adapter_settings(TelegramSettings, bot_token=SecretStr(TOKEN), api_url=fake_tg.base_url, bot="docs", **extra)
 
 
 @pytest.fixture(scope="module")
