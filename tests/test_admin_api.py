@@ -4,6 +4,7 @@ jobs, documents, feedback and conversations, and every refusal → a 4xx that sa
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import threading
@@ -55,7 +56,14 @@ def admin(
 
 def call(server: RunningServer, method: str, path: str, key: str | None = KEY, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.request(method, f"{server.url}{path}", headers=headers, timeout=30, **kwargs)
+    return httpx.request(
+        method, f"{server.url}{path}", headers=headers | kwargs.pop("headers", {}), timeout=30, **kwargs
+    )
+
+
+def post_json(server: RunningServer, path: str, body: object) -> httpx.Response:
+    """JSON as a client writes it, escapes included: httpx's json= cannot encode a lone surrogate at all."""
+    return call(server, "POST", path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 
 
 def files(*named: tuple[str, bytes]) -> Files:
@@ -185,11 +193,12 @@ def test_url_ingestion_refuses_internal_addresses(admin: RunningServer, kb: str,
         (["http:///path-without-host"], 400, "not a valid URL"),
         (["http://[::1/"], 400, "not a valid URL"),
         (["http://example.org:99999/"], 400, "not a valid URL"),
+        (["http://example.org/\ud800"], 422, "unicode string"),  # a JSON-escaped lone surrogate
         ([], 422, "urls"),
     ],
 )
 def test_bad_urls_are_refused(admin: RunningServer, kb: str, urls: list[str], status: int, message: str) -> None:
-    response = call(admin, "POST", f"/admin/kbs/{kb}/urls", json={"urls": urls})
+    response = post_json(admin, f"/admin/kbs/{kb}/urls", {"urls": urls})
     assert response.status_code == status and message in response.json()["detail"]
     assert call(admin, "GET", "/admin/jobs", params={"kb": kb}).json()["jobs"] == []
 

@@ -19,7 +19,7 @@ from core.ingest.sync import sync_all
 from core.store.client import Store
 from tests.conftest import loopback_allowed
 from tests.servers import RunningServer
-from tests.test_admin_api import admin, call, finished  # noqa: F401 - `admin` is a fixture
+from tests.test_admin_api import admin, call, finished, post_json  # noqa: F401 - `admin` is a fixture
 from tests.test_cli import one_line_error, run
 from tests.test_ingest import CountingEmbedder
 
@@ -61,6 +61,8 @@ async def test_registry_is_durable_private_and_validates(tmp_path: Path) -> None
         ("/no/such/dir", False, None, "/no/such/dir: no such file or directory"),
         ("ftp://example.org/a.md", False, None, "only http(s) URLs can be ingested"),
         ("http:///no-host", False, None, "not a valid URL"),
+        # argv holds undecodable bytes as lone surrogates (surrogateescape); SQLite cannot store them
+        ("http://example.org/\udcff", False, None, "not a valid URL (a lone UTF-16 surrogate"),
         (".", True, None, "--sitemap needs an http(s) URL"),
         (".", False, "6x", "--every '6x': expected a positive number and a unit"),
         (".", False, "0h", "--every '0h'"),
@@ -196,8 +198,10 @@ def test_admin_api_sources(admin: RunningServer, host_site: tuple[str, Path], kb
         ({"target": str(root)}, "only http(s) URLs here"),  # no reading the server's files with the key
         ({"target": url}, "already a source"),
     ]:
-        refused = call(admin, "POST", f"/admin/kbs/{kb}/sources", json=body)
+        refused = post_json(admin, f"/admin/kbs/{kb}/sources", body)
         assert refused.status_code == 400 and message in refused.json()["detail"], refused.text
+    escaped = post_json(admin, f"/admin/kbs/{kb}/sources", {"target": "http://example.org/\ud800"})
+    assert escaped.status_code == 422 and "unicode string" in escaped.text, escaped.text  # a lone surrogate
     assert call(admin, "POST", f"/admin/kbs/{kb}/sources", json={}).status_code == 422
     assert call(admin, "GET", f"/admin/kbs/{kb}/sources", key=None).status_code == 401
     assert call(admin, "POST", f"/admin/kbs/{kb}/sources/{'0' * 12}/sync").status_code == 404

@@ -53,6 +53,10 @@ def is_url(value: str) -> bool:
 def check_url(raw: str) -> None:
     """Refuse what cannot be fetched before anything is read or written. Whether the address is public is
     checked when fetching (core.ingest.egress), on every hop."""
+    try:
+        raw.encode()
+    except UnicodeEncodeError:  # JSON can escape a lone surrogate; nothing downstream can store or fetch it
+        raise IngestError(f"{raw!r}: not a valid URL (a lone UTF-16 surrogate is not valid Unicode)") from None
     invalid = f"{raw}: not a valid URL; expected http(s)://host/path"
     try:
         parsed = urlparse(raw)
