@@ -23,7 +23,7 @@ router = APIRouter(
 
 
 def get_registry(state: StateDep) -> Registry:
-    return Registry.for_settings(state.settings)
+    return state.sources
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]

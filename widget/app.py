@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.answer.assistant import Assistant, open_assistant
 from core.answer.profiles import load_tables
 from core.errors import StateError
+from core.ingest.registry import Registry
 from widget import admin, admin_sources, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
@@ -159,6 +160,7 @@ def create_app(
                 bots=bots,
                 api_keys=ApiKeys(settings.data_dir / "api-keys.sqlite3"),
                 jobs=jobs,
+                sources=Registry.for_settings(settings),
             )
             logger.info("serving bots %s", ", ".join(bots))
             try:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from core.answer.assistant import Assistant
+from core.ingest.registry import Registry
 from widget.apikeys import ApiKeys
 from widget.embeds import WidgetBot
 from widget.jobs import Jobs
@@ -25,6 +26,7 @@ class ServerState:
     bots: dict[str, WidgetBot]
     api_keys: ApiKeys
     jobs: Jobs
+    sources: Registry  # each KB's registered sources (the admin API's /sources)
 
 
 def get_state(request: Request) -> ServerState:
