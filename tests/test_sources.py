@@ -210,3 +210,22 @@ def test_admin_api_sources(admin: RunningServer, host_site: tuple[str, Path], kb
     assert call(admin, "DELETE", f"/admin/kbs/{kb}/sources/{source['id']}").status_code == 204
     assert call(admin, "GET", f"/admin/kbs/{kb}/sources").json()["sources"] == []
     assert call(admin, "DELETE", f"/admin/kbs/{kb}/sources/{source['id']}").status_code == 404
+
+
+async def test_registry_written_before_options_gains_them(tmp_path: Path) -> None:
+    """A sources.sqlite3 from before sources had options opens, keeps its sources and stores options from then on."""
+    import sqlite3
+
+    path = tmp_path / "sources.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE sources (id TEXT PRIMARY KEY, kb TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, "
+            "prune INTEGER NOT NULL, every TEXT, created_at REAL NOT NULL, UNIQUE (kb, target))"
+        )
+        db.execute("INSERT INTO sources VALUES ('old', 'docs', 'path', ?, 0, NULL, 1.0)", (str(tmp_path),))
+    registry = Registry(path)
+    assert (await registry.get("old")).options == {}
+    added = await registry.add(
+        kb="docs", target="https://example.org/", sitemap=False, prune=True, every=None, options={"depth": 3}
+    )
+    assert (await registry.get(added.id)).options == {"depth": 3}

@@ -5,12 +5,13 @@ sees the same list. Syncing one is core.ingest.sync; this module only validates 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from core.config import Settings
 from core.errors import IngestError, SwitchboardError
@@ -81,13 +82,14 @@ class Source:
     prune: bool
     every: str | None  # the sync schedule, e.g. '6h'; None: synced only when asked
     created_at: float
+    options: dict[str, Any] = field(default_factory=dict)  # the kind's own settings (JSON in the registry)
     last: SyncRun | None = None
 
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sources (
     id TEXT PRIMARY KEY, kb TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, prune INTEGER NOT NULL,
-    every TEXT, created_at REAL NOT NULL, UNIQUE (kb, target)
+    every TEXT, created_at REAL NOT NULL, options TEXT NOT NULL DEFAULT '{{}}', UNIQUE (kb, target)
 );
 CREATE TABLE IF NOT EXISTS syncs (
     source_id TEXT NOT NULL REFERENCES sources (id) ON DELETE CASCADE, started_at REAL NOT NULL,
@@ -95,7 +97,7 @@ CREATE TABLE IF NOT EXISTS syncs (
 );
 CREATE INDEX IF NOT EXISTS syncs_by_source ON syncs (source_id, started_at);
 """
-_SOURCE_COLUMNS = "s.id, s.kb, s.kind, s.target, s.prune, s.every, s.created_at"
+_SOURCE_COLUMNS = "s.id, s.kb, s.kind, s.target, s.prune, s.every, s.created_at, s.options"
 _RUN_COLUMNS = ", ".join(("started_at", "finished_at", *_COUNTS, "error"))
 
 
@@ -105,18 +107,37 @@ class Registry:
     def __init__(self, path: Path):
         self._path = path
         init_db(path, _SCHEMA)
+        with connect(path) as db:  # a registry written before sources had options
+            if "options" not in {row[1] for row in db.execute("PRAGMA table_info(sources)")}:
+                db.execute("ALTER TABLE sources ADD COLUMN options TEXT NOT NULL DEFAULT '{}'")
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Registry:
         return cls(settings.data_dir / "sources.sqlite3")
 
-    async def add(self, *, kb: str, target: str, sitemap: bool, prune: bool, every: str | None) -> Source:
+    async def add(
+        self,
+        *,
+        kb: str,
+        target: str,
+        sitemap: bool,
+        prune: bool,
+        every: str | None,
+        options: dict[str, Any] | None = None,
+    ) -> Source:
         kind, stored = check_target(target, sitemap)
         if every is not None:
             every_seconds(every)
             every = "".join(every.split())  # ' 6 h' is kept as '6h'
         source = Source(
-            id=uuid.uuid4().hex[:12], kb=kb, kind=kind, target=stored, prune=prune, every=every, created_at=time.time()
+            id=uuid.uuid4().hex[:12],
+            kb=kb,
+            kind=kind,
+            target=stored,
+            prune=prune,
+            every=every,
+            created_at=time.time(),
+            options=options or {},
         )
         await asyncio.to_thread(self._add, source)
         return source
@@ -127,8 +148,9 @@ class Registry:
             if db.execute("SELECT 1 FROM sources WHERE kb = ? AND target = ?", (s.kb, s.target)).fetchone():
                 raise IngestError(f"{s.target} is already a source of knowledge base {s.kb!r}")
             db.execute(
-                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (s.id, s.kb, s.kind, s.target, int(s.prune), s.every, s.created_at),
+                "INSERT INTO sources (id, kb, kind, target, prune, every, created_at, options) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (s.id, s.kb, s.kind, s.target, int(s.prune), s.every, s.created_at, json.dumps(s.options)),
             )
             db.execute("COMMIT")
 
@@ -202,7 +224,7 @@ def _run(row: tuple[object, ...]) -> SyncRun:
 
 
 def _source(row: tuple[object, ...]) -> Source:
-    id_, kb, kind, target, prune, every, created_at, *run = row
+    id_, kb, kind, target, prune, every, created_at, options, *run = row
     return Source(
         id=str(id_),
         kb=str(kb),
@@ -211,5 +233,6 @@ def _source(row: tuple[object, ...]) -> Source:
         prune=bool(prune),
         every=every if every is None else str(every),
         created_at=float(created_at),  # type: ignore[arg-type]
+        options=json.loads(str(options)),
         last=None if run[0] is None else _run(tuple(run)),
     )
