@@ -125,6 +125,8 @@ async def test_nothing_relevant_says_so_without_calling_the_model(assistant: Ass
     assert isinstance(done, Done) and done.text == DONT_KNOW and done.citations == ()
     assert events[0] == Sources(sources=())
     assert fake.chat_requests() == []
+    record = await assistant.answers.get(done.answer_id)
+    assert record is not None and record.outcome == "dont_know" and not record.cited
 
 
 async def test_follow_up_is_condensed_with_history(assistant: Assistant, fake: FakeOpenAI) -> None:
@@ -178,6 +180,8 @@ async def test_model_failures_fall_back_to_passages(
     assert done.text.startswith(partial)
     assert FALLBACK_NOTE in done.text and "[1]" in done.text
     assert done.citations == events[0].sources  # type: ignore[union-attr]
+    record = await assistant.answers.get(done.answer_id)
+    assert record is not None and record.outcome == "fallback"
 
 
 async def test_unreachable_or_missing_model_falls_back(
@@ -244,12 +248,15 @@ def test_history_fits_the_token_budget() -> None:
 
 
 async def test_answers_are_logged_with_their_sources_and_feedback(assistant: Assistant, fake: FakeOpenAI) -> None:
-    fake.enqueue(Reply(chunks=["Port 8470 [1]."]))
+    fake.enqueue(Reply(chunks=["Port ", "8470 [1]."], stall_before=0.3, interval=0.4))
     done = (await collect(assistant, message(PORT_QUESTION, "logged")))[-1]
     assert isinstance(done, Done) and done.answer_id
     record = await assistant.answers.get(done.answer_id)
     assert record is not None and record.question == PORT_QUESTION and record.answer == "Port 8470 [1]."
     assert record.citations == done.citations and record.bot == "default" and record.conversation == "logged"
+    # Timed from the question: the first text after the model's 0.3 s pause, the end after the 0.4 s between chunks.
+    assert record.outcome == "answered" and record.first_token_ms is not None and record.total_ms is not None
+    assert record.first_token_ms >= 300 and record.first_token_ms + 400 <= record.total_ms
     await assistant.answers.add_feedback(done.answer_id, "down", "wrong port")
     await assistant.answers.add_feedback(done.answer_id, "up")
     assert await assistant.answers.feedback(done.answer_id) == Feedback(rating="up", comment="wrong port")

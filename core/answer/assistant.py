@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 
@@ -17,7 +18,7 @@ from redis.asyncio import Redis
 
 from core.answer.history import HistoryStore, create_history, fit_history
 from core.answer.llm import LLM, Finish, extractive_answer, open_llm
-from core.answer.log import AnswerLog, create_answer_log
+from core.answer.log import AnswerLog, Outcome, create_answer_log
 from core.answer.profiles import DEFAULT_BOT, BotProfile, load_profiles
 from core.answer.prompt import answer_messages, cited_numbers, condense_messages
 from core.config import Settings
@@ -123,12 +124,15 @@ class Assistant:
         await self.history.reset(channel, conversation_id)
 
     async def answer(self, message: Message) -> AsyncIterator[Event]:
+        clock = _Clock()
         with self.in_flight.track():
-            async with aclosing(self._answer(message)) as events:
+            async with aclosing(self._answer(message, clock)) as events:
                 async for event in events:
+                    if isinstance(event, Delta):
+                        clock.first_text()
                     yield event
 
-    async def _answer(self, message: Message) -> AsyncGenerator[Event, None]:
+    async def _answer(self, message: Message, clock: _Clock) -> AsyncGenerator[Event, None]:
         try:
             profile = self.profile(message.bot)
         except ConfigError as exc:
@@ -154,7 +158,7 @@ class Assistant:
         yield Sources(sources=citations)
         if not relevant:
             yield Delta(text=DONT_KNOW)
-            yield await self._finish(message, profile, DONT_KNOW, (), cited=False, fallback=False)
+            yield await self._finish(message, profile, DONT_KNOW, (), clock, outcome="dont_know")
             return
 
         text = ""
@@ -182,16 +186,16 @@ class Assistant:
             extra = f"\n\n{extra}" if text.strip() else extra
             text += extra
             yield Delta(text=extra)
-            yield await self._finish(message, profile, text, citations, cited=True, fallback=True)
+            yield await self._finish(message, profile, text, citations, clock, outcome="fallback")
             return
 
         numbers = cited_numbers(text, len(citations))
         if numbers:
             by_number = {c.n: c for c in citations}
             cited = tuple(by_number[n] for n in numbers)
-            yield await self._finish(message, profile, text, cited, cited=True, fallback=False, model=finish)
+            yield await self._finish(message, profile, text, cited, clock, model=finish)
         else:
-            yield await self._finish(message, profile, text, citations, cited=False, fallback=False, model=finish)
+            yield await self._finish(message, profile, text, citations, clock, cited=False, model=finish)
 
     async def _standalone_query(self, question: str, turns: Sequence[Turn]) -> str:
         """Fold a follow-up ("and on Docker?") into a self-contained search query using recent turns."""
@@ -213,12 +217,18 @@ class Assistant:
         profile: BotProfile,
         text: str,
         citations: tuple[Citation, ...],
+        clock: _Clock,
         *,
-        cited: bool,
-        fallback: bool,
+        outcome: Outcome = "answered",
+        cited: bool = True,
         model: Finish | None = None,
     ) -> Done:
-        """Remember the turn, log the answer with its sources, and close the stream."""
+        """Remember the turn, log the answer with its sources, outcome and timings, and close the stream.
+
+        `cited`: the model cited the sources; "I don't know" has none, quoted passages always cite theirs."""
+        cited = cited and outcome != "dont_know"
+        fallback = outcome == "fallback"
+        first_token_ms, total_ms = clock.timings()
         turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=text)]
         answer_id = ""
         try:
@@ -234,6 +244,9 @@ class Assistant:
                 cited=cited,
                 fallback=fallback,
                 user_id=message.user_id,
+                outcome=outcome,
+                first_token_ms=first_token_ms,
+                total_ms=total_ms,
             )
         except Exception:  # losing memory or the log must not lose the answer itself
             logger.exception("could not save conversation %s/%s", message.channel, message.conversation_id)
@@ -246,6 +259,24 @@ class Assistant:
             finish_reason=model.reason if model else "stop",
             usage=model.usage if model else None,
         )
+
+
+class _Clock:
+    """One answer's timings: from the question to its first text (what the asker waits for) and to the end."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+        self._first: float | None = None
+
+    def first_text(self) -> None:
+        if self._first is None:
+            self._first = time.monotonic()
+
+    def timings(self) -> tuple[float | None, float]:
+        """(to the first text, to now) in milliseconds."""
+        now = time.monotonic()
+        first = None if self._first is None else (self._first - self._start) * 1000
+        return first, (now - self._start) * 1000
 
 
 @asynccontextmanager

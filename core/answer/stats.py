@@ -1,0 +1,161 @@
+"""Analytics over the answer log for a period and a bot: what people ask, how the kit answers, where it fails.
+
+One implementation for every surface: `GET /admin/stats`, the admin page's Analytics and `switchboard report`.
+Counts come from SQL over the answer log's indexes (answers_by_time, answers_by_bot); latency percentiles from
+the period's timings; knowledge gaps (core.answer.gaps) from the period's latest unanswered and 👎 questions,
+embedded with the kit's own embedder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.answer.gaps import Gap, knowledge_gaps
+from core.answer.log import AnswerLog
+from core.embed import Embedder
+from core.errors import ConfigError
+from core.sqlite import connect
+
+GAP_QUESTIONS = 500  # the latest unanswered and 👎 questions clustered (the clustering is O(n³))
+TOP_SOURCES = 10
+_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+_PERIOD_TEXT = re.compile(r"(\d{1,4})([hdw])")
+
+
+def parse_period(text: str) -> float:
+    """'24h', '7d', '4w' → seconds."""
+    match = _PERIOD_TEXT.fullmatch(text.strip().lower())
+    if match is None or int(match[1]) == 0:
+        raise ConfigError(f"invalid period {text!r}: write a number and h, d or w, e.g. 24h, 7d, 4w")
+    return int(match[1]) * _UNITS[match[2]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayCount:
+    day: str  # YYYY-MM-DD, UTC
+    channel: str
+    questions: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Latency:
+    """Milliseconds; None when no answer of the period was timed."""
+
+    p50: float | None
+    p95: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceCount:
+    source: str
+    title: str
+    answers: int  # answers that cited it
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stats:
+    since: float  # Unix seconds
+    until: float
+    bot: str | None  # None: every bot
+    questions: int
+    per_day: tuple[DayCount, ...]
+    dont_know_rate: float | None  # share of answers; None without answers
+    fallback_rate: float | None
+    thumbs_up: int
+    thumbs_down: int
+    up_ratio: float | None  # up / (up + down); None without feedback
+    first_token_ms: Latency
+    total_ms: Latency
+    top_sources: tuple[SourceCount, ...]
+    gaps: tuple[Gap, ...]
+
+
+_PERIOD = "a.created_at >= :since AND a.created_at < :until"
+# Spelled out per case: `(:bot IS NULL OR a.bot = :bot)` would keep SQLite from using the per-bot index.
+_PERIOD_OF_BOT = f"a.bot = :bot AND {_PERIOD}"
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _latency(values: list[float]) -> Latency:
+    if not values:
+        return Latency(p50=None, p95=None)
+    p50, p95 = np.percentile(np.asarray(values), [50, 95])
+    return Latency(p50=round(float(p50), 1), p95=round(float(p95), 1))
+
+
+def _counts(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Everything but the gaps' clustering (the Stats fields), and the questions to cluster: SQL over one
+    connection, run in a worker thread."""
+    where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
+    with connect(path) as db:
+
+        def rows(sql: str) -> list[Any]:
+            return db.execute(sql, params).fetchall()
+
+        per_day = rows(
+            "SELECT date(a.created_at, 'unixepoch'), a.channel, count(*) FROM answers a "
+            f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        ((total, dont_know, fallback),) = rows(
+            "SELECT count(*), coalesce(sum(a.outcome = 'dont_know'), 0), coalesce(sum(a.outcome = 'fallback'), 0) "
+            f"FROM answers a WHERE {where}"
+        )
+        ratings = dict(
+            rows(
+                "SELECT f.rating, count(*) FROM feedback f JOIN answers a ON a.id = f.answer_id "
+                f"WHERE {where} GROUP BY f.rating"
+            )
+        )
+        timings = rows(f"SELECT a.first_token_ms, a.total_ms FROM answers a WHERE {where}")
+        sources = rows(
+            "SELECT json_extract(c.value, '$.source') AS src, max(json_extract(c.value, '$.title')), count(*) "
+            f"FROM answers a, json_each(a.citations) c WHERE {where} AND a.cited "
+            f"GROUP BY src ORDER BY 3 DESC, src LIMIT {TOP_SOURCES}"
+        )
+        gap_questions = rows(
+            "SELECT a.question FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
+            f"WHERE {where} AND (a.outcome = 'dont_know' OR f.rating = 'down') "
+            f"ORDER BY a.created_at DESC LIMIT {GAP_QUESTIONS}"
+        )
+    counts = {
+        "questions": total,
+        "per_day": tuple(DayCount(day=d, channel=c, questions=n) for d, c, n in per_day),
+        "dont_know_rate": _rate(dont_know, total),
+        "fallback_rate": _rate(fallback, total),
+        "thumbs_up": ratings.get("up", 0),
+        "thumbs_down": ratings.get("down", 0),
+        "up_ratio": _rate(ratings.get("up", 0), ratings.get("up", 0) + ratings.get("down", 0)),
+        "first_token_ms": _latency([t for t, _ in timings if t is not None]),
+        "total_ms": _latency([t for _, t in timings if t is not None]),
+        "top_sources": tuple(SourceCount(source=s, title=t or s, answers=n) for s, t, n in sources),
+    }
+    return counts, [q for (q,) in gap_questions]
+
+
+async def answer_stats(
+    log: AnswerLog,
+    embedder: Embedder | None,
+    *,
+    period: float,
+    bot: str | None = None,
+    until: float | None = None,
+) -> Stats:
+    """The period's analytics (the `period` seconds before `until`, default now). Without an embedder the
+    gaps are left out (empty)."""
+    end = time.time() if until is None else until
+    params = {"since": end - period, "until": end, "bot": bot}
+    counts, questions = await asyncio.to_thread(_counts, log.path, params)
+    gaps: list[Gap] = []
+    if embedder is not None and questions:
+        gaps = await asyncio.to_thread(knowledge_gaps, questions, embedder.embed_documents)
+    return Stats(since=end - period, until=end, bot=bot, gaps=tuple(gaps), **counts)

@@ -1,0 +1,163 @@
+"""Analytics over the answer log (core.answer.stats, core.answer.gaps): the numbers for a period and bot, the
+migration of an older log, the indexes the queries use, and knowledge gaps clustered with the real embedder."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.answer.gaps import cluster, knowledge_gaps
+from core.answer.log import AnswerLog
+from core.answer.stats import answer_stats, parse_period
+from core.config import Settings
+from core.embed import Embedder, create_embedder, offline_minilm_dir
+from core.errors import ConfigError
+from tests.support.answer_log import Row, fill
+
+NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def local_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """The kit's offline embedder, without the Weaviate the session's `embedder` fixture starts."""
+    model = offline_minilm_dir(tmp_path_factory.mktemp("models"))
+    if model is None:
+        pytest.fail("offline embedding model packages missing: run `bash scripts/setup.sh`", pytrace=False)
+    return create_embedder(Settings(embed_model_path=model, _env_file=None))  # type: ignore[call-arg]
+
+
+def test_parse_period() -> None:
+    assert parse_period("7d") == 7 * DAY and parse_period("24h") == DAY and parse_period(" 2W ") == 14 * DAY
+    for bad in ("", "7", "d", "0d", "7y", "-1d", "1.5d", "99999d"):
+        with pytest.raises(ConfigError, match="invalid period"):
+            parse_period(bad)
+
+
+async def test_counts_rates_latency_and_sources_for_a_period_and_bot(tmp_path: Path) -> None:
+    rows = [
+        # In the last 7 days, bot default: 2 days, 2 channels.
+        Row(question="q1", created_at=NOW - 1 * DAY, first_token_ms=100, total_ms=1000, rating="up"),
+        Row(question="q2", created_at=NOW - 1 * DAY, channel="slack", first_token_ms=200, total_ms=2000),
+        Row(question="q3", created_at=NOW - 2 * DAY, outcome="dont_know", first_token_ms=5, total_ms=6),
+        Row(question="q4", created_at=NOW - 2 * DAY, outcome="fallback", sources=("a.md", "b.md"), rating="down"),
+        Row(question="q5", created_at=NOW - 2 * DAY, first_token_ms=None, total_ms=None, rating="up"),  # not timed
+        # Another bot, and an answer before the period: counted only when asked for.
+        Row(question="other bot", created_at=NOW - 1 * DAY, bot="sales", rating="down"),
+        Row(question="old", created_at=NOW - 9 * DAY, rating="down"),
+    ]
+    log = fill(tmp_path / "answers.sqlite3", rows)
+    stats = await answer_stats(log, None, period=7 * DAY, bot="default", until=NOW)
+    assert stats.questions == 5
+    assert [(d.day, d.channel, d.questions) for d in stats.per_day] == [
+        ("2027-01-13", "widget", 3),
+        ("2027-01-14", "slack", 1),
+        ("2027-01-14", "widget", 1),
+    ]
+    assert stats.dont_know_rate == pytest.approx(0.2) and stats.fallback_rate == pytest.approx(0.2)
+    assert (stats.thumbs_up, stats.thumbs_down, stats.up_ratio) == (2, 1, pytest.approx(2 / 3))
+    # Timed answers: 100, 200, 5, 100 ms to the first text (q4 has the Row default); numpy's linear percentiles.
+    assert stats.first_token_ms.p50 == pytest.approx(100.0)
+    assert stats.first_token_ms.p95 == pytest.approx(float(np.percentile([5, 100, 100, 200], 95)), abs=0.1)
+    assert stats.total_ms.p50 == pytest.approx(1000.0)
+    # install.md: q1, q2, q5 (the dont_know answer cites nothing); a.md and b.md once each.
+    assert [(s.source, s.answers) for s in stats.top_sources] == [("docs/install.md", 3), ("a.md", 1), ("b.md", 1)]
+    assert stats.top_sources[0].title == "install.md"
+    assert stats.gaps == ()  # no embedder: no clustering
+
+    everyone = await answer_stats(log, None, period=7 * DAY, until=NOW)
+    assert everyone.questions == 6 and everyone.thumbs_down == 2
+    month = await answer_stats(log, None, period=30 * DAY, until=NOW)
+    assert month.questions == 7 and month.thumbs_down == 3
+
+
+async def test_an_empty_period_has_no_rates(tmp_path: Path) -> None:
+    stats = await answer_stats(AnswerLog(tmp_path / "answers.sqlite3"), None, period=DAY, until=NOW)
+    assert stats.questions == 0 and stats.per_day == () and stats.top_sources == ()
+    assert stats.dont_know_rate is None and stats.up_ratio is None and stats.total_ms.p95 is None
+
+
+def test_an_older_log_gets_the_columns_its_outcomes_and_the_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite3"
+    with sqlite3.connect(path) as db:  # the log as the first versions wrote it
+        db.executescript(
+            "CREATE TABLE answers (id TEXT PRIMARY KEY, channel TEXT NOT NULL, conversation TEXT NOT NULL, "
+            "bot TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL, "
+            "cited INTEGER NOT NULL, fallback INTEGER NOT NULL, created_at REAL NOT NULL);"
+            "INSERT INTO answers VALUES ('a', 'web', 'c', 'default', 'q', 'x', '[{\"n\": 1}]', 1, 0, 1.0);"
+            "INSERT INTO answers VALUES ('b', 'web', 'c', 'default', 'q', 'x', '[]', 0, 0, 2.0);"
+            "INSERT INTO answers VALUES ('c', 'web', 'c', 'default', 'q', 'x', '[{\"n\": 1}]', 1, 1, 3.0);"
+        )
+    db.close()
+    AnswerLog(path)
+    AnswerLog(path)  # opening it again changes nothing
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT id, outcome, first_token_ms, total_ms FROM answers ORDER BY id").fetchall() == [
+            ("a", "answered", None, None),
+            ("b", "dont_know", None, None),
+            ("c", "fallback", None, None),
+        ]
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT outcome, total_ms FROM answers a WHERE a.created_at >= 1 AND a.created_at < 2"
+        ).fetchall()
+        by_bot = db.execute(
+            "EXPLAIN QUERY PLAN SELECT outcome, total_ms FROM answers a WHERE a.bot = 'x' AND a.created_at >= 1"
+        ).fetchall()
+    db.close()
+    assert "COVERING INDEX answers_stats_by_time" in str(plan)
+    assert "COVERING INDEX answers_stats_by_bot" in str(by_bot)
+
+
+def test_average_linkage_does_not_chain_through_a_bridge() -> None:
+    # a and c are unrelated (cos 0), b sits between them (cos ~0.71 to each): single linkage would chain all
+    # three at 0.6; average linkage merges b with one of them, then the pair averages only ~0.35 to the other.
+    a, b, c = [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]
+    groups = sorted(sorted(g) for g in cluster(np.array([a, b, c]), 0.6))
+    assert groups in ([[0, 1], [2]], [[0], [1, 2]])
+    assert cluster(np.array([a, b, c]), 0.99) == [[0], [1], [2]]
+    assert sorted(cluster(np.array([a, a, a]), 0.5)[0]) == [0, 1, 2]
+    assert cluster(np.zeros((0, 2)), 0.5) == []
+
+
+def test_knowledge_gaps_group_paraphrases_with_the_real_embedder(local_embedder: Embedder) -> None:
+    questions = [
+        "Does it support SAML single sign-on?",
+        "does it support  SAML single sign-on?",  # the same question: counts twice, shown once
+        "How do I log in with SAML SSO?",
+        "Can users sign in through Okta SSO?",
+        "What does the enterprise plan cost?",
+        "How much is the enterprise price?",
+        "Is there a Kubernetes Helm chart?",
+    ]
+    gaps = knowledge_gaps(questions, local_embedder.embed_documents)
+    assert gaps[0].questions == 4 and gaps[0].distinct == 3
+    assert gaps[0].examples[0] == "Does it support SAML single sign-on?"
+    assert {q for g in gaps[1:] for q in g.examples} == {
+        "What does the enterprise plan cost?",
+        "How much is the enterprise price?",
+        "Is there a Kubernetes Helm chart?",
+    }
+    assert [g.questions for g in gaps] == [4, 2, 1]
+    assert knowledge_gaps(["  ", ""], local_embedder.embed_documents) == []
+
+
+async def test_gaps_come_from_unanswered_and_thumbs_down_questions_of_the_period(
+    tmp_path: Path, local_embedder: Embedder
+) -> None:
+    now = time.time()
+    rows = [
+        Row(question="How much is the enterprise price?", created_at=now - 60, outcome="dont_know"),
+        Row(question="What does the enterprise plan cost?", created_at=now - 50, rating="down"),
+        Row(question="What does the enterprise plan cost", created_at=now - 40, outcome="dont_know", bot="sales"),
+        Row(question="How do I install it?", created_at=now - 30, rating="up"),  # answered well: no gap
+        Row(question="Is there a Helm chart?", created_at=now - 20 * DAY, outcome="dont_know"),  # before the period
+    ]
+    log = fill(tmp_path / "answers.sqlite3", rows)
+    stats = await answer_stats(log, local_embedder, period=7 * DAY, bot="default")
+    assert [(g.questions, set(g.examples)) for g in stats.gaps] == [
+        (2, {"How much is the enterprise price?", "What does the enterprise plan cost?"})
+    ]
