@@ -1,5 +1,5 @@
 """GET /admin/stats on the real server and `switchboard report` on the same answer log: the same numbers, and
-every bad period or bot refused with the reason."""
+every bad period or bot refused with the reason. GET /metrics: off without its token, refused without it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import Counter
 from pydantic import SecretStr
 
 from core.answer.log import AnswerLog
 from core.config import Settings
+from core.errors import IngestError
+from core.metrics import counted
 from core.store.local import LocalWeaviate
 from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -23,8 +27,10 @@ from tests.servers import RunningServer, run_server
 from tests.support.answer_log import Row, insert
 from tests.support.cli import cli_environment
 from tests.test_cli import one_line_error, run
+from widget.app import create_app
 
 KEY = "admin-key-for-stats-0123456789"
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 DAY = 86400.0
 
 
@@ -33,7 +39,9 @@ def server(
     settings: Settings, fake_llm: FakeOpenAI, host_site: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("stats")
-    web = web_settings(settings, fake_llm, host_site[0], tmp, admin_api_key=SecretStr(KEY))
+    web = web_settings(
+        settings, fake_llm, host_site[0], tmp, admin_api_key=SecretStr(KEY), metrics_token=SecretStr(METRICS_TOKEN)
+    )
     # An answer log of its own (other modules' answers would change the counts): its own data directory, with
     # the session's Weaviate as an external server (its key is kept in the session's data directory).
     weaviate = LocalWeaviate.from_settings(settings)
@@ -123,3 +131,33 @@ def test_report_prints_the_same_numbers(server: RunningServer, settings: Setting
 
     one_line_error(run(env, "report", "--since", "7y", cwd=tmp_path), "invalid period '7y'")
     one_line_error(run(env, "report", "--bot", "nobody", cwd=tmp_path), "unknown bot 'nobody'")
+
+
+def test_metrics_need_their_token(server: RunningServer) -> None:
+    url = f"{server.url}/metrics"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong-token"}).status_code == 403
+    response = httpx.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    for name in ("switchboard_answers_total", "switchboard_retrieval_seconds_bucket", "switchboard_ingests_total"):
+        assert f"# TYPE {name.removesuffix('_total').removesuffix('_bucket')}" in response.text
+
+
+def test_metrics_are_off_without_a_token(settings: Settings, fake_llm: FakeOpenAI, tmp_path: Path) -> None:
+    app = create_app(web_settings(settings, fake_llm, "https://example.com", tmp_path))
+    assert TestClient(app).get("/metrics").status_code == 404  # the route does not exist (no lifespan needed)
+
+
+async def test_ingestion_runs_are_counted_by_result() -> None:
+    runs = Counter("test_runs", "Runs of a test function.", ["result"], registry=None)
+
+    @counted(runs)
+    async def work(fail: bool) -> str:
+        if fail:
+            raise IngestError("unreadable")
+        return "done"
+
+    assert await work(False) == "done"
+    with pytest.raises(IngestError):
+        await work(True)
+    assert runs.labels("ok")._value.get() == 1 and runs.labels("failed")._value.get() == 1

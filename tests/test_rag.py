@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from core.answer.assistant import DONT_KNOW, STORE_DOWN, Assistant
 from core.answer.history import SQLiteHistory, fit_history
@@ -247,9 +248,18 @@ def test_history_fits_the_token_budget() -> None:
     assert fit_history(turns, max_tokens=0) == []
 
 
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
 async def test_answers_are_logged_with_their_sources_and_feedback(assistant: Assistant, fake: FakeOpenAI) -> None:
     fake.enqueue(Reply(chunks=["Port ", "8470 [1]."], stall_before=0.3, interval=0.4))
+    answered = {"channel": "test", "outcome": "answered"}
+    before = [sample("switchboard_answers_total", answered), sample("switchboard_llm_seconds_sum")]
     done = (await collect(assistant, message(PORT_QUESTION, "logged")))[-1]
+    # Prometheus's counters (GET /metrics): one more answer, and the model's 0.7 s or more.
+    assert sample("switchboard_answers_total", answered) == before[0] + 1
+    assert sample("switchboard_llm_seconds_sum") >= before[1] + 0.7
     assert isinstance(done, Done) and done.answer_id
     record = await assistant.answers.get(done.answer_id)
     assert record is not None and record.question == PORT_QUESTION and record.answer == "Port 8470 [1]."

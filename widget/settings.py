@@ -15,7 +15,7 @@ from pydantic_settings import NoDecode
 from core.config import Settings, comma_separated, unset_placeholders
 
 # Secrets that sign or check requests: a published placeholder must never stand in for one.
-_SIGNING_SECRETS = ("secret_key", "identity_secret", "admin_api_key")
+_SIGNING_SECRETS = ("secret_key", "identity_secret", "admin_api_key", "metrics_token")
 
 
 class WebSettings(Settings):
@@ -50,6 +50,8 @@ class WebSettings(Settings):
     # The admin API (/admin): disabled unless a key is set. Uploads may be larger than other request bodies.
     admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
     admin_max_upload_mb: float | None = Field(None, gt=0, validation_alias="ADMIN_MAX_UPLOAD_MB")
+    # Prometheus's /metrics: disabled (404) unless a token is set; scrapers send it as a bearer token.
+    metrics_token: SecretStr | None = Field(None, validation_alias="METRICS_TOKEN")
 
     @field_validator("public_url", mode="before")
     @classmethod
@@ -69,6 +71,8 @@ class WebSettings(Settings):
             raise ValueError("SWITCHBOARD_SECRET_KEY is required in production (e.g. `openssl rand -hex 32`)")
         if self.admin_api_key is not None and len(self.admin_api_key.get_secret_value()) < 16:
             raise ValueError("ADMIN_API_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         unset_placeholders(self, optional=(), signing=_SIGNING_SECRETS, production=production)
         return self
 

@@ -24,6 +24,7 @@ from core.answer.prompt import answer_messages, cited_numbers, condense_messages
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
+from core.metrics import ANSWER_FIRST_TEXT, ANSWERS, LLM_SECONDS, RETRIEVAL
 from core.shared_state import open_redis, redis_check
 from core.shutdown import InFlight
 from core.store.client import Store, open_store
@@ -144,7 +145,8 @@ class Assistant:
         turns = fit_history(stored, self.settings.history_max_tokens)
         query = await self._standalone_query(message.query or message.text, turns)
         try:
-            found = await self.search(profile.kb, query)
+            with RETRIEVAL.time():
+                found = await self.search(profile.kb, query)
         except KBNotFound:
             logger.warning("bot %s has no documents in KB %s", profile.name, profile.kb)
             found = []
@@ -169,6 +171,7 @@ class Assistant:
                 message.text, relevant, turns, persona=profile.persona, system_prompt=profile.system_prompt
             )
             options = message.generation or Generation()
+            generating = time.monotonic()
             try:
                 async for piece in self.llm.stream(
                     messages, max_tokens=options.max_tokens, temperature=options.temperature, stop=options.stop
@@ -180,6 +183,7 @@ class Assistant:
                     yield Delta(text=piece)
             except LLMError as exc:
                 failure = str(exc)
+            LLM_SECONDS.observe(time.monotonic() - generating)
         if failure is not None or not text.strip():
             logger.warning("answering from passages: %s", failure or "the model returned nothing")
             extra = extractive_answer(citations)
@@ -229,6 +233,9 @@ class Assistant:
         cited = cited and outcome != "dont_know"
         fallback = outcome == "fallback"
         first_token_ms, total_ms = clock.timings()
+        ANSWERS.labels(message.channel, outcome).inc()
+        if first_token_ms is not None:
+            ANSWER_FIRST_TEXT.observe(first_token_ms / 1000)
         turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=text)]
         answer_id = ""
         try:

@@ -26,6 +26,7 @@ from core.ingest.extract import Limits, extract
 from core.ingest.lock import kb_write_lock
 from core.ingest.sources import Found, RawDoc, discover, normalise_origin
 from core.kb import KBMeta
+from core.metrics import INGEST_CHUNKS, INGESTS, counted
 from core.store.client import Store
 from core.store.schema import StoredChunk, chunk_uuid
 from core.types import Chunk
@@ -129,6 +130,7 @@ async def ingest(
     return report
 
 
+@counted(INGESTS)
 async def ingest_found(
     store: Store,
     embedder: Embedder,
@@ -197,6 +199,7 @@ async def ingest_found(
 
         progress.stage("Embedding and storing", len(to_write))
         written = await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress, stop)
+        INGEST_CHUNKS.inc(written)
         untouched = {c.doc_id for c in to_write[written:]}  # documents not started when asked to stop
         gone = [uid for doc_id, uids in stale.items() if doc_id not in untouched for uid in uids]
         if gone:

@@ -15,6 +15,7 @@ from core.embed import Embedder
 from core.errors import IngestStopped, SwitchboardError
 from core.ingest.pipeline import IngestReport, Progress, ingest
 from core.ingest.registry import Registry, Source, SyncRun
+from core.metrics import SYNCS
 from core.store.client import Store
 
 logger = logging.getLogger(__name__)
@@ -63,12 +64,14 @@ async def sync_source(
         )
     except SwitchboardError as exc:
         failed = SyncRun.of(started, None, str(exc))
+        SYNCS.labels("failed").inc()
         await registry.record(source.id, failed)
         if isinstance(exc, IngestStopped):
             raise
         logger.warning("source %s (%s) failed: %s", source.id, source.target, exc)
         return Synced(source, failed, None)
     run = SyncRun.of(started, report, _failures(report))
+    SYNCS.labels("ok" if run.error is None else "partial").inc()  # partial: some pages of the source failed
     await registry.record(source.id, run)
     return Synced(source, run, report)
 

@@ -69,7 +69,7 @@ def report(
     from core.answer.log import create_answer_log
     from core.answer.profiles import load_profiles
     from core.answer.stats import answer_stats, parse_period
-    from widget.admin_stats import stats_out
+    from widget.stats_out import stats_out
 
     settings = _settings()
     try:

@@ -1,0 +1,35 @@
+"""GET /metrics: Prometheus's text format, off unless METRICS_TOKEN is set (then 404, as if absent), and only
+with `Authorization: Bearer <METRICS_TOKEN>`: the counters tell who uses the kit how much.
+
+What is measured is core.metrics (answers, retrieval, the model, ingestion) plus prometheus_client's process
+and Python collectors, all from this process: with several replicas, scrape each one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import FastAPI, Header, HTTPException
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from widget.deps import bearer
+from widget.settings import WebSettings
+
+
+def install(app: FastAPI, settings: WebSettings) -> None:
+    if settings.metrics_token is None:
+        return
+    token = settings.metrics_token.get_secret_value().encode()
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
+        sent = bearer(authorization)
+        if sent is None:
+            raise HTTPException(
+                401, "missing token: send `Authorization: Bearer <METRICS_TOKEN>`", {"WWW-Authenticate": "Bearer"}
+            )
+        if not hmac.compare_digest(sent.encode(), token):
+            raise HTTPException(403, "wrong metrics token")
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
