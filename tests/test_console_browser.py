@@ -1,0 +1,115 @@
+"""The admin console (/admin/ui) in the real browser (Playwright driving Debian's Chromium) against the real
+server: sign-in, the session cookie, CSRF refusals, the Analytics page with its chart matching /admin/stats,
+no console errors, and axe-core. The server and its answer log are test_admin_stats's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from tests.servers import RunningServer
+from tests.support import REPO
+from tests.test_admin_stats import KEY, get, server  # noqa: F401  (the server fixture, with its answer log)
+from tests.test_widget_browser import browser  # noqa: F401  (the session's Chromium)
+
+DOCS = REPO / "docs"
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:  # noqa: F811
+    # bypass_csp: the console's CSP (script-src 'self') would block the injected axe-core, a test tool only.
+    opened = await browser.new_context(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
+    yield opened
+    await opened.close()
+
+
+async def sign_in(page: Page, url: str, key: str = KEY) -> None:
+    await page.goto(f"{url}/admin/ui/analytics")
+    await expect(page).to_have_url(f"{url}/admin/ui/signin")  # no session: to the sign-in page
+    await page.get_by_label("Admin key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_sign_in_analytics_chart_and_accessibility(
+    context: BrowserContext,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    await sign_in(page, server.url, "not-the-key-0123456789")
+    await expect(page.get_by_role("alert")).to_have_text("That is not the admin key.")
+    assert errors == ["Failed to load resource: the server responded with a status of 401 (Unauthorized)"]
+    errors.clear()  # the refused sign-in answers 401, which Chromium logs; nothing else may log an error
+    await page.get_by_label("Admin key").fill(KEY)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/analytics")
+    await expect(page.get_by_role("heading", name="Analytics", exact=True)).to_be_visible()
+
+    (cookie,) = [c for c in await context.cookies() if c["name"] == "sb_console"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/admin/ui"
+    assert not cookie["secure"]  # plain http here; over https the cookie is Secure
+    assert cookie["expires"] > 0  # expires (8 hours), not a browser-session cookie
+
+    await page.get_by_label("Bot").select_option("closed")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/analytics?since=7d&bot=closed")
+    api = get(server, "?since=7d&bot=closed").json()
+    summary = page.get_by_test_id("summary")
+    await expect(summary.locator("tbody td").first).to_have_text(str(api["questions"]))
+    await expect(summary).to_contain_text("25.0%")
+    await expect(page.get_by_test_id("gaps")).to_contain_text("enterprise")
+    await expect(page.get_by_test_id("sources")).to_contain_text("docs/install.md")
+
+    # The chart draws the API's per-day numbers (Chart.js's own data, read back from the canvas's chart).
+    chart = await page.evaluate(
+        "() => { const c = Chart.getChart(document.getElementById('per-day-chart'));"
+        " return c.data.datasets.map(d => [d.label, c.data.labels.map((day, i) => [day, d.data[i]])]); }"
+    )
+    drawn = {(day, label): n for label, points in chart for day, n in points if n}
+    assert drawn == {(d["day"], d["channel"]): d["questions"] for d in api["per_day"]}
+
+    await page.screenshot(path=str(DOCS / "console-analytics.png"), full_page=True)
+    await page.add_script_tag(path=str(REPO / "widget" / "node_modules" / "axe-core" / "axe.min.js"))
+    violations = await page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)")
+    found = {v["id"]: (v["impact"], [n["target"] for n in v["nodes"]]) for v in violations}
+    assert not {k: v for k, v in found.items() if v[0] in ("serious", "critical")}, found
+    assert errors == []
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/signin")
+    await page.goto(f"{server.url}/admin/ui/analytics")
+    await expect(page).to_have_url(f"{server.url}/admin/ui/signin")
+
+
+async def test_csrf_and_headers(
+    context: BrowserContext,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    page = await context.new_page()
+    await sign_in(page, server.url)
+    await expect(page).to_have_url(f"{server.url}/admin/ui/analytics")
+    cookies = {c["name"]: c["value"] for c in await context.cookies()}
+    with httpx.Client(base_url=server.url, cookies=cookies, timeout=30) as client:
+        # The session is there, but a form post without its CSRF token, or with another, is refused.
+        assert client.post("/admin/ui/signout", data={}).status_code == 403
+        assert client.post("/admin/ui/signout", data={"csrf": "forged"}).status_code == 403
+        assert client.get("/admin/ui/analytics").status_code == 200  # still signed in
+        # Sign-in forms carry a signed nonce: a sign-in posted from elsewhere, without it, is refused too.
+        assert client.post("/admin/ui/signin", data={"key": KEY}).status_code == 403
+        assert client.post("/admin/ui/signin", data={"key": KEY, "csrf": "forged"}).status_code == 403
+        page_headers = client.get("/admin/ui/analytics").headers
+        csp = page_headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert client.get("/admin/ui/analytics?since=7y").status_code == 422
+    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+        assert anonymous.get("/admin/ui/analytics").status_code == 303  # to sign-in
+        assert anonymous.post("/admin/ui/signout", data={}).status_code == 401
+    forged = {"sb_console": cookies["sb_console"][:-4] + "AAAA"}
+    with httpx.Client(base_url=server.url, cookies=forged, timeout=30) as forger:
+        assert forger.get("/admin/ui/analytics").status_code == 303
