@@ -1,6 +1,7 @@
 """The admin console (/admin/ui) in the real browser (Playwright driving Debian's Chromium) against the real
 server: sign-in, the session cookie, CSRF refusals, the Analytics page with its chart matching /admin/stats,
-no console errors, and axe-core. The server and its answer log are test_admin_stats's."""
+the 👎 queue, API keys created once-shown and revoked; no console errors, and axe-core on each page. The
+server and its answer log are test_admin_stats's."""
 
 from __future__ import annotations
 
@@ -75,16 +76,61 @@ async def test_sign_in_analytics_chart_and_accessibility(
     assert drawn == {(d["day"], d["channel"]): d["questions"] for d in api["per_day"]}
 
     await page.screenshot(path=str(DOCS / "console-analytics.png"), full_page=True)
-    await page.add_script_tag(path=str(REPO / "widget" / "node_modules" / "axe-core" / "axe.min.js"))
-    violations = await page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)")
-    found = {v["id"]: (v["impact"], [n["target"] for n in v["nodes"]]) for v in violations}
-    assert not {k: v for k, v in found.items() if v[0] in ("serious", "critical")}, found
+    assert await axe_violations(page) == {}
     assert errors == []
 
     await page.get_by_role("button", name="Sign out").click()
     await expect(page).to_have_url(f"{server.url}/admin/ui/signin")
     await page.goto(f"{server.url}/admin/ui/analytics")
     await expect(page).to_have_url(f"{server.url}/admin/ui/signin")
+
+
+async def axe_violations(page: Page) -> dict[str, object]:
+    """Serious or critical axe-core findings on the page."""
+    await page.add_script_tag(path=str(REPO / "widget" / "node_modules" / "axe-core" / "axe.min.js"))
+    violations = await page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)")
+    found = {v["id"]: (v["impact"], [n["target"] for n in v["nodes"]]) for v in violations}
+    return {k: v for k, v in found.items() if v[0] in ("serious", "critical")}
+
+
+async def test_feedback_queue_and_api_keys(
+    context: BrowserContext,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await sign_in(page, server.url)
+
+    await page.get_by_role("link", name="Feedback").click()
+    queue = page.get_by_test_id("feedback")
+    await expect(queue).to_contain_text("How much is the enterprise price?")  # the one 👎 of the log
+    await expect(queue).not_to_contain_text("How do I install it?")  # rated 👍: not in the queue
+    assert await axe_violations(page) == {}
+
+    await page.get_by_role("link", name="API keys").click()
+    await page.get_by_label("What it is for").fill("ci pipeline")
+    await page.get_by_label("docs").check()
+    await page.get_by_role("button", name="Create key").click()
+    plain = (await page.get_by_test_id("created-key").locator("code").inner_text()).strip()
+    assert plain.startswith("sb-")
+    models = httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {plain}"}, timeout=30)
+    assert models.status_code == 200, models.text
+    row = page.locator("tr", has_text="ci pipeline")
+    await expect(row).to_contain_text("docs")
+    await expect(row).to_contain_text("active")
+    assert await axe_violations(page) == {}
+
+    await page.goto(f"{server.url}/admin/ui/keys")
+    await expect(page.get_by_test_id("created-key")).to_have_count(0)  # shown once, never again
+    await page.screenshot(path=str(DOCS / "console-keys.png"), full_page=True)
+    await row.get_by_role("button", name="Revoke").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/keys")
+    await expect(page.locator("tr", has_text="ci pipeline")).to_contain_text("revoked")
+    revoked = httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {plain}"}, timeout=30)
+    assert revoked.status_code == 401
+    assert errors == []
 
 
 async def test_csrf_and_headers(
@@ -99,6 +145,11 @@ async def test_csrf_and_headers(
         # The session is there, but a form post without its CSRF token, or with another, is refused.
         assert client.post("/admin/ui/signout", data={}).status_code == 403
         assert client.post("/admin/ui/signout", data={"csrf": "forged"}).status_code == 403
+        keys_before = client.get("/admin/ui/keys").text.count("<tr data-key=")
+        assert client.post("/admin/ui/keys", data={"name": "forged"}).status_code == 403
+        assert client.post("/admin/ui/keys", data={"name": "forged", "csrf": "forged"}).status_code == 403
+        assert client.get("/admin/ui/keys").text.count("<tr data-key=") == keys_before  # nothing created
+        assert client.post("/admin/ui/keys/0123abcd/revoke", data={}).status_code == 403
         assert client.get("/admin/ui/analytics").status_code == 200  # still signed in
         # Sign-in forms carry a signed nonce: a sign-in posted from elsewhere, without it, is refused too.
         assert client.post("/admin/ui/signin", data={"key": KEY}).status_code == 403
@@ -107,6 +158,7 @@ async def test_csrf_and_headers(
         csp = page_headers["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert client.get("/admin/ui/analytics?since=7y").status_code == 422
+        assert client.get("/admin/ui/feedback?bot=nobody").status_code == 404
     with httpx.Client(base_url=server.url, timeout=30) as anonymous:
         assert anonymous.get("/admin/ui/analytics").status_code == 303  # to sign-in
         assert anonymous.post("/admin/ui/signout", data={}).status_code == 401

@@ -1,126 +1,28 @@
-"""The operator's web page, /admin/ui: sign in with ADMIN_API_KEY, then pages over the admin API's own code.
+"""The operator's web page, /admin/ui: sign in with ADMIN_API_KEY (widget.console_auth), then pages over the
+kit's own code: Analytics (the stats of GET /admin/stats), Feedback (the 👎 queue of GET /admin/feedback), API
+keys (the store `switchboard keys` uses). Every POST checks the session's CSRF token first.
 
 Server-rendered (Jinja2): every table reads without JavaScript; static/console.js (Chart.js from npm, bundled
 by esbuild like the widget) only draws charts from the numbers the page already shows. Off (404) unless
 ADMIN_API_KEY is set.
-
-Security: signing in exchanges the key for a session cookie — HttpOnly, Secure over https, SameSite=Strict,
-signed with a secret derived from the key (changing the key signs everyone out), expiring after
-CONSOLE_SESSION_HOURS. Every form carries a CSRF token bound to the session (sign-in: to a short-lived signed
-nonce); a POST without the right one is refused with 403. The CSP allows scripts and styles from this server
-only, no inline script, and no framing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from pathlib import Path
-from typing import Annotated, Any
+import time
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi import FastAPI, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from widget.admin import _known_bot
 from widget.admin_stats import read_stats
 from widget.assets import built_file
-from widget.deps import ServerState, StateDep
+from widget.console_auth import PREFIX, SessionDep, SignedOut, check_csrf, page, router
+from widget.deps import StateDep
 from widget.stats_out import stats_out
 
-PREFIX = "/admin/ui"
-COOKIE = "sb_console"
-SESSION_SECONDS = 8 * 3600
-SIGNIN_SECONDS = 600  # how long a sign-in form stays valid
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
-
-
-class SignedOut(Exception):
-    """No valid session: pages redirect to the sign-in page."""
-
-
-def _serializer(state: ServerState) -> URLSafeTimedSerializer:
-    key = state.settings.admin_api_key
-    if key is None:  # routes are only installed with a key; a settings object without one is a bug
-        raise HTTPException(404, "not found")
-    secret = hmac.new(key.get_secret_value().encode(), b"switchboard admin console", hashlib.sha256).hexdigest()
-    return URLSafeTimedSerializer(secret, salt="console")
-
-
-def _session(request: Request, state: StateDep) -> dict[str, str]:
-    cookie = request.cookies.get(COOKIE)
-    if not cookie:
-        raise SignedOut
-    try:
-        session: dict[str, str] = _serializer(state).loads(cookie, max_age=SESSION_SECONDS)
-    except BadSignature:
-        raise SignedOut from None
-    return session
-
-
-SessionDep = Annotated[dict[str, str], Depends(_session)]
-
-
-def _check_csrf(sent: str, expected: str) -> None:
-    if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise HTTPException(403, "invalid or missing CSRF token: reload the page and try again")
-
-
-def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    response = templates.TemplateResponse(request, template, context, status_code=status)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-router = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-
-@router.get("/signin")
-def signin_page(request: Request, state: StateDep, error: str | None = None) -> HTMLResponse:
-    nonce = _serializer(state).dumps({"signin": secrets.token_urlsafe(16)})
-    return _page(request, "console/signin.html", 401 if error else 200, csrf=nonce, error=error)
-
-
-@router.post("/signin")
-def signin(
-    request: Request,
-    state: StateDep,
-    key: Annotated[str, Form(max_length=500)] = "",
-    csrf: Annotated[str, Form(max_length=500)] = "",
-) -> Response:
-    serializer = _serializer(state)
-    try:
-        serializer.loads(csrf, max_age=SIGNIN_SECONDS)
-    except BadSignature:
-        raise HTTPException(403, "invalid or missing CSRF token: reload the sign-in page") from None
-    admin_key = state.settings.admin_api_key
-    if admin_key is None or not hmac.compare_digest(key.encode(), admin_key.get_secret_value().encode()):
-        return signin_page(request, state, error="That is not the admin key.")
-    response = RedirectResponse(f"{PREFIX}/analytics", status_code=303)
-    response.set_cookie(
-        COOKIE,
-        serializer.dumps({"csrf": secrets.token_urlsafe(32)}),
-        max_age=SESSION_SECONDS,
-        path=PREFIX,
-        httponly=True,
-        secure=request.url.scheme == "https",
-        samesite="strict",
-    )
-    return response
-
-
-@router.post("/signout")
-def signout(session: SessionDep, csrf: Annotated[str, Form(max_length=500)] = "") -> Response:
-    _check_csrf(csrf, session["csrf"])
-    response = RedirectResponse(f"{PREFIX}/signin", status_code=303)
-    response.delete_cookie(COOKIE, path=PREFIX)
-    return response
+Csrf = Annotated[str, Form(max_length=500)]
 
 
 @router.get("/")
@@ -137,9 +39,10 @@ async def analytics(
     days: dict[str, dict[str, int]] = {}
     for d in stats.per_day:
         days.setdefault(d.day, {})[d.channel] = d.questions
-    return _page(
+    return page(
         request,
         "console/analytics.html",
+        active="analytics",
         csrf=session["csrf"],
         stats=stats,
         since=since,
@@ -158,6 +61,74 @@ def console_js() -> Response:
 @router.get("/console.css")
 def console_css() -> Response:
     return built_file("console.css", "text/css")
+
+
+def _when(moment: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment)) if moment else "never"
+
+
+@router.get("/feedback")
+async def feedback(request: Request, state: StateDep, session: SessionDep, bot: str = "") -> HTMLResponse:
+    """The 👎 queue: the latest thumbs-down first, with the question, answer, sources and comment."""
+    if bot:
+        _known_bot(state, bot)
+    rated = await state.assistant.answers.rated_answers(bot=bot or None, rating="down", limit=200)
+    return page(
+        request,
+        "console/feedback.html",
+        active="feedback",
+        csrf=session["csrf"],
+        rated=rated,
+        bot=bot,
+        bots=sorted(state.assistant.profiles),
+        when=_when,
+    )
+
+
+def _keys_page(request: Request, state: StateDep, csrf: str, created: str | None = None) -> HTMLResponse:
+    return page(
+        request,
+        "console/keys.html",
+        active="keys",
+        csrf=csrf,
+        keys=state.api_keys.list(),
+        bots=sorted(state.assistant.profiles),
+        created=created,
+        when=_when,
+    )
+
+
+@router.get("/keys")
+def keys(request: Request, state: StateDep, session: SessionDep) -> HTMLResponse:
+    return _keys_page(request, state, session["csrf"])
+
+
+@router.post("/keys")
+def create_key(
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    csrf: Csrf = "",
+    name: Annotated[str, Form(min_length=1, max_length=100)] = "api",
+    bots: Annotated[list[str] | None, Form()] = None,
+) -> HTMLResponse:
+    """Create a key and show it once, on this response only (never stored in plain, never shown again)."""
+    check_csrf(csrf, session["csrf"])
+    for bot in bots or ():
+        _known_bot(state, bot)
+    plain, _ = state.api_keys.create(name=name.strip() or "api", bots=tuple(bots or ()))
+    return _keys_page(request, state, session["csrf"], created=plain)
+
+
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{8}$")]
+
+
+@router.post("/keys/{key_id}/revoke")
+def revoke_key(key_id: KeyId, state: StateDep, session: SessionDep, csrf: Csrf = "") -> Response:
+    check_csrf(csrf, session["csrf"])
+    if not state.api_keys.revoke(key_id):
+        raise HTTPException(404, f"no active key with id {key_id!r}")
+    return RedirectResponse(f"{PREFIX}/keys", status_code=303)
 
 
 def install(app: FastAPI, admin_key_set: bool) -> None:
