@@ -27,6 +27,14 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:  # noqa: F
     await opened.close()
 
 
+def console_errors(page: Page) -> list[str]:
+    """What the page logs as errors from now on (it must log none)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
 async def sign_in(page: Page, url: str, key: str = KEY) -> None:
     await page.goto(f"{url}/admin/ui/analytics")
     await expect(page).to_have_url(f"{url}/admin/ui/signin")  # no session: to the sign-in page
@@ -39,9 +47,7 @@ async def test_sign_in_analytics_chart_and_accessibility(
     server: RunningServer,  # noqa: F811
 ) -> None:
     page = await context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    errors = console_errors(page)
 
     await sign_in(page, server.url, "not-the-key-0123456789")
     await expect(page.get_by_role("alert")).to_have_text("That is not the admin key.")
@@ -98,9 +104,7 @@ async def test_feedback_queue_and_api_keys(
     server: RunningServer,  # noqa: F811
 ) -> None:
     page = await context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    errors = console_errors(page)
     await sign_in(page, server.url)
 
     await page.get_by_role("link", name="Feedback").click()

@@ -28,6 +28,7 @@ from tests.conftest import StateBackend, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
 from tests.support import REPO
+from tests.support.answer_log import FIRST_SCHEMA
 from tests.support.cli import cli_environment
 from tests.test_server_api import chat, messages, session
 from widget.sessions import identity_hash
@@ -236,11 +237,7 @@ def test_forget_user_asks_before_erasing(cli_env: dict[str, str], tmp_path: Path
 def test_an_answer_log_from_before_user_ids_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "answers.sqlite3"
     with sqlite3.connect(path) as db:  # the schema answer logs had before user ids
-        db.execute(
-            "CREATE TABLE answers (id TEXT PRIMARY KEY, channel TEXT NOT NULL, conversation TEXT NOT NULL, "
-            "bot TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL, "
-            "cited INTEGER NOT NULL, fallback INTEGER NOT NULL, created_at REAL NOT NULL)"
-        )
+        db.execute(FIRST_SCHEMA)
         db.execute("INSERT INTO answers VALUES ('a1', 'slack', 'c1', 'docs', 'q', 'a', '[]', 1, 0, 1.0)")
     log = AnswerLog(path)
     old = asyncio.run(log.get("a1"))

@@ -16,7 +16,7 @@ from core.answer.stats import answer_stats, parse_period
 from core.config import Settings
 from core.embed import Embedder, create_embedder, offline_minilm_dir
 from core.errors import ConfigError
-from tests.support.answer_log import Row, fill
+from tests.support.answer_log import FIRST_SCHEMA, Row, fill
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY = 86400.0
@@ -85,12 +85,12 @@ def test_an_older_log_gets_the_columns_its_outcomes_and_the_indexes(tmp_path: Pa
     path = tmp_path / "answers.sqlite3"
     with sqlite3.connect(path) as db:  # the log as the first versions wrote it
         db.executescript(
-            "CREATE TABLE answers (id TEXT PRIMARY KEY, channel TEXT NOT NULL, conversation TEXT NOT NULL, "
-            "bot TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL, "
-            "cited INTEGER NOT NULL, fallback INTEGER NOT NULL, created_at REAL NOT NULL);"
+            f"{FIRST_SCHEMA};"
             "INSERT INTO answers VALUES ('a', 'web', 'c', 'default', 'q', 'x', '[{\"n\": 1}]', 1, 0, 1.0);"
             "INSERT INTO answers VALUES ('b', 'web', 'c', 'default', 'q', 'x', '[]', 0, 0, 2.0);"
             "INSERT INTO answers VALUES ('c', 'web', 'c', 'default', 'q', 'x', '[{\"n\": 1}]', 1, 1, 3.0);"
+            # The model cited nothing: the sources consulted are shown, it answered.
+            "INSERT INTO answers VALUES ('d', 'web', 'c', 'default', 'q', 'x', '[{\"n\": 1}]', 0, 0, 4.0);"
         )
     db.close()
     AnswerLog(path)
@@ -100,6 +100,7 @@ def test_an_older_log_gets_the_columns_its_outcomes_and_the_indexes(tmp_path: Pa
             ("a", "answered", None, None),
             ("b", "dont_know", None, None),
             ("c", "fallback", None, None),
+            ("d", "answered", None, None),
         ]
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT outcome, total_ms FROM answers a WHERE a.created_at >= 1 AND a.created_at < 2"

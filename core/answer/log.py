@@ -159,7 +159,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "outcome" not in present:
         db.execute(
             "UPDATE answers SET outcome = CASE WHEN fallback THEN 'fallback' "
-            "WHEN citations = '[]' THEN 'dont_know' ELSE 'answered' END"
+            "WHEN NOT cited AND citations = '[]' THEN 'dont_know' ELSE 'answered' END"
         )
     db.execute("CREATE INDEX IF NOT EXISTS answers_by_user ON answers (user_id)")
     # Analytics (core.answer.stats) read a period of every bot or of one: covering indexes, so that counting

@@ -11,6 +11,13 @@ from pathlib import Path
 from core.answer.log import AnswerLog, Outcome, Rating
 from core.sqlite import connect
 
+# The answers table as the first versions wrote it (no user id, outcome or timings): migration tests start there.
+FIRST_SCHEMA = (
+    "CREATE TABLE answers (id TEXT PRIMARY KEY, channel TEXT NOT NULL, conversation TEXT NOT NULL, "
+    "bot TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL, "
+    "cited INTEGER NOT NULL, fallback INTEGER NOT NULL, created_at REAL NOT NULL)"
+)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Row:
