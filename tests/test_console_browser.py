@@ -137,6 +137,34 @@ async def test_feedback_queue_and_api_keys(
     assert errors == []
 
 
+async def test_conversations_transcript_and_bots(
+    context: BrowserContext,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    page = await context.new_page()
+    errors = console_errors(page)
+    await sign_in(page, server.url)
+
+    await page.get_by_role("link", name="Conversations").click()
+    await page.get_by_label("Bot").select_option("closed")
+    await page.get_by_role("button", name="Show").click()
+    listed = page.get_by_test_id("conversations")
+    await expect(listed.locator("tbody tr")).to_have_count(5)  # the closed bot's five, the oldest too
+    assert await axe_violations(page) == {}
+    await listed.get_by_role("link", name="How much is the enterprise price?").click()
+    transcript = page.get_by_test_id("transcript")
+    await expect(transcript).to_contain_text("How much is the enterprise price?")
+    await expect(transcript).to_contain_text("install.md")  # the sources it showed
+    await expect(transcript).to_contain_text("Feedback: thumbs down")
+    assert await axe_violations(page) == {}
+
+    await page.get_by_role("link", name="Bots").click()
+    docs = page.get_by_test_id("bots").locator("tr", has_text="Kestrel Helper")
+    await expect(docs).to_contain_text("widget")  # its channel table (allowed origins, look)
+    assert await axe_violations(page) == {}
+    assert errors == []
+
+
 async def test_csrf_and_headers(
     context: BrowserContext,
     server: RunningServer,  # noqa: F811
@@ -163,6 +191,9 @@ async def test_csrf_and_headers(
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert client.get("/admin/ui/analytics?since=7y").status_code == 422
         assert client.get("/admin/ui/feedback?bot=nobody").status_code == 404
+        assert client.get("/admin/ui/conversations?bot=nobody").status_code == 404
+        assert client.get("/admin/ui/transcript?channel=web&conversation=none").status_code == 404
+        assert client.get("/admin/ui/transcript?channel=web").status_code == 422
     with httpx.Client(base_url=server.url, timeout=30) as anonymous:
         assert anonymous.get("/admin/ui/analytics").status_code == 303  # to sign-in
         assert anonymous.post("/admin/ui/signout", data={}).status_code == 401

@@ -1,6 +1,7 @@
 """The operator's web page, /admin/ui: sign in with ADMIN_API_KEY (widget.console_auth), then pages over the
-kit's own code: Analytics (the stats of GET /admin/stats), Feedback (the 👎 queue of GET /admin/feedback), API
-keys (the store `switchboard keys` uses). Every POST checks the session's CSRF token first.
+kit's own code: Analytics (the stats of GET /admin/stats), Feedback (the 👎 queue of GET /admin/feedback),
+Conversations (GET /admin/conversations, and each one's transcript), Bots (read-only), API keys (the store
+`switchboard keys` uses). Every POST checks the session's CSRF token first.
 
 Server-rendered (Jinja2): every table reads without JavaScript; static/console.js (Chart.js from npm, bundled
 by esbuild like the widget) only draws charts from the numbers the page already shows. Off (404) unless
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import FastAPI, Form, HTTPException, Path, Request
+from fastapi import FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from widget.admin import _known_bot
@@ -83,6 +84,56 @@ async def feedback(request: Request, state: StateDep, session: SessionDep, bot: 
         bots=sorted(state.assistant.profiles),
         when=_when,
     )
+
+
+@router.get("/conversations")
+async def conversations(request: Request, state: StateDep, session: SessionDep, bot: str = "") -> HTMLResponse:
+    """A bot's conversations, the most recently active first (GET /admin/conversations)."""
+    bots = sorted(state.assistant.profiles)
+    bot = bot or bots[0]
+    _known_bot(state, bot)
+    return page(
+        request,
+        "console/conversations.html",
+        active="conversations",
+        csrf=session["csrf"],
+        conversations=await state.assistant.answers.conversations(bot, 200),
+        bot=bot,
+        bots=bots,
+        when=_when,
+    )
+
+
+Text = Annotated[str, Query(min_length=1, max_length=500)]
+
+
+@router.get("/transcript")
+async def transcript(
+    request: Request, state: StateDep, session: SessionDep, channel: Text, conversation: Text
+) -> HTMLResponse:
+    """One conversation's questions and answers, each with the sources it showed and its feedback."""
+    answers = await state.assistant.answers.conversation(channel, conversation)
+    if not answers:
+        raise HTTPException(404, "no answers in that conversation (erased, or expired)")
+    ratings = {a.id: await state.assistant.answers.feedback(a.id) for a in answers}
+    return page(
+        request,
+        "console/transcript.html",
+        active="conversations",
+        csrf=session["csrf"],
+        channel=channel,
+        conversation=conversation,
+        answers=answers,
+        ratings=ratings,
+        when=_when,
+    )
+
+
+@router.get("/bots")
+def bots(request: Request, state: StateDep, session: SessionDep) -> HTMLResponse:
+    """Each bot's knowledge base, persona and channel tables (read-only: they come from the bots file)."""
+    profiles = [state.assistant.profiles[name] for name in sorted(state.assistant.profiles)]
+    return page(request, "console/bots.html", active="bots", csrf=session["csrf"], profiles=profiles)
 
 
 def _keys_page(request: Request, state: StateDep, csrf: str, created: str | None = None) -> HTMLResponse:
