@@ -50,6 +50,7 @@ def server(
         "weaviate_url": weaviate.url,
         "weaviate_grpc_port": (settings.weaviate_local_grpc_port,),
         "weaviate_api_key": SecretStr(weaviate.api_key),
+        "ingest_allowed_hosts": ("127.0.0.1",),  # the console's tests add the host site's pages by URL
     }
     web = web.model_copy(update=external)
     now = time.time()

@@ -5,7 +5,10 @@ server and its answer log are test_admin_stats's."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,6 +94,18 @@ async def test_sign_in_analytics_chart_and_accessibility(
     await expect(page).to_have_url(f"{server.url}/admin/ui/signin")
 
 
+@pytest.fixture
+async def signed_in(
+    context: BrowserContext,
+    server: RunningServer,  # noqa: F811
+) -> tuple[Page, list[str]]:
+    """A page signed in to the console, and what it logs as errors."""
+    page = await context.new_page()
+    errors = console_errors(page)
+    await sign_in(page, server.url)
+    return page, errors
+
+
 async def axe_violations(page: Page) -> dict[str, object]:
     """Serious or critical axe-core findings on the page."""
     await page.add_script_tag(path=str(REPO / "widget" / "node_modules" / "axe-core" / "axe.min.js"))
@@ -100,12 +115,10 @@ async def axe_violations(page: Page) -> dict[str, object]:
 
 
 async def test_feedback_queue_and_api_keys(
-    context: BrowserContext,
+    signed_in: tuple[Page, list[str]],
     server: RunningServer,  # noqa: F811
 ) -> None:
-    page = await context.new_page()
-    errors = console_errors(page)
-    await sign_in(page, server.url)
+    page, errors = signed_in
 
     await page.get_by_role("link", name="Feedback").click()
     queue = page.get_by_test_id("feedback")
@@ -138,12 +151,10 @@ async def test_feedback_queue_and_api_keys(
 
 
 async def test_conversations_transcript_and_bots(
-    context: BrowserContext,
+    signed_in: tuple[Page, list[str]],
     server: RunningServer,  # noqa: F811
 ) -> None:
-    page = await context.new_page()
-    errors = console_errors(page)
-    await sign_in(page, server.url)
+    page, errors = signed_in
 
     await page.get_by_role("link", name="Conversations").click()
     await page.get_by_label("Bot").select_option("closed")
@@ -165,6 +176,42 @@ async def test_conversations_transcript_and_bots(
     assert errors == []
 
 
+async def test_knowledge_base_add_url_and_delete(
+    signed_in: tuple[Page, list[str]],
+    server: RunningServer,  # noqa: F811
+    host_site: tuple[str, Path],
+) -> None:
+    origin, root = host_site
+    (root / "console-guide.html").write_text(
+        "<html><head><title>Pruning roses</title></head><body><main><h1>Pruning roses</h1>"
+        "<p>Prune roses in late winter, just above an outward-facing bud.</p></main></body></html>"
+    )
+    kb = f"t_console_{uuid.uuid4().hex[:8]}"
+    page, errors = signed_in
+    await page.get_by_role("link", name="Knowledge bases").click()
+    await page.get_by_label("Open or start a knowledge base").fill(kb)
+    await page.get_by_role("button", name="Open").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/kbs/{kb}")
+    await page.get_by_label("URLs, one a line").fill(f"{origin}/console-guide.html")
+    await page.get_by_role("button", name="Add").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/kbs/{kb}")
+    await expect(page.get_by_test_id("jobs")).to_contain_text("console-guide.html")
+    for _ in range(120):  # the job runs in the server: reload until it is done
+        if "done" in await page.get_by_test_id("jobs").inner_text():
+            break
+        await page.wait_for_timeout(500)
+        await page.reload()
+    documents = page.get_by_test_id("documents")
+    await expect(documents).to_contain_text("Pruning roses")
+    assert await axe_violations(page) == {}
+    await documents.get_by_role("button", name="Delete Pruning roses").click()
+    await expect(page.get_by_test_id("documents")).to_contain_text("No documents yet.")
+    await page.get_by_role("link", name="Knowledge bases").click()
+    await expect(page.get_by_test_id("kbs")).to_contain_text(kb)
+    assert await axe_violations(page) == {}
+    assert errors == []
+
+
 async def test_csrf_and_headers(
     context: BrowserContext,
     server: RunningServer,  # noqa: F811
@@ -182,6 +229,17 @@ async def test_csrf_and_headers(
         assert client.post("/admin/ui/keys", data={"name": "forged", "csrf": "forged"}).status_code == 403
         assert client.get("/admin/ui/keys").text.count("<tr data-key=") == keys_before  # nothing created
         assert client.post("/admin/ui/keys/0123abcd/revoke", data={}).status_code == 403
+        assert client.post("/admin/ui/kbs/t_console/urls", data={"urls": "https://example.com/"}).status_code == 403
+        doc = "0" * 32
+        assert client.post(f"/admin/ui/kbs/t_console/documents/{doc}/delete", data={}).status_code == 403
+        # With the session's token, the admin API's own refusals come through.
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin/ui/keys").text)
+        assert token is not None
+        bad_url = client.post("/admin/ui/kbs/t_console/urls", data={"urls": "ftp://x/", "csrf": token[1]})
+        assert bad_url.status_code == 400 and "ftp" in bad_url.json()["detail"]
+        assert client.post("/admin/ui/kbs/Bad-Name/urls", data={"urls": "x", "csrf": token[1]}).status_code == 422
+        gone = client.post(f"/admin/ui/kbs/t_console/documents/{doc}/delete", data={"csrf": token[1]})
+        assert gone.status_code == 404
         assert client.get("/admin/ui/analytics").status_code == 200  # still signed in
         # Sign-in forms carry a signed nonce: a sign-in posted from elsewhere, without it, is refused too.
         assert client.post("/admin/ui/signin", data={"key": KEY}).status_code == 403

@@ -1,7 +1,8 @@
 """The operator's web page, /admin/ui: sign in with ADMIN_API_KEY (widget.console_auth), then pages over the
 kit's own code: Analytics (the stats of GET /admin/stats), Feedback (the 👎 queue of GET /admin/feedback),
 Conversations (GET /admin/conversations, and each one's transcript), Bots (read-only), API keys (the store
-`switchboard keys` uses). Every POST checks the session's CSRF token first.
+`switchboard keys` uses); Knowledge bases are widget.console_kbs's. Every POST checks the session's CSRF token
+first.
 
 Server-rendered (Jinja2): every table reads without JavaScript; static/console.js (Chart.js from npm, bundled
 by esbuild like the widget) only draws charts from the numbers the page already shows. Off (404) unless
@@ -16,6 +17,7 @@ from typing import Annotated
 from fastapi import FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from widget import console_kbs  # noqa: F401  (its pages are on the console's router, installed below)
 from widget.admin import _known_bot
 from widget.admin_stats import read_stats
 from widget.assets import built_file
