@@ -176,7 +176,18 @@ async def test_conversations_transcript_and_bots(
     assert errors == []
 
 
-async def test_knowledge_base_add_url_and_delete(
+async def until_jobs_done(page: Page) -> None:
+    """Reload a KB's page until none of its jobs is queued or running (jobs run in the server)."""
+    for _ in range(240):
+        states = await page.get_by_test_id("jobs").locator("tbody tr td:nth-child(4)").all_inner_texts()
+        if states and not {"queued", "running"} & set(states):
+            return
+        await page.wait_for_timeout(500)
+        await page.reload()
+    raise AssertionError(f"jobs still running: {states}")
+
+
+async def test_knowledge_base_upload_add_url_and_delete(
     signed_in: tuple[Page, list[str]],
     server: RunningServer,  # noqa: F811
     host_site: tuple[str, Path],
@@ -196,16 +207,22 @@ async def test_knowledge_base_add_url_and_delete(
     await page.get_by_role("button", name="Add").click()
     await expect(page).to_have_url(f"{server.url}/admin/ui/kbs/{kb}")
     await expect(page.get_by_test_id("jobs")).to_contain_text("console-guide.html")
-    for _ in range(120):  # the job runs in the server: reload until it is done
-        if "done" in await page.get_by_test_id("jobs").inner_text():
-            break
-        await page.wait_for_timeout(500)
-        await page.reload()
+    await until_jobs_done(page)
     documents = page.get_by_test_id("documents")
     await expect(documents).to_contain_text("Pruning roses")
     assert await axe_violations(page) == {}
+
+    note = b"# Watering tomatoes\n\nWater tomatoes deeply twice a week, at the base of the plant.\n"
+    await page.get_by_label("Files").set_input_files(
+        [{"name": "tomatoes.md", "mimeType": "text/markdown", "buffer": note}]
+    )
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/kbs/{kb}")
+    await until_jobs_done(page)
+    await expect(documents).to_contain_text("Watering tomatoes")
+    await expect(documents.locator("tbody tr")).to_have_count(2)
     await documents.get_by_role("button", name="Delete Pruning roses").click()
-    await expect(page.get_by_test_id("documents")).to_contain_text("No documents yet.")
+    await expect(page.get_by_test_id("documents")).not_to_contain_text("Pruning roses")
     await page.get_by_role("link", name="Knowledge bases").click()
     await expect(page.get_by_test_id("kbs")).to_contain_text(kb)
     assert await axe_violations(page) == {}
@@ -230,6 +247,10 @@ async def test_csrf_and_headers(
         assert client.get("/admin/ui/keys").text.count("<tr data-key=") == keys_before  # nothing created
         assert client.post("/admin/ui/keys/0123abcd/revoke", data={}).status_code == 403
         assert client.post("/admin/ui/kbs/t_console/urls", data={"urls": "https://example.com/"}).status_code == 403
+        upload = {"files": ("a.md", b"# A\n\nText.\n", "text/markdown")}
+        assert client.post("/admin/ui/kbs/t_console/uploads", files=upload).status_code == 403
+        forged_upload = client.post("/admin/ui/kbs/t_console/uploads", files=upload, data={"csrf": "forged"})
+        assert forged_upload.status_code == 403
         doc = "0" * 32
         assert client.post(f"/admin/ui/kbs/t_console/documents/{doc}/delete", data={}).status_code == 403
         # With the session's token, the admin API's own refusals come through.
@@ -238,6 +259,8 @@ async def test_csrf_and_headers(
         bad_url = client.post("/admin/ui/kbs/t_console/urls", data={"urls": "ftp://x/", "csrf": token[1]})
         assert bad_url.status_code == 400 and "ftp" in bad_url.json()["detail"]
         assert client.post("/admin/ui/kbs/Bad-Name/urls", data={"urls": "x", "csrf": token[1]}).status_code == 422
+        exe = {"files": ("run.exe", b"MZ", "application/octet-stream")}
+        assert client.post("/admin/ui/kbs/t_console/uploads", files=exe, data={"csrf": token[1]}).status_code == 415
         gone = client.post(f"/admin/ui/kbs/t_console/documents/{doc}/delete", data={"csrf": token[1]})
         assert gone.status_code == 404
         assert client.get("/admin/ui/analytics").status_code == 200  # still signed in

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from core.answer.log import Rating
 from core.answer.privacy import forget_user as erase_user
@@ -34,7 +34,7 @@ from widget.uploads import UploadRejected, UploadTooLarge, check_uploads, ingest
 
 # Upload requests get their own body limit (ADMIN_MAX_UPLOAD_MB) in widget.app.BodyLimit; every other admin
 # request keeps MAX_BODY_BYTES.
-UPLOAD_PATH = r"/admin/kbs/[^/]+/uploads"
+UPLOAD_PATH = r"/admin/(ui/)?kbs/[^/]+/uploads"  # the API's, and the admin console's
 MAX_FILES = 100
 
 # HTTPBearer rather than a plain header parameter: it puts the scheme in the OpenAPI document, so /docs can
@@ -260,16 +260,21 @@ async def upload(kb: KB, request: Request, state: StateDep) -> JobOut:
     queued job: follow it at GET /admin/jobs/{id}."""
     # The body is read here, after the key was checked, not by FastAPI before the dependencies run.
     async with request.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
-        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-        try:
-            check_uploads([(f.filename or "", f.size or 0) for f in files], state.settings)
-        except UnsupportedSource as exc:
-            raise HTTPException(415, str(exc)) from exc
-        except UploadTooLarge as exc:
-            raise HTTPException(413, str(exc)) from exc
-        except UploadRejected as exc:
-            raise HTTPException(400, str(exc)) from exc
-        batch = await asyncio.to_thread(stage, state.settings, kb, [(f.filename or "", f.file) for f in files])
+        return await submit_upload(kb, form, state)
+
+
+async def submit_upload(kb: str, form: FormData, state: ServerState) -> JobOut:
+    """Check and stage the form's `files`, and queue their ingestion (the admin console's uploads too)."""
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+    try:
+        check_uploads([(f.filename or "", f.size or 0) for f in files], state.settings)
+    except UnsupportedSource as exc:
+        raise HTTPException(415, str(exc)) from exc
+    except UploadTooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except UploadRejected as exc:
+        raise HTTPException(400, str(exc)) from exc
+    batch = await asyncio.to_thread(stage, state.settings, kb, [(f.filename or "", f.file) for f in files])
     assistant = state.assistant
 
     async def work(progress: Progress) -> IngestReport:

@@ -1,7 +1,8 @@
-"""The console's Knowledge bases pages: the KBs, a KB's documents and jobs, adding URLs, deleting a document.
+"""The console's Knowledge bases pages: the KBs, a KB's documents and jobs, uploads, adding URLs, deleting a
+document.
 
-Each action calls the admin API's own route function (widget.admin) with the same checks and refusals; this
-module adds only the session, the CSRF check and the HTML. Uploads stay with the admin API and the CLI for now.
+Each action calls the admin API's own functions (widget.admin) with the same checks and refusals; this module
+adds only the session, the CSRF check and the HTML.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ async def add_urls(
     except ValidationError as exc:
         raise HTTPException(422, f"urls: {exc.errors()[0]['msg']}") from exc
     await admin.submit_urls(kb, body, state)
+    return RedirectResponse(f"{PREFIX}/kbs/{kb}", status_code=303)
+
+
+@router.post("/kbs/{kb}/uploads")
+async def upload(request: Request, kb: admin.KB, state: StateDep, session: SessionDep) -> Response:
+    """Files to ingest (the multipart field `files`), as POST /admin/kbs/{kb}/uploads: the same checks, a job."""
+    # Read here, after the session was checked; the body limit is ADMIN_MAX_UPLOAD_MB (widget.admin.UPLOAD_PATH).
+    async with request.form(max_files=admin.MAX_FILES, max_fields=admin.MAX_FILES + 1) as form:
+        csrf = form.get("csrf")
+        check_csrf(csrf if isinstance(csrf, str) else "", session["csrf"])
+        await admin.submit_upload(kb, form, state)
     return RedirectResponse(f"{PREFIX}/kbs/{kb}", status_code=303)
 
 
