@@ -4,8 +4,9 @@
 
 Fills a fresh answer log with synthetic answers over 30 days (tests/support/answer_log.synthetic: 3 bots,
 4 channels, 10% "I don't know", ratings on 1 answer in 10), then times core.answer.stats for several periods
-and bots (counts only, and with the knowledge gaps clustered by the offline embedder), and the real
-`switchboard report --json` command end to end (process start, imports and the embedder's load included).
+and bots (counts only, and with the knowledge gaps clustered by the offline embedder), the queries of the
+console's Conversations and Feedback pages, and the real `switchboard report --json` command end to end
+(process start, imports and the embedder's load included).
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ import tempfile
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from core.answer.stats import Stats, answer_stats
+from core.answer.stats import answer_stats
 from core.config import Settings
 from core.embed import create_embedder, offline_minilm_dir
 from tests.support import REPO
 from tests.support.answer_log import fill, synthetic
 
 DAY = 86400.0
+T = TypeVar("T")
 
 
-def timed(run: Coroutine[Any, Any, Stats]) -> tuple[float, Stats]:
+def timed(run: Coroutine[Any, Any, T]) -> tuple[float, T]:
     started = time.perf_counter()
     result = asyncio.run(run)
     return time.perf_counter() - started, result
@@ -60,6 +62,12 @@ def main() -> None:
                 f"{days:>5}d {bot or 'all':>8} {stats.questions:>8,} {counts_s:>9.2f} {gaps_s:>8.2f} "
                 f"{len(with_gaps.gaps):>10}"
             )
+        # What the console's other pages over the answer log read (the latest 200 of each).
+        conversations_s, conversations = timed(log.conversations("support", 200))
+        print(f"Conversations page query (one bot, latest 200 of its conversations): {conversations_s:.2f} s")
+        feedback_s, rated = timed(log.rated_answers(rating="down", limit=200))
+        print(f"Feedback page query (latest 200 thumbs-down, every bot): {feedback_s:.2f} s")
+        assert len(conversations) == 200 and len(rated) == 200
         exe = shutil.which("switchboard", path=str(REPO / ".venv" / "bin")) or "switchboard"
         env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(work), "EMBED_MODEL_PATH": str(model)}
         for extra in (["--no-gaps"], []):
