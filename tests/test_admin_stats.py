@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,14 @@ def test_metrics_need_their_token(server: RunningServer) -> None:
     url = f"{server.url}/metrics"
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers={"Authorization": "Bearer wrong-token"}).status_code == 403
+    assert get(server, "?since=24h").status_code == 200
     response = httpx.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    # HTTP requests by route template (the instrumentator), never by the path a client made up.
+    assert 'http_requests_total{handler="/admin/stats",method="GET",status="2xx"}' in response.text
+    assert httpx.get(f"{server.url}/made-up-{uuid.uuid4().hex}").status_code == 404
+    again = httpx.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    assert "made-up" not in again and 'handler="none"' in again
     for name in ("switchboard_answers_total", "switchboard_retrieval_seconds_bucket", "switchboard_ingests_total"):
         assert f"# TYPE {name.removesuffix('_total').removesuffix('_bucket')}" in response.text
 

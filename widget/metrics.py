@@ -1,8 +1,9 @@
 """GET /metrics: Prometheus's text format, off unless METRICS_TOKEN is set (then 404, as if absent), and only
 with `Authorization: Bearer <METRICS_TOKEN>`: the counters tell who uses the kit how much.
 
-What is measured is core.metrics (answers, retrieval, the model, ingestion) plus prometheus_client's process
-and Python collectors, all from this process: with several replicas, scrape each one.
+What is measured: HTTP requests by route template, method and status class (prometheus-fastapi-instrumentator,
+installed only when metrics are on), core.metrics (answers, retrieval, the model, ingestion), and
+prometheus_client's process and Python collectors, all from this process: with several replicas, scrape each.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
 
 from widget.deps import bearer
 from widget.settings import WebSettings
@@ -22,6 +24,8 @@ def install(app: FastAPI, settings: WebSettings) -> None:
     if settings.metrics_token is None:
         return
     token = settings.metrics_token.get_secret_value().encode()
+    # Unmatched paths are grouped as "none": a scanner's random URLs must not each become a time series.
+    Instrumentator(excluded_handlers=["/metrics"], should_group_untemplated=True).instrument(app)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
