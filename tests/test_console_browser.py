@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, FilePayload, Page, expect
 
 from tests.servers import RunningServer
 from tests.support import REPO
@@ -214,7 +214,7 @@ async def test_knowledge_base_upload_add_url_and_delete(
 
     note = b"# Watering tomatoes\n\nWater tomatoes deeply twice a week, at the base of the plant.\n"
     await page.get_by_label("Files").set_input_files(
-        [{"name": "tomatoes.md", "mimeType": "text/markdown", "buffer": note}]
+        FilePayload(name="tomatoes.md", mimeType="text/markdown", buffer=note)
     )
     await page.get_by_role("button", name="Upload").click()
     await expect(page).to_have_url(f"{server.url}/admin/ui/kbs/{kb}")
