@@ -5,6 +5,7 @@ server and its answer log are test_admin_stats's."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +20,8 @@ from tests.support import REPO
 from tests.test_admin_stats import KEY, get, server  # noqa: F401  (the server fixture, with its answer log)
 from tests.test_widget_browser import browser  # noqa: F401  (the session's Chromium)
 
-DOCS = REPO / "docs"
+# The README's screenshots are refreshed with UPDATE_SCREENSHOTS=1; other runs keep theirs in tests/output.
+SHOTS = REPO / "docs" if os.environ.get("UPDATE_SCREENSHOTS") else REPO / "tests" / "output"
 
 
 @pytest.fixture
@@ -84,7 +86,8 @@ async def test_sign_in_analytics_chart_and_accessibility(
     drawn = {(day, label): n for label, points in chart for day, n in points if n}
     assert drawn == {(d["day"], d["channel"]): d["questions"] for d in api["per_day"]}
 
-    await page.screenshot(path=str(DOCS / "console-analytics.png"), full_page=True)
+    SHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "console-analytics.png"), full_page=True)
     assert await axe_violations(page) == {}
     assert errors == []
 
@@ -141,7 +144,7 @@ async def test_feedback_queue_and_api_keys(
 
     await page.goto(f"{server.url}/admin/ui/keys")
     await expect(page.get_by_test_id("created-key")).to_have_count(0)  # shown once, never again
-    await page.screenshot(path=str(DOCS / "console-keys.png"), full_page=True)
+    await page.screenshot(path=str(SHOTS / "console-keys.png"), full_page=True)
     await row.get_by_role("button", name="Revoke").click()
     await expect(page).to_have_url(f"{server.url}/admin/ui/keys")
     await expect(page.locator("tr", has_text="ci pipeline")).to_contain_text("revoked")
