@@ -171,6 +171,13 @@ async def test_conversations_transcript_and_bots(
     await expect(transcript).to_contain_text("install.md")  # the sources it showed
     await expect(transcript).to_contain_text("Feedback: thumbs down")
     assert await axe_violations(page) == {}
+    # Erasing one (the oldest: the other tests read the rest) takes it off the list.
+    await page.go_back()
+    await listed.get_by_role("link", name="Long ago").click()
+    await page.get_by_role("button", name="Erase this conversation").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/conversations?bot=closed")
+    await expect(listed.locator("tbody tr")).to_have_count(4)
+    await expect(listed).not_to_contain_text("Long ago")
 
     await page.get_by_role("link", name="Bots").click()
     docs = page.get_by_test_id("bots").locator("tr", has_text="Kestrel Helper")
@@ -249,6 +256,9 @@ async def test_csrf_and_headers(
         assert client.post("/admin/ui/keys", data={"name": "forged", "csrf": "forged"}).status_code == 403
         assert client.get("/admin/ui/keys").text.count("<tr data-key=") == keys_before  # nothing created
         assert client.post("/admin/ui/keys/0123abcd/revoke", data={}).status_code == 403
+        assert (
+            client.post("/admin/ui/transcript/forget", data={"channel": "web", "conversation": "x"}).status_code == 403
+        )
         assert client.post("/admin/ui/kbs/t_console/urls", data={"urls": "https://example.com/"}).status_code == 403
         upload = {"files": ("a.md", b"# A\n\nText.\n", "text/markdown")}
         assert client.post("/admin/ui/kbs/t_console/uploads", files=upload).status_code == 403

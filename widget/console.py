@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import time
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from core.answer import privacy
 from widget import console_kbs  # noqa: F401  (its pages are on the console's router, installed below)
 from widget.admin import _known_bot
 from widget.admin_stats import read_stats
@@ -129,6 +131,22 @@ async def transcript(
         ratings=ratings,
         when=_when,
     )
+
+
+@router.post("/transcript/forget")
+async def forget(
+    state: StateDep,
+    session: SessionDep,
+    csrf: Csrf = "",
+    channel: Annotated[str, Form(min_length=1, max_length=500)] = "",
+    conversation: Annotated[str, Form(min_length=1, max_length=500)] = "",
+) -> Response:
+    """Erase the conversation (its answers, their feedback, its memory), as the widget's "new conversation"."""
+    check_csrf(csrf, session["csrf"])
+    answers = await state.assistant.answers.conversation(channel, conversation)
+    await privacy.forget_conversation(state.assistant, channel, conversation)
+    bot = answers[0].bot if answers else ""
+    return RedirectResponse(f"{PREFIX}/conversations?{urlencode({'bot': bot})}", status_code=303)
 
 
 @router.get("/bots")
