@@ -1,4 +1,4 @@
-"""Each chat adapter's settings: its variables (SLACK_*, TELEGRAM_*, DISCORD_*; read like core's, from the
+"""Each chat adapter's settings: its variables (SLACK_*, TELEGRAM_*, DISCORD_*, WHATSAPP_*; read like core's, from the
 environment, then `.env`) and its table in the bots file (`[bots.NAME.slack]` …), which says where a bot
 answers. Free of the platform libraries: the web server reads which webhooks are configured before it imports
 any of them, and a platform's extra need not be installed to read its settings.
@@ -94,11 +94,29 @@ class DiscordSettings(AdapterSettings):
     threads: bool = False  # answer mentions in a new thread (a bot's `threads` in the bots file overrides it)
 
 
-# `switchboard bot PLATFORM` → the settings it reads.
+class WhatsAppSettings(AdapterSettings):
+    """POST /whatsapp/webhook on `switchboard serve` (the Cloud API delivers over HTTP only), mounted when
+    WHATSAPP_ACCESS_TOKEN is set."""
+
+    model_config = prefixed("WHATSAPP_")
+    optional_keys = ("access_token",)
+    signing_secrets = ("app_secret", "verify_token")
+
+    access_token: SecretStr | None = None  # a System User's permanent token (README "WhatsApp")
+    app_secret: SecretStr | None = None  # signs every delivery (X-Hub-Signature-256)
+    verify_token: SecretStr | None = None  # echoed by Meta when the webhook URL is registered
+    phone_number_id: str | None = None  # the business number answered (the bots file may map more)
+    api_url: str = "https://graph.facebook.com"
+    api_version: str = "v23.0"
+
+
+# Each platform → its settings: what `switchboard bot PLATFORM` reads (WhatsApp has no such command: the
+# web server serves its webhook).
 ADAPTER_SETTINGS: dict[str, type[AdapterSettings]] = {
     "slack": SlackSettings,
     "telegram": TelegramSettings,
     "discord": DiscordSettings,
+    "whatsapp": WhatsAppSettings,
 }
 
 
@@ -107,6 +125,7 @@ ADAPTER_SETTINGS: dict[str, type[AdapterSettings]] = {
 # Ids in the bots file: TOML strings or integers, compared as text. One that could never match is a typo.
 SlackId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^[A-Z0-9]+$")]
 ChatId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^-?[0-9]+$")]
+PhoneNumberId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^[0-9]+$")]
 
 
 class BotTable(BaseModel):
@@ -128,3 +147,7 @@ class SlackTable(BotTable):
 
 class TelegramTable(BotTable):
     chats: frozenset[ChatId] = frozenset()
+
+
+class WhatsAppTable(BotTable):
+    phone_numbers: frozenset[PhoneNumberId] = frozenset()  # business phone number ids (not the numbers)
