@@ -71,12 +71,17 @@ class WholeAnswer(Stream):
     def __init__(self, channel: WhatsAppChannel):
         self.channel = channel
         self.interval = channel.edit_interval
+        self.typed_at = 0.0
 
     async def start(self) -> bool:
-        return True  # relay() already marked the question read and showed "typing…"
+        self.typed_at = time.monotonic()  # relay() has just marked the question read and shown "typing…"
+        return True
 
     async def update(self, text: str) -> None:
-        await self.channel.typing()
+        # relay() calls this at the first words too: only renew what is about to expire.
+        if time.monotonic() - self.typed_at >= self.interval:
+            self.typed_at = time.monotonic()
+            await self.channel.typing()
 
     async def finish(self, result: Followed) -> None:
         try:
