@@ -17,8 +17,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bots.base import relay
+from bots.render import WHATSAPP
 from bots.settings import WhatsAppSettings
-from bots.whatsapp.bot import HELP, RESET_DONE, TEXT_ONLY
+from bots.whatsapp.bot import HELP, RESET_DONE, TEXT_ONLY, WholeAnswer
 from core.answer.history import SQLiteHistory
 from core.answer.log import AnswerLog
 from core.config import Settings
@@ -29,6 +31,7 @@ from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.whatsapp_server import Call, FakeWhatsApp
 from tests.servers import RunningServer, run_server
 from tests.support.adapters import adapter_settings
+from tests.test_relay import FakeChannel, stream
 from widget.webhooks import Webhooks
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
@@ -97,6 +100,19 @@ async def wait(fake: FakeWhatsApp, predicate: Any, timeout: float = 20.0) -> Non
 def answered(fake: FakeWhatsApp, user: str) -> list[Call]:
     """The messages carrying feedback buttons: one per answer."""
     return [c for c in fake.to(user) if c.kind == "interactive"]
+
+
+# --- the strategy for a platform that cannot edit ---------------------------------------------------------
+
+
+async def test_nothing_is_edited_typing_is_renewed_and_the_whole_answer_comes_at_once() -> None:
+    channel = FakeChannel(dialect=WHATSAPP, edit_interval=0.1)
+    done = await relay(stream([f"word{i} " for i in range(8)], pause=0.05), channel, WholeAnswer(channel))
+    assert done is not None
+    assert channel.typed >= 3, "typing… shown at the start, then renewed while the answer is written"
+    assert [c.op for c in channel.calls] == ["post"], "no placeholder, no edits: one message at the end"
+    assert channel.calls[0].answer_id == "ans1" and "word7" in channel.calls[0].text
+    assert "*Sources:*\n[1] Install › Ports: https://kestrel.example/install" in channel.calls[0].text
 
 
 # --- the handshake and the signature ------------------------------------------------------------------------
@@ -247,6 +263,22 @@ async def test_rate_limits_are_retried_with_backoff(
     first, second, third = fake_wa.to(user)
     assert first.payload == second.payload == third.payload, "the same answer, sent again"
     assert second.at - first.at >= 0.9 and third.at - second.at >= 1.8, "exponential backoff: 1 s, then 2 s"
+
+
+async def test_other_refusals_are_logged_not_retried_and_the_bot_carries_on(
+    server: RunningServer, fake_wa: FakeWhatsApp, fake_llm: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = "15550001011"
+    fake_llm.enqueue(Reply(chunks=ANSWER), Reply(chunks=ANSWER))
+    fake_wa.fail(wa.OUTSIDE_WINDOW)
+    with caplog.at_level(logging.ERROR, logger="bots.whatsapp"):
+        await deliver(server, wa.delivery(wa.text(user, QUESTION)))
+        await wait(fake_wa, lambda: fake_wa.to(user))
+        await asyncio.sleep(1.5)
+    assert len(fake_wa.to(user)) == 1, "not a rate limit: no retry"
+    assert any("131047" in r.getMessage() or "131047" in str(r.exc_info) for r in caplog.records)
+    await deliver(server, wa.delivery(wa.text(user, QUESTION)))
+    await wait(fake_wa, lambda: answered(fake_wa, user))
 
 
 async def test_reset_help_and_other_message_types(

@@ -68,7 +68,7 @@ class WhatsAppChannel(Channel):
 class WholeAnswer(Stream):
     """Nothing shown while the answer is written but "typing…" (renewed), then the whole answer at once."""
 
-    def __init__(self, channel: WhatsAppChannel):
+    def __init__(self, channel: Channel):
         self.channel = channel
         self.interval = channel.edit_interval
         self.typed_at = 0.0

@@ -66,7 +66,11 @@ class Graph:
             retry=retry_if_exception(lambda exc: isinstance(exc, GraphError) and exc.rate_limited),
             wait=wait_exponential(multiplier=self._backoff, max=30 * self._backoff),
             stop=stop_after_attempt(ATTEMPTS),
-            before_sleep=lambda state: logger.warning("whatsapp: rate limited, retrying (%s)", state.outcome),
+            before_sleep=lambda state: logger.warning(
+                "whatsapp: rate limited, retrying in %.1f s: %s",
+                state.upcoming_sleep,
+                state.outcome.exception() if state.outcome else None,
+            ),
             reraise=True,
         )
         async for attempt in retrying:
