@@ -383,9 +383,10 @@ async def test_added_latency_of_the_whatsapp_path_against_the_widget(
     origin = "http://127.0.0.1:1"
     widget, whatsapp = [], []
     async with httpx.AsyncClient(timeout=30) as client:
-        token = await client.post(f"{server.url}/api/session", json={"bot": "docs"}, headers={"Origin": origin})
-        headers = {"Authorization": f"Bearer {token.json()['token']}", "Origin": origin}
         for i in range(9):
+            # A session per conversation, as each visitor's widget has (and under its rate limit).
+            token = await client.post(f"{server.url}/api/session", json={"bot": "docs"}, headers={"Origin": origin})
+            headers = {"Authorization": f"Bearer {token.json()['token']}", "Origin": origin}
             fake_llm.enqueue(Reply(chunks=ANSWER))
             start = time.monotonic()
             body = {"message": QUESTION, "conversation_id": f"latency-{i}"}
