@@ -296,7 +296,7 @@ async def test_reset_help_and_other_message_types(
     await wait(fake_wa, lambda: any(c.text == RESET_DONE for c in fake_wa.to(user)))
     assert await history.load("whatsapp", conversation) == []
     await deliver(server, wa.delivery(wa.text(user, "help")))
-    await wait(fake_wa, lambda: any(c.text == HELP for c in fake_wa.to(user)))
+    await wait(fake_wa, lambda: any(c.text == f"Hi! Ask me about Kestrel.\n\n{HELP}" for c in fake_wa.to(user)))
     voice = wa.message(user, "audio", {"id": "media-1", "mime_type": "audio/ogg; codecs=opus", "voice": True})
     await deliver(server, wa.delivery(voice))
     await wait(fake_wa, lambda: any(c.text == TEXT_ONLY for c in fake_wa.to(user)))

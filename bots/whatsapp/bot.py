@@ -132,7 +132,7 @@ class WhatsAppBot:
             await self.responder.reset(conversation_id(message))
             await channel.post(RESET_DONE)
         elif message.text.strip().lower() in HELP_PHRASES:
-            await channel.post(HELP)
+            await channel.post(f"{self.responder.welcome(bot)}\n\n{HELP}")
         elif message.text.strip():
             await self.responder.answer(
                 channel,
