@@ -138,6 +138,14 @@ async def follow(
     return result
 
 
+def ending(result: Followed) -> str:
+    """What an answer that did not finish shows: what was written and that shutdown cut it short, the core's
+    reason for not answering, or an apology."""
+    if result.cancelled is not None:
+        return f"{result.text}\n\n{INTERRUPTED}" if result.text else INTERRUPTED
+    return result.failure or APOLOGY
+
+
 class Stream(ABC):
     """How one answer is shown while it is written: relay() reads the events and drives it."""
 
@@ -178,10 +186,7 @@ class PostThenEdit(Stream):
 
     async def finish(self, result: Followed) -> None:
         done = result.done
-        if result.cancelled is not None:
-            final = f"{result.text}\n\n{INTERRUPTED}" if result.text else INTERRUPTED
-        else:
-            final = result.failure or (final_markdown(done) if done else APOLOGY)
+        final = final_markdown(done) if done and result.cancelled is None else ending(result)
         try:
             await self.reply.show(final, answer_id=done.answer_id if done else None)
         except Exception:

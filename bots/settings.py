@@ -94,12 +94,31 @@ class DiscordSettings(AdapterSettings):
     threads: bool = False  # answer mentions in a new thread (a bot's `threads` in the bots file overrides it)
 
 
+class TeamsSettings(AdapterSettings):
+    """POST /teams/messages on `switchboard serve` (webhook only), mounted when TEAMS_APP_ID and
+    TEAMS_APP_PASSWORD are set. The endpoints are Microsoft's; tests point them at a fake on loopback."""
+
+    model_config = prefixed("TEAMS_")
+    optional_keys = ("app_password",)
+
+    app_id: str | None = None  # the Azure Bot's Microsoft App ID: the audience of Teams' tokens
+    app_password: SecretStr | None = None  # its client secret, for the bot's own tokens
+    tenant_id: str | None = None  # a single-tenant bot's tenant; None: a multi-tenant bot (botframework.com)
+    # Where the bot's tokens come from (client credentials) and where Teams' signing keys are published.
+    login_url: str = "https://login.microsoftonline.com"
+    openid_url: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    # native: Teams' streaming protocol in personal chats; edit: post, then update every ~1.5 s everywhere.
+    streaming: Literal["native", "edit"] = "native"
+
+
 # `switchboard bot PLATFORM` → the settings it reads.
 ADAPTER_SETTINGS: dict[str, type[AdapterSettings]] = {
     "slack": SlackSettings,
     "telegram": TelegramSettings,
     "discord": DiscordSettings,
 }
+# Platforms only the web server serves (their webhook), with no `switchboard bot PLATFORM`.
+WEBHOOK_ONLY_SETTINGS: dict[str, type[AdapterSettings]] = {"teams": TeamsSettings}
 
 
 # --- the bots file's per-platform tables --------------------------------------------------------------------
@@ -128,3 +147,10 @@ class SlackTable(BotTable):
 
 class TelegramTable(BotTable):
     chats: frozenset[ChatId] = frozenset()
+
+
+class TeamsTable(BotTable):
+    """Teams ids: a channel or chat's conversation id (19:…@thread.tacv2) and a tenant's GUID."""
+
+    conversations: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()
