@@ -6,7 +6,6 @@ the fake's call log."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import struct
@@ -26,13 +25,14 @@ from bots.base import THANKS
 from bots.settings import TeamsSettings
 from bots.teams import MESSAGES_PATH
 from bots.teams.activities import FEEDBACK_KEY
+from bots.teams.answer_ids import create_answer_ids
 from bots.teams.bot import RESET_DONE
 from core.answer.log import AnswerLog
 from core.config import Settings
 from core.errors import ConfigError
-from tests.conftest import real_errors, web_settings
+from tests.conftest import StateBackend, real_errors, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.teams_server import APP_ID, APP_PASSWORD, TENANT, Call, FakeTeams, _key
+from tests.fakes.teams_server import APP_ID, APP_PASSWORD, BOT, TENANT, Call, FakeTeams, _key
 from tests.servers import RunningServer, run_server
 from tests.support import REPO
 from tests.support.adapters import adapter_settings
@@ -40,8 +40,6 @@ from widget.webhooks import Webhooks
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 ANSWER = ["The dashboard listens ", "on port 8470 [1]."]
-BOT = f"28:{APP_ID}"
-_ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -88,45 +86,6 @@ def server(servers: dict[str, RunningServer]) -> RunningServer:
 # --- Teams' side: activities, tokens, the call log -----------------------------------------------------------
 
 
-def activity(
-    teams: FakeTeams,
-    text: str,
-    *,
-    scope: str = "personal",
-    conversation: str | None = None,
-    mention: bool = False,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A message activity as Teams sends it; with `mention`, the text starts with the bot's <at> mention."""
-    n = next(_ids)
-    activity_id = f"17000000{n:05d}"
-    if conversation is None:
-        conversation = {"personal": f"a:personal{n}", "groupChat": f"19:group{n}@thread.v2"}.get(
-            scope, f"19:channel{n}@thread.tacv2;messageid={activity_id}"
-        )
-    entities: list[dict[str, Any]] = [{"type": "clientInfo", "locale": "en-US"}]
-    if mention:
-        text = f"<at>Switchboard</at> {text}"
-        entities.append(
-            {"type": "mention", "text": "<at>Switchboard</at>", "mentioned": {"id": BOT, "name": "Switchboard"}}
-        )
-    return {
-        "type": "message",
-        "id": activity_id,
-        "timestamp": "2026-12-06T10:00:00.000Z",
-        "serviceUrl": teams.service_url,
-        "channelId": "msteams",
-        "from": {"id": "29:alice", "name": "Alice", "aadObjectId": "a1"},
-        "conversation": {"id": conversation, "conversationType": scope, "tenantId": TENANT},
-        "recipient": {"id": BOT, "name": "Switchboard"},
-        "textFormat": "plain",
-        "text": text,
-        "entities": entities,
-        "channelData": {"tenant": {"id": TENANT}},
-        **extra,
-    }
-
-
 def send(
     server: RunningServer, teams: FakeTeams, body: dict[str, Any] | bytes, token: str | None = ""
 ) -> httpx.Response:
@@ -155,7 +114,7 @@ def wait_final(teams: FakeTeams, conversation: str) -> Call:
 
 def ask(server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI) -> tuple[dict[str, Any], Call]:
     fake_llm.enqueue(Reply(chunks=["".join(ANSWER)]))
-    event = activity(teams, QUESTION)
+    event = teams.activity(QUESTION)
     assert send(server, teams, event).status_code == 200
     return event, wait_final(teams, event["conversation"]["id"])
 
@@ -166,7 +125,7 @@ def ask(server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI) -> tuple[
 def test_unsigned_wrongly_signed_expired_or_misaddressed_tokens_are_refused_before_the_body_is_read(
     server: RunningServer, teams: FakeTeams, caplog: pytest.LogCaptureFixture
 ) -> None:
-    event = activity(teams, QUESTION)
+    event = teams.activity(QUESTION)
     claims = {"iss": "https://api.botframework.com", "aud": APP_ID, "exp": time.time() + 60}
     unsigned = jwt.encode(claims, "", "none")
     hmac = jwt.encode(claims, "x" * 32, "HS256")
@@ -201,7 +160,7 @@ def test_personal_chat_streams_the_answer_then_a_final_message_with_citations_an
     server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.enqueue(Reply(chunks=[ANSWER[0], ".", ".", ANSWER[1]], stall_after=1, stall_seconds=1.5))
-    event = activity(teams, QUESTION)
+    event = teams.activity(QUESTION)
     started = time.monotonic()
     assert send(server, teams, event).status_code == 200
     assert time.monotonic() - started < 2, "answered after the 200"
@@ -261,7 +220,7 @@ def test_channel_mention_is_stripped_and_answered_in_the_posts_thread_with_a_sou
     server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.enqueue(Reply(chunks=ANSWER))
-    event = activity(teams, QUESTION, scope="channel", mention=True)
+    event = teams.activity(QUESTION, scope="channel", mention=True)
     assert send(server, teams, event).status_code == 200
     last = wait_final(teams, event["conversation"]["id"])
 
@@ -281,15 +240,15 @@ def test_follow_ups_in_a_thread_it_answered_need_no_mention_and_other_threads_ar
     server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.enqueue(Reply(chunks=ANSWER))
-    root = activity(teams, QUESTION, scope="channel", mention=True)
+    root = teams.activity(QUESTION, scope="channel", mention=True)
     thread = root["conversation"]["id"]
     assert send(server, teams, root).status_code == 200
     wait_final(teams, thread)
 
     # With history the question is first rewritten to stand alone, then answered.
     fake_llm.enqueue(Reply(chunks=[QUESTION]), Reply(chunks=["Port 8470, as I said [1]."]))
-    follow_up = activity(teams, "And where do I change it?", scope="channel", conversation=thread)
-    unrelated = activity(teams, "Anyone around?", scope="channel")
+    follow_up = teams.activity("And where do I change it?", scope="channel", conversation=thread)
+    unrelated = teams.activity("Anyone around?", scope="channel")
     assert send(server, teams, unrelated).status_code == 200
     assert send(server, teams, follow_up).status_code == 200
     teams.wait_for(lambda: any("as I said" in c.body.get("text", "") for c in teams.of(thread)))
@@ -300,10 +259,10 @@ def test_follow_ups_in_a_thread_it_answered_need_no_mention_and_other_threads_ar
 
 
 def test_group_chat_answers_only_when_mentioned(server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI) -> None:
-    quiet = activity(teams, QUESTION, scope="groupChat")
+    quiet = teams.activity(QUESTION, scope="groupChat")
     assert send(server, teams, quiet).status_code == 200
     fake_llm.enqueue(Reply(chunks=ANSWER))
-    asked = activity(teams, QUESTION, scope="groupChat", mention=True)
+    asked = teams.activity(QUESTION, scope="groupChat", mention=True)
     assert send(server, teams, asked).status_code == 200
     last = wait_final(teams, asked["conversation"]["id"])
     assert last.method == "PUT" and any(e.get("citation") for e in last.body["entities"])
@@ -314,7 +273,7 @@ def test_redelivered_activities_are_answered_once(
     server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.enqueue(Reply(chunks=ANSWER), Reply(chunks=["A second answer."]))
-    event = activity(teams, QUESTION)
+    event = teams.activity(QUESTION)
     assert send(server, teams, event).status_code == 200
     assert send(server, teams, event).status_code == 200
     wait_final(teams, event["conversation"]["id"])
@@ -328,7 +287,7 @@ def test_teams_feedback_invoke_and_card_buttons_are_stored_with_the_answer(
     server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
 ) -> None:
     event, last = ask(server, teams, fake_llm)
-    invoke = activity(teams, "", conversation=event["conversation"]["id"]) | {
+    invoke = teams.activity("", conversation=event["conversation"]["id"]) | {
         "type": "invoke",
         "name": "message/submitAction",
         "replyToId": last.id,
@@ -348,22 +307,62 @@ def test_teams_feedback_invoke_and_card_buttons_are_stored_with_the_answer(
     assert send(server, teams, unknown).status_code == 200
 
     fake_llm.enqueue(Reply(chunks=ANSWER))
-    post = activity(teams, QUESTION, scope="channel", mention=True)
+    post = teams.activity(QUESTION, scope="channel", mention=True)
     send(server, teams, post)
     card = wait_final(teams, post["conversation"]["id"]).body["attachments"][0]["content"]
     up = card["actions"][0]["data"]
-    click = activity(teams, "", scope="channel", conversation=post["conversation"]["id"], value=up)
+    click = teams.activity("", scope="channel", conversation=post["conversation"]["id"], value=up)
     assert send(server, teams, click).status_code == 200
     teams.wait_for(lambda: any(c.body.get("text") == THANKS for c in teams.of(post["conversation"]["id"])))
     stored = asyncio.run(answers.feedback(up[FEEDBACK_KEY].partition(":")[2]))
     assert stored is not None and stored.rating == "up"
 
 
+async def test_which_message_holds_which_answer_is_shared_by_every_replica(state: StateBackend) -> None:
+    """Teams' 👍/👎 name the message: any replica must find its answer (SQLite on one machine, or Redis)."""
+    mine, another_replicas = (create_answer_ids(state.settings, state.redis) for _ in range(2))
+    await mine.remember("1000000000001", "answer-a")
+    await mine.remember("1000000000001", "answer-b")  # the same message updated to hold a later answer
+    assert await another_replicas.get("1000000000001") == "answer-b"
+    assert await another_replicas.get("1000000000002") is None
+
+
+def test_installing_the_app_in_a_personal_chat_greets_once(server: RunningServer, teams: FakeTeams) -> None:
+    added = teams.activity("") | {"type": "conversationUpdate", "membersAdded": [{"id": BOT}, {"id": "29:alice"}]}
+    conversation = added["conversation"]["id"]
+    assert send(server, teams, added).status_code == 200
+    assert send(server, teams, added).status_code == 200  # redelivered
+    teams.wait_for(lambda: teams.of(conversation))
+    time.sleep(0.5)
+    assert [c.body["text"] for c in teams.of(conversation)] == ["Hi! Ask me about Kestrel."]
+
+
 def test_reset_starts_the_chat_over(server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI) -> None:
     event, _ = ask(server, teams, fake_llm)
-    reset = activity(teams, "reset", conversation=event["conversation"]["id"])
+    reset = teams.activity("reset", conversation=event["conversation"]["id"])
     assert send(server, teams, reset).status_code == 200
     teams.wait_for(lambda: any(c.body.get("text") == RESET_DONE for c in teams.of(event["conversation"]["id"])))
+
+
+def test_shutdown_lets_the_answer_in_flight_finish(
+    settings: Settings,
+    widget_kb: str,
+    fake_llm: FakeOpenAI,
+    teams: FakeTeams,
+    tmp_path: Path,
+) -> None:
+    """Answers run after Teams got its 200: stopping the server waits for them (the grace period), then closes."""
+    fake_llm.enqueue(Reply(chunks=[ANSWER[0], "and ", "so ", "on, ", ANSWER[1]], interval=0.5))
+    event = teams.activity(QUESTION)
+    conversation = event["conversation"]["id"]
+    with run_server(
+        web_settings(settings, fake_llm, "http://127.0.0.1:1", tmp_path), Webhooks(teams=teams_settings(teams))
+    ) as one:
+        assert send(one, teams, event).status_code == 200
+        teams.wait_for(lambda: any(c.body.get("text", "").startswith("The dashboard") for c in teams.of(conversation)))
+        assert final(teams, conversation) is None, "still answering when the server is told to stop"
+    last = final(teams, conversation)
+    assert last is not None and "port 8470 [1]" in last.body["text"]
 
 
 # --- the app manifest -------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ class Activity(_Model):
     entities: list[dict[str, Any]] = []
     channel_data: dict[str, Any] = {}
     value: Any = None
+    members_added: list[Account] = []  # a conversationUpdate's
 
     @property
     def scope(self) -> str:

@@ -22,7 +22,8 @@ from typing import Any
 from bots.base import APOLOGY, THANKS, Responder, Stream, is_reset
 from bots.render import TEAMS, render
 from bots.teams.activities import FEEDBACK_KEY, STREAMING_SCOPE, Activity, Place
-from bots.teams.channel import AnswerIds, NativeStream, TeamsConversation, Updates
+from bots.teams.answer_ids import AnswerIds
+from bots.teams.channel import NativeStream, TeamsConversation, Updates
 from bots.teams.connector import Connector
 from core.answer.log import Rating
 
@@ -34,11 +35,11 @@ REACTIONS: dict[str, Rating] = {"like": "up", "dislike": "down"}
 
 
 class TeamsBot:
-    def __init__(self, responder: Responder, connector: Connector, *, native: bool):
+    def __init__(self, responder: Responder, connector: Connector, answers: AnswerIds, *, native: bool):
         self.responder = responder
         self.connector = connector
         self.native = native
-        self.answers = AnswerIds()
+        self.answers = answers
         self.tasks: set[asyncio.Task[None]] = set()  # answers running after Teams got its response
 
     def bot_for(self, activity: Activity) -> str:
@@ -53,7 +54,7 @@ class TeamsBot:
         action = value.get("actionValue")
         action = action if isinstance(action, dict) else {}
         rating = REACTIONS.get(str(action.get("reaction")))
-        answer_id = self.answers.get(activity.reply_to_id)
+        answer_id = await self.answers.get(activity.reply_to_id) if activity.reply_to_id else None
         if value.get("actionName") != "feedback" or rating is None or answer_id is None:
             logger.info("teams feedback for an unknown message or rating: %s", value)
             return 200, {}
@@ -78,6 +79,14 @@ class TeamsBot:
             logger.info("teams activity %s already answered (a redelivery)", activity.id)
             return
         self._spawn(self.reply(place, activity.question(), self.bot_for(activity), activity.from_.id))
+
+    async def joined(self, activity: Activity) -> None:
+        """Installed in a personal chat: the bot's welcome, once."""
+        added = any(member.id == activity.recipient.id for member in activity.members_added)
+        if not added or activity.scope != STREAMING_SCOPE or not activity.id:
+            return
+        if await self.responder.first(f"{activity.conversation.id}:{activity.id}"):
+            self._spawn(self.reply(Place.of(activity), "", self.bot_for(activity), activity.from_.id))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)

@@ -17,12 +17,12 @@ bot or chat) the answer goes on as updates of one message.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any, Literal
 
 from bots.base import THINKING, Channel, Followed, PostThenEdit, Stream, ending
 from bots.render import TEAMS, render, split
 from bots.teams.activities import Place, ai_entity, message, sources_card, stream_info, streaming
+from bots.teams.answer_ids import AnswerIds
 from bots.teams.connector import Connector, ConnectorError
 from core.answer.citations import final_markdown
 from core.types import Done
@@ -35,25 +35,6 @@ STREAM_INTERVAL = 1.0  # Teams' own guidance for streaming updates
 # Characters of rendered Markdown in one message: Teams takes ~28 KB per activity, entities and card included.
 MESSAGE_LIMIT = 7000
 INFORMATIVE = "Searching the knowledge base…"
-
-
-class AnswerIds:
-    """Which answer each final message holds, for Teams' 👍/👎 invokes (they name the message, not the answer).
-    The newest MAX entries of this process."""
-
-    MAX = 10_000
-
-    def __init__(self) -> None:
-        self._ids: OrderedDict[str, str] = OrderedDict()
-
-    def remember(self, activity_id: str, answer_id: str) -> None:
-        self._ids[activity_id] = answer_id
-        self._ids.move_to_end(activity_id)
-        while len(self._ids) > self.MAX:
-            self._ids.popitem(last=False)
-
-    def get(self, activity_id: str | None) -> str | None:
-        return self._ids.get(activity_id) if activity_id else None
 
 
 class TeamsConversation(Channel):
@@ -93,7 +74,7 @@ class TeamsConversation(Channel):
         activity = message(text)
         activity_id = await self.send(self.decorate(activity, answer_id) if answer_id else activity)
         if answer_id:
-            self.answers.remember(activity_id, answer_id)
+            await self.remember(activity_id, answer_id)
         return activity_id
 
     async def edit(self, message_id: str, text: str, *, answer_id: str | None = None) -> None:
@@ -103,7 +84,16 @@ class TeamsConversation(Channel):
             p.service_url, p.conversation, message_id, self.decorate(activity, answer_id) if answer_id else activity
         )
         if answer_id:
-            self.answers.remember(message_id, answer_id)
+            await self.remember(message_id, answer_id)
+
+    async def remember(self, message_id: str, answer_id: str) -> None:
+        """For the 👍/👎 invoke; a lost mapping costs that vote, not the answer."""
+        if self.cards():  # the card's buttons carry the answer id themselves
+            return
+        try:
+            await self.answers.remember(message_id, answer_id)
+        except Exception:
+            logger.warning("could not note which teams message holds answer %s", answer_id, exc_info=True)
 
     async def typing(self) -> None:
         await self.send({"type": "typing"})
@@ -190,7 +180,7 @@ class NativeStream(Stream):
                 final = self.channel.decorate(final, answer_id)
             final_id = await self.channel.send(final)
             if answer_id and not rest:
-                self.channel.answers.remember(final_id, answer_id)
+                await self.channel.remember(final_id, answer_id)
             for i, part in enumerate(rest, 1):  # a long answer goes on in more messages, the sources under the last
                 await self.channel.post(part, answer_id=answer_id if i == len(rest) else None)
         except Exception:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from bots.base import Responder
 from bots.settings import TeamsSettings, TeamsTable
 from bots.teams.activities import Activity
+from bots.teams.answer_ids import create_answer_ids
 from bots.teams.auth import BotToken, InboundAuth, Unauthorized, token_url
 from bots.teams.bot import TeamsBot
 from bots.teams.connector import Connector
@@ -56,7 +57,8 @@ class TeamsWebhook:
                 app_id=self.app_id,
                 password=teams.app_password.get_secret_value(),
             )
-            bot = TeamsBot(responder, Connector(http, token), native=teams.streaming == "native")
+            answers = create_answer_ids(assistant.settings, assistant.redis)
+            bot = TeamsBot(responder, Connector(http, token), answers, native=teams.streaming == "native")
             auth = InboundAuth(http, openid_url=teams.openid_url, app_id=self.app_id)
             yield partial(self.handle, auth, bot)
             # Answers run after Teams got its 200, outside any request the server waits for.
@@ -83,4 +85,6 @@ class TeamsWebhook:
             return WebhookReply.json(status, content)
         if activity.type == "message":
             await bot.message(activity)
+        elif activity.type == "conversationUpdate":
+            await bot.joined(activity)
         return WebhookReply.json(200, {})

@@ -29,6 +29,7 @@ APP_PASSWORD = "test-app-password"
 TENANT = "11111111-2222-4333-8444-555555555555"
 ISSUER = "https://api.botframework.com"
 KEY_ID = "fake-key-1"
+BOT = f"28:{APP_ID}"  # the bot's account in activities
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Call:
     token: str
     status: int
     id: str  # the activity's id, as returned
+    at: float = field(default_factory=time.perf_counter)  # when it arrived
 
 
 def _key() -> rsa.RSAPrivateKey:
@@ -102,6 +104,44 @@ class FakeTeams:
             "serviceurl": service_url or self.service_url,
         }
         return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": kid})
+
+    def activity(
+        self,
+        text: str,
+        *,
+        scope: str = "personal",
+        conversation: str | None = None,
+        mention: bool = False,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A message activity as Teams sends it; with `mention`, the text starts with the bot's <at> mention."""
+        n = next(self._ids)
+        activity_id = f"17000000{n:05d}"
+        if conversation is None:
+            conversation = {"personal": f"a:personal{n}", "groupChat": f"19:group{n}@thread.v2"}.get(
+                scope, f"19:channel{n}@thread.tacv2;messageid={activity_id}"
+            )
+        entities: list[dict[str, Any]] = [{"type": "clientInfo", "locale": "en-US"}]
+        if mention:
+            text = f"<at>Switchboard</at> {text}"
+            entities.append(
+                {"type": "mention", "text": "<at>Switchboard</at>", "mentioned": {"id": BOT, "name": "Switchboard"}}
+            )
+        return {
+            "type": "message",
+            "id": activity_id,
+            "timestamp": "2026-12-06T10:00:00.000Z",
+            "serviceUrl": self.service_url,
+            "channelId": "msteams",
+            "from": {"id": "29:alice", "name": "Alice", "aadObjectId": "a1"},
+            "conversation": {"id": conversation, "conversationType": scope, "tenantId": TENANT},
+            "recipient": {"id": BOT, "name": "Switchboard"},
+            "textFormat": "plain",
+            "text": text,
+            "entities": entities,
+            "channelData": {"tenant": {"id": TENANT}},
+            **extra,
+        }
 
     # --- inspection ---------------------------------------------------------------------------------------
 
