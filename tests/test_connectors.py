@@ -6,9 +6,12 @@ or a missing permission is one clear line in the sync history."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,7 @@ from pydantic import SecretStr
 
 from core.config import Settings
 from core.embed import Embedder
-from core.errors import IngestError
+from core.errors import IngestError, IngestStopped
 from core.ingest.registry import Registry
 from core.ingest.sync import sync_source
 from core.store.client import Store
@@ -144,6 +147,23 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "notion": lambda _: _notion(),
     "drive": _drive,
 }
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No connector may reach a real service (google.com for a token, a metadata server): every Python-level
+    connection during the test must go to loopback. The store connects first: weaviate-client's connect asks
+    pypi.org for its latest version (not the connectors' doing)."""
+    if "store" in request.fixturenames:
+        request.getfixturevalue("store")
+    real = socket.socket.connect
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            assert ipaddress.ip_address(address[0]).is_loopback, f"a connection left the machine: {address}"
+        real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture(params=sorted(CASES))
@@ -308,3 +328,26 @@ def test_admin_api_registers_connectors(admin: RunningServer, kb: str) -> None: 
     assert kept.status_code == 201 and not kept.json()["prune"], kept.text
     refused = post_json(admin, f"/admin/kbs/{kb}/sources", {"target": "confluence:a b"})
     assert refused.status_code == 400 and "expected KIND:ID" in refused.json()["detail"], refused.text
+
+
+async def test_a_stop_while_fetching_writes_nothing_and_is_recorded(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    case = _confluence()
+    try:
+        registry = Registry(tmp_path / "sources.sqlite3")
+        source = await registry.add(kb=kb, target=case.target, sitemap=False, prune=None, every=None)
+        stop = asyncio.Event()
+        stop.set()  # SIGTERM arrived: the listing is read, no body is fetched
+        with pytest.raises(IngestStopped, match="before writing any"):
+            await sync_source(
+                registry, store, embedder, source, settings=settings.model_copy(update=case.settings), stop=stop
+            )
+        assert case.fetched() == [] and case.fake.paths() != []
+        assert "stopped while fetching" in ((await registry.history(source.id))[0].error or "")
+        resumed = await sync_source(
+            registry, store, embedder, source, settings=settings.model_copy(update=case.settings)
+        )
+        assert (resumed.run.documents, resumed.run.added, resumed.run.error) == (5, 5, None)
+    finally:
+        case.fake.stop()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.embed import Embedder
-from core.errors import IngestError, KBNotFound
+from core.errors import IngestError, IngestStopped, KBNotFound
 from core.ingest.connectors import Connector, ConnectorError, DocRef, open_connector, parse_target
 from core.ingest.pipeline import IngestReport, Progress, doc_id_for, ingest_found
 from core.ingest.registry import Registry, Source
@@ -62,22 +62,31 @@ class _Read:
     skipped: int
 
 
-def _read(source: Source, settings: Settings, known: dict[str, Seen], stored: set[str]) -> _Read:
+def _read(
+    source: Source, settings: Settings, known: dict[str, Seen], stored: set[str], stop: asyncio.Event | None
+) -> _Read:
     """Blocking: the service's client libraries are synchronous."""
     kind_ident = parse_target(source.target)
     if kind_ident is None:
         raise IngestError(f"{source.target}: not a connector target")
     with closing(open_connector(*kind_ident, settings)) as connector:
         listed = {ref.id: ref for ref in connector.documents()}
-        found, skipped = _fetch_changed(connector, listed, known, stored, int(settings.fetch_max_mb * 1e6))
+        found, skipped = _fetch_changed(connector, listed, known, stored, int(settings.fetch_max_mb * 1e6), stop)
     return _Read(listed, found, skipped)
 
 
 def _fetch_changed(
-    connector: Connector, listed: dict[str, DocRef], known: dict[str, Seen], stored: set[str], max_bytes: int
+    connector: Connector,
+    listed: dict[str, DocRef],
+    known: dict[str, Seen],
+    stored: set[str],
+    max_bytes: int,
+    stop: asyncio.Event | None,
 ) -> tuple[Found, int]:
     found, skipped = Found(), 0
     for ref in listed.values():
+        if stop is not None and stop.is_set():  # SIGTERM while fetching: nothing written yet, nothing to repair
+            raise IngestStopped("stopped while fetching documents, before writing any; the next sync fetches them")
         if known.get(ref.id) == Seen(ref.url, ref.updated_at) and doc_id_for(ref.url) in stored:
             skipped += 1
             continue
@@ -116,7 +125,7 @@ async def sync_connector(
 ) -> IngestReport:
     states = DocStates(registry)
     known = await asyncio.to_thread(states.load, source.id)
-    read = await asyncio.to_thread(_read, source, settings, known, await _stored_doc_ids(store, source.kb))
+    read = await asyncio.to_thread(_read, source, settings, known, await _stored_doc_ids(store, source.kb), stop)
     moved = {
         seen.url for doc_id, seen in known.items() if doc_id in read.listed and read.listed[doc_id].url != seen.url
     }
