@@ -1,5 +1,6 @@
-"""The loopback HTTP server under the SaaS connector fakes (Confluence, Notion, Google Drive): one thread serving
-whatever `handle` answers, with every request recorded, so a test can check which calls the real client made."""
+"""The loopback HTTP server under the small JSON fakes: `serve`/`shut` for any handler (the reranker's), and
+FakeService for the SaaS connector fakes (Confluence, Notion, Google Drive): one thread serving whatever `handle`
+answers, with every request recorded, so a test can check which calls the real client made."""
 
 from __future__ import annotations
 
@@ -81,12 +82,22 @@ class FakeService:
 
             do_GET = do_POST = _serve  # http.server's handler names
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
         return self
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            shut(self.server)
+
+
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.ThreadingHTTPServer:
+    """A loopback server on a free port, answering from a daemon thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def shut(server: http.server.ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()

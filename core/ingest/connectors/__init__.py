@@ -1,9 +1,10 @@
 """Connectors: sources that live in a SaaS (Confluence, Notion, Google Drive) rather than in files or on the web.
 
 Each one is a small class over the service's own client library, behind one protocol: `documents()` lists what
-the source holds (paginated by the connector, metadata only) and `fetch()` reads one document's body in a format
-the existing extractors take (Markdown, HTML, PDF, DOCX). Syncing them (skipping unchanged documents, pruning
-deleted ones) is core.ingest.connectors.sync. The clients are blocking: callers run them in a worker thread.
+the source holds (paginated by the connector, metadata only), `fetch()` reads one document's body in a format the
+existing extractors take (Markdown, HTML, PDF, DOCX), `close()` releases its connections. Syncing them (skipping
+unchanged documents, pruning deleted ones) is core.ingest.connectors.sync. The clients are blocking: callers run
+them in a worker thread.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Connector(Protocol):
     def documents(self) -> Iterator[DocRef]: ...
 
     def fetch(self, doc: DocRef) -> Body: ...
+
+    def close(self) -> None: ...
 
 
 def parse_target(target: str) -> tuple[ConnectorKind, str] | None:

@@ -78,6 +78,9 @@ class ConfluenceConnector:
                 return
             start += len(results)
 
+    def close(self) -> None:
+        self._client.close()
+
     def fetch(self, doc: DocRef) -> Body:
         page = self._call(f"page {doc.id}", lambda: self._client.get_page_by_id(doc.id, expand="body.storage"))
         storage = page.get("body", {}).get("storage", {}).get("value", "")

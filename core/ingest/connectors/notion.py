@@ -50,7 +50,9 @@ class NotionConnector:
         try:
             return call()
         except APIResponseError as exc:
-            raise refused("Notion", exc.status, what, "NOTION_TOKEN", f"{exc.code}: {exc}") from exc
+            raise refused(
+                "Notion", exc.status, what, "NOTION_TOKEN", f"{getattr(exc.code, 'value', exc.code)}: {exc}"
+            ) from exc
         except (NotionClientErrorBase, httpx.HTTPError) as exc:
             raise ConnectorError(f"Notion: {what}: {exc.__class__.__name__}: {exc}") from exc
 
@@ -60,7 +62,7 @@ class NotionConnector:
         except APIResponseError as exc:
             # A page's id: Notion answers 404 (or 400 for a page it can see) on the databases endpoint.
             if exc.status not in (400, 404):
-                raise refused("Notion", exc.status, f"database {self.ident}", "NOTION_TOKEN", str(exc)) from exc
+                raise refused("Notion", exc.status, f"{self.ident}", "NOTION_TOKEN", str(exc)) from exc
             yield from self._page_tree(self.ident)
             return
         for source in database.get("data_sources", []):
@@ -81,6 +83,9 @@ class NotionConnector:
         for block in self._call(f"the sub-pages of {page_id}", partial(list, blocks)):
             if block.get("type") == "child_page":
                 yield from self._page_tree(block["id"])
+
+    def close(self) -> None:
+        self._client.close()
 
     def fetch(self, doc: DocRef) -> Body:
         got = self._call(f"page {doc.id}", lambda: self._client.pages.retrieve_markdown(doc.id))

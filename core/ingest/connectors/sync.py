@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import closing
 from dataclasses import dataclass
 
 from core.config import Settings
 from core.embed import Embedder
-from core.errors import IngestError, KBNotFound
-from core.ingest.connectors import ConnectorError, DocRef, open_connector, parse_target
+from core.errors import IngestError, IngestStopped, KBNotFound
+from core.ingest.connectors import Connector, ConnectorError, DocRef, open_connector, parse_target
 from core.ingest.pipeline import IngestReport, Progress, doc_id_for, ingest_found
 from core.ingest.registry import Registry, Source
 from core.ingest.sources import Found, RawDoc
@@ -61,16 +62,31 @@ class _Read:
     skipped: int
 
 
-def _read(source: Source, settings: Settings, known: dict[str, Seen], stored: set[str]) -> _Read:
+def _read(
+    source: Source, settings: Settings, known: dict[str, Seen], stored: set[str], stop: asyncio.Event | None
+) -> _Read:
     """Blocking: the service's client libraries are synchronous."""
     kind_ident = parse_target(source.target)
     if kind_ident is None:
         raise IngestError(f"{source.target}: not a connector target")
-    connector = open_connector(*kind_ident, settings)
-    listed = {ref.id: ref for ref in connector.documents()}
+    with closing(open_connector(*kind_ident, settings)) as connector:
+        listed = {ref.id: ref for ref in connector.documents()}
+        found, skipped = _fetch_changed(connector, listed, known, stored, int(settings.fetch_max_mb * 1e6), stop)
+    return _Read(listed, found, skipped)
+
+
+def _fetch_changed(
+    connector: Connector,
+    listed: dict[str, DocRef],
+    known: dict[str, Seen],
+    stored: set[str],
+    max_bytes: int,
+    stop: asyncio.Event | None,
+) -> tuple[Found, int]:
     found, skipped = Found(), 0
-    max_bytes = int(settings.fetch_max_mb * 1e6)
     for ref in listed.values():
+        if stop is not None and stop.is_set():  # SIGTERM while fetching: nothing written yet, nothing to repair
+            raise IngestStopped("stopped while fetching documents, before writing any; the next sync fetches them")
         if known.get(ref.id) == Seen(ref.url, ref.updated_at) and doc_id_for(ref.url) in stored:
             skipped += 1
             continue
@@ -82,8 +98,10 @@ def _read(source: Source, settings: Settings, known: dict[str, Seen], stored: se
         if len(body.data) > max_bytes:
             found.failures.append((ref.url, f"{len(body.data) / 1e6:.1f} MB is over FETCH_MAX_MB"))
             continue
-        found.docs.append(RawDoc(source=ref.url, origin=ref.url, suffix=body.suffix, data=body.data, explicit=False))
-    return _Read(listed, found, skipped)
+        found.docs.append(
+            RawDoc(source=ref.url, origin=ref.url, suffix=body.suffix, data=body.data, explicit=False, title=ref.title)
+        )
+    return found, skipped
 
 
 async def _stored_doc_ids(store: Store, kb: str) -> set[str]:
@@ -107,7 +125,7 @@ async def sync_connector(
 ) -> IngestReport:
     states = DocStates(registry)
     known = await asyncio.to_thread(states.load, source.id)
-    read = await asyncio.to_thread(_read, source, settings, known, await _stored_doc_ids(store, source.kb))
+    read = await asyncio.to_thread(_read, source, settings, known, await _stored_doc_ids(store, source.kb), stop)
     moved = {
         seen.url for doc_id, seen in known.items() if doc_id in read.listed and read.listed[doc_id].url != seen.url
     }
