@@ -110,14 +110,31 @@ class WhatsAppSettings(AdapterSettings):
     api_version: str = "v23.0"
 
 
-# Each platform → its settings: what `switchboard bot PLATFORM` reads (WhatsApp has no such command: the
-# web server serves its webhook).
+class TeamsSettings(AdapterSettings):
+    """POST /teams/messages on `switchboard serve` (webhook only), mounted when TEAMS_APP_ID and
+    TEAMS_APP_PASSWORD are set. The endpoints are Microsoft's; tests point them at a fake on loopback."""
+
+    model_config = prefixed("TEAMS_")
+    optional_keys = ("app_password",)
+
+    app_id: str | None = None  # the Azure Bot's Microsoft App ID: the audience of Teams' tokens
+    app_password: SecretStr | None = None  # its client secret, for the bot's own tokens
+    tenant_id: str | None = None  # a single-tenant bot's tenant; None: a multi-tenant bot (botframework.com)
+    # Where the bot's tokens come from (client credentials) and where Teams' signing keys are published.
+    login_url: str = "https://login.microsoftonline.com"
+    openid_url: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    # native: Teams' streaming protocol in personal chats; edit: post, then update every ~1.5 s everywhere.
+    streaming: Literal["native", "edit"] = "native"
+
+
+# `switchboard bot PLATFORM` → the settings it reads.
 ADAPTER_SETTINGS: dict[str, type[AdapterSettings]] = {
     "slack": SlackSettings,
     "telegram": TelegramSettings,
     "discord": DiscordSettings,
-    "whatsapp": WhatsAppSettings,
 }
+# Platforms only the web server serves (their webhook), with no `switchboard bot PLATFORM`.
+WEBHOOK_ONLY_SETTINGS: dict[str, type[AdapterSettings]] = {"whatsapp": WhatsAppSettings, "teams": TeamsSettings}
 
 
 # --- the bots file's per-platform tables --------------------------------------------------------------------
@@ -151,3 +168,10 @@ class TelegramTable(BotTable):
 
 class WhatsAppTable(BotTable):
     phone_numbers: frozenset[PhoneNumberId] = frozenset()  # business phone number ids (not the numbers)
+
+
+class TeamsTable(BotTable):
+    """Teams ids: a channel or chat's conversation id (19:…@thread.tacv2) and a tenant's GUID."""
+
+    conversations: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()

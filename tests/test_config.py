@@ -6,9 +6,11 @@ from pydantic import ValidationError
 
 from bots.settings import (
     ADAPTER_SETTINGS,
+    WEBHOOK_ONLY_SETTINGS,
     DiscordSettings,
     SlackSettings,
     SlackTable,
+    TeamsSettings,
     TelegramSettings,
     TelegramTable,
     WhatsAppTable,
@@ -27,7 +29,7 @@ EXAMPLE = REPO / ".env.example"
 def test_env_example_documents_exactly_the_settings() -> None:
     """Core's settings, the web server's and every chat adapter's (SLACK_*, …), each variable once."""
     documented = set(re.findall(r"^([A-Z_]+)=", EXAMPLE.read_text(), re.M))
-    classes = (Settings, WebSettings, *ADAPTER_SETTINGS.values())
+    classes = (Settings, WebSettings, *ADAPTER_SETTINGS.values(), *WEBHOOK_ONLY_SETTINGS.values())
     assert documented == {f.validation_alias for cls in classes for f in cls.model_fields.values()}
     assert SlackSettings.model_fields["bot_token"].validation_alias == "SLACK_BOT_TOKEN"
 
@@ -45,6 +47,8 @@ def test_env_example_loads_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (slack.mode, slack.bot, slack.streaming, telegram.mode) == ("socket", "default", "native", "polling")
     assert slack.bot_token is None and slack.signing_secret is None and telegram.webhook_secret is None
     assert not DiscordSettings(_env_file=EXAMPLE).threads
+    teams = TeamsSettings(_env_file=EXAMPLE)
+    assert teams.app_id is None and teams.app_password is None and teams.streaming == "native"
 
 
 def test_placeholders_count_as_unset_but_never_sign() -> None:

@@ -1,7 +1,8 @@
 """The chat platforms' webhooks on the web server: POST /slack/events with SLACK_MODE=http, POST
-/telegram/webhook with TELEGRAM_MODE=webhook, GET and POST /whatsapp/webhook with WHATSAPP_ACCESS_TOKEN. Each
-platform's handler (bots.webhooks) is started in the app's lifespan, once the assistant is open, and stopped on
-shutdown; its route hands it the raw request (a platform that verifies its URL first gets a GET route too).
+/telegram/webhook with TELEGRAM_MODE=webhook, GET and POST /whatsapp/webhook with WHATSAPP_ACCESS_TOKEN, POST
+/teams/messages with TEAMS_APP_ID and TEAMS_APP_PASSWORD. Each platform's handler (bots.webhooks) is started in
+the app's lifespan, once the assistant is open, and stopped on shutdown; its route hands it the raw request (a
+platform that verifies its URL first gets a GET route too).
 Platform libraries are imported only when that platform is configured. The platforms' settings are their own
 (bots.settings): the composition root reads them (`Webhooks.from_environment`) and hands them to the app.
 """
@@ -14,13 +15,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from bots.settings import SlackSettings, TelegramSettings, WhatsAppSettings
+from bots.settings import SlackSettings, TeamsSettings, TelegramSettings, WhatsAppSettings
 from bots.webhooks import Verified, Webhook, WebhookHandler
 from core.answer.assistant import Assistant
 
 
 def configured(
-    slack: SlackSettings | None, telegram: TelegramSettings | None, whatsapp: WhatsAppSettings | None = None
+    slack: SlackSettings | None,
+    telegram: TelegramSettings | None,
+    whatsapp: WhatsAppSettings | None = None,
+    teams: TeamsSettings | None = None,
 ) -> list[Webhook]:
     """The webhooks the settings ask for; a platform's missing credential is a ConfigError here, before serving."""
     webhooks: list[Webhook] = []
@@ -36,6 +40,10 @@ def configured(
         from bots.whatsapp import WhatsAppWebhook
 
         webhooks.append(WhatsAppWebhook(whatsapp))
+    if teams is not None and (teams.app_id or teams.app_password):
+        from bots.teams import TeamsWebhook
+
+        webhooks.append(TeamsWebhook(teams))
     return webhooks
 
 
@@ -49,15 +57,18 @@ class Webhooks:
         slack: SlackSettings | None = None,
         telegram: TelegramSettings | None = None,
         whatsapp: WhatsAppSettings | None = None,
+        teams: TeamsSettings | None = None,
     ):
-        self.webhooks = configured(slack, telegram, whatsapp)
+        self.webhooks = configured(slack, telegram, whatsapp, teams)
         self.handlers: dict[str, WebhookHandler] = {}
 
     @classmethod
     def from_environment(cls) -> Webhooks:
-        """The webhooks SLACK_*, TELEGRAM_* and WHATSAPP_* (environment, `.env`) ask for: what `switchboard serve`
-        runs."""
-        return cls(slack=SlackSettings(), telegram=TelegramSettings(), whatsapp=WhatsAppSettings())
+        """The webhooks SLACK_*, TELEGRAM_*, WHATSAPP_* and TEAMS_* (environment, `.env`) ask for: what
+        `switchboard serve` runs."""
+        return cls(
+            slack=SlackSettings(), telegram=TelegramSettings(), whatsapp=WhatsAppSettings(), teams=TeamsSettings()
+        )
 
     @property
     def body_limits(self) -> dict[str, int]:
