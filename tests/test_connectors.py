@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import ipaddress
 import json
 import re
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,23 +145,6 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "notion": lambda _: _notion(),
     "drive": _drive,
 }
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No connector may reach a real service (google.com for a token, a metadata server): every Python-level
-    connection during the test must go to loopback. The store connects first: weaviate-client's connect asks
-    pypi.org for its latest version (not the connectors' doing)."""
-    if "store" in request.fixturenames:
-        request.getfixturevalue("store")
-    real = socket.socket.connect
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            assert ipaddress.ip_address(address[0]).is_loopback, f"a connection left the machine: {address}"
-        real(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture(params=sorted(CASES))
