@@ -215,6 +215,8 @@ def web_settings(settings: Settings, fake_llm: FakeOpenAI, host_origin: str, tmp
             "llm_api_key": SecretStr("sk-test"),
             "llm_model": "fake-chat",
             "llm_timeout": 3.0,
+            # Test servers share a data directory with other tests' sources: only a test of the schedule runs it.
+            "sync_schedule": False,
             **extra,
         },
     )

@@ -3,7 +3,7 @@ The same registry and sync as `switchboard source` and `switchboard sync` (core.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
@@ -13,6 +13,7 @@ from core.errors import IngestError
 from core.ingest.connectors import parse_target
 from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
+from core.ingest.schedule import next_sync
 from core.ingest.sources import is_url
 from core.ingest.sync import sync_source
 from widget.admin import KB, JobOut, _errors, _job, require_admin
@@ -66,6 +67,10 @@ class SourceOut(BaseModel):
     every: str | None
     created_at: datetime
     last_sync: SyncRunOut | None
+    next_sync: datetime | None = Field(
+        description="When the schedule syncs it (`every` after the last run started; in the past: as soon as a "
+        "server with SYNC_SCHEDULE or `switchboard sync --watch` looks); null: only when asked"
+    )
 
 
 class SourceHistoryOut(SourceOut):
@@ -83,7 +88,12 @@ def _run(run: SyncRun) -> SyncRunOut:
 
 def _source(source: Source) -> SourceOut:
     fields = {f: getattr(source, f) for f in ("id", "kb", "kind", "target", "prune", "every", "created_at")}
-    return SourceOut(**fields, last_sync=None if source.last is None else _run(source.last))
+    due = next_sync(source)
+    return SourceOut(
+        **fields,
+        last_sync=None if source.last is None else _run(source.last),
+        next_sync=None if due is None else datetime.fromtimestamp(due, UTC),
+    )
 
 
 async def _get(registry: Registry, source_id: str, kb: str) -> Source:

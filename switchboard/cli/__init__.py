@@ -20,6 +20,7 @@ def main() -> None:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("core.shutdown").setLevel(logging.INFO)  # "shutting down: N answers in flight"
+    logging.getLogger("core.ingest.schedule").setLevel(logging.INFO)  # each scheduled sync (serve, sync --watch)
     try:
         app()
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from rich.table import Table
 from switchboard.cli.base import JsonOption, KBOption, _embedder, _fail, _kb, _run, _settings, app, out
 
 if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
+    from core.config import Settings
     from core.ingest.registry import Registry, SyncRun
 
 source_app = typer.Typer(no_args_is_help=True, help="A knowledge base's registered sources, synced by `sync`.")
@@ -99,10 +100,52 @@ def source_remove(source_id: Annotated[str, typer.Argument(help="The id `source 
     out.print(f"removed {source.id} ({escape(source.target)}) from {source.kb}", highlight=False)
 
 
+@source_app.command("history")
+def source_history(
+    source_id: Annotated[str, typer.Argument(help="The id `source list` shows.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """A source's last sync runs: when, how long, documents and chunks added/updated/unchanged/deleted, errors."""
+    from core.ingest.schedule import next_sync
+
+    registry = _registry()
+
+    async def read() -> Any:
+        source = await registry.get(source_id)
+        return source, (await registry.history(source.id))[:limit]
+
+    source, runs = _run(read)
+    due = next_sync(source)
+    if as_json:
+        print(json.dumps({"source": asdict(source), "next_sync": due, "history": [asdict(r) for r in runs]}, indent=2))
+        return
+    schedule = f"every {source.every}, next {_when(due)}" if due is not None else "synced only by `switchboard sync`"
+    out.print(f"{source.id}  {source.kind} {escape(source.target)} → {source.kb} ({schedule})", highlight=False)
+    if not runs:
+        out.print("never synced")
+        return
+    table = Table("started", "took", "documents", "unchanged", "pruned", "chunks +", "~", "=", "-", "error")
+    table.columns[-1].overflow = "fold"
+    for r in runs:
+        counts = (r.documents, r.documents_unchanged, r.documents_pruned, r.added, r.updated, r.unchanged, r.deleted)
+        took = f"{r.finished_at - r.started_at:.1f}s"
+        table.add_row(_when(r.started_at), took, *map(str, counts), escape(r.error or ""))
+    out.print(table)
+
+
 @app.command()
 def sync(
     kb: KBOption = None,
     source_id: Annotated[str | None, typer.Option("--source", help="Only this source (its id).")] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Keep running: sync each source registered with --every when it is due, as `serve` does "
+            "(Ctrl-C or SIGTERM stops at a document boundary).",
+        ),
+    ] = False,
 ) -> None:
     """Ingest registered sources again (all, a KB's, or one): only changed documents are embedded."""
     from core.ingest.sync import sync_all
@@ -110,6 +153,11 @@ def sync(
 
     settings = _settings()
     name = None if kb is None else _kb(settings, kb)
+    if watch:
+        if source_id is not None:
+            _fail("--watch syncs every due source (of --kb); --source syncs one source now")
+        _watch(settings, name)
+        return
     registry = _registry()
 
     async def chosen() -> Any:
@@ -140,3 +188,27 @@ def sync(
         )
     if failed:
         _fail(f"{len(failed)} of {len(results)} source(s) failed: " + ", ".join(r.source.id for r in failed))
+
+
+def _watch(settings: Settings, kb: str | None) -> None:
+    from core.ingest.lease import create_leases
+    from core.ingest.schedule import SyncScheduler
+    from core.shared_state import open_redis
+    from core.store.client import open_store
+
+    registry = _registry()
+    embedder = _embedder(settings)
+
+    async def go() -> None:
+        stop = asyncio.Event()  # the sync in progress stops between documents; the next run repairs the rest
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        async with open_store(settings) as store, open_redis(settings) as redis:
+            leases = create_leases(settings, redis)
+            scheduler = SyncScheduler(registry, store, embedder, leases, settings=settings, kb=kb)
+            async with scheduler.running():
+                out.print(f"syncing the sources{f' of {kb}' if kb else ''} when due (Ctrl-C stops)", highlight=False)
+                await stop.wait()
+
+    _run(go)
+    out.print("stopped")
