@@ -277,5 +277,7 @@ def test_cli_source_history_and_sync_watch(cli_env: dict[str, str], tmp_path: Pa
 
     shown = run(cli_env, "source", "history", source_id, "-n", "1", cwd=tmp_path)
     assert shown.returncode == 0 and "every 6h, next" in shown.stdout, shown.stderr
+    listed_all = run(cli_env | {"COLUMNS": "300"}, "source", "list", "--kb", kb, cwd=tmp_path)  # no wrapping
+    assert "6h, next" in listed_all.stdout and "2 documents" in listed_all.stdout, listed_all.stdout
     unknown = run(cli_env, "source", "history", "0" * 12, cwd=tmp_path)
     assert unknown.returncode == 1 and "no source" in unknown.stderr

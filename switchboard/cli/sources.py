@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -72,7 +73,9 @@ def source_add(
 
 @source_app.command("list")
 def source_list(kb: KBOption = None, as_json: JsonOption = False) -> None:
-    """Registered sources, with the result of each one's last sync."""
+    """Registered sources, with each one's next scheduled sync and the result of its last."""
+    from core.ingest.schedule import next_sync
+
     registry = _registry()
     name = None if kb is None else _kb(_settings(), kb)
     sources = _run(lambda: registry.sources(name))
@@ -84,11 +87,12 @@ def source_list(kb: KBOption = None, as_json: JsonOption = False) -> None:
         return
     table = Table("id", "kb", "kind", "target", "every", "prune", "last sync")
     table.columns[3].overflow = "fold"  # a path or URL is copied whole, never cut short
+    now = time.time()
     for s in sources:
         last = "" if s.last is None else f"{_when(s.last.finished_at)}: "
-        table.add_row(
-            s.id, s.kb, s.kind, escape(s.target), s.every or "", "yes" if s.prune else "", last + _outcome(s.last)
-        )
+        due = next_sync(s)
+        every = "" if due is None else f"{s.every}, {'due' if due <= now else 'next ' + _when(due)}"
+        table.add_row(s.id, s.kb, s.kind, escape(s.target), every, "yes" if s.prune else "", last + _outcome(s.last))
     out.print(table)
 
 
