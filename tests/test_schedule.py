@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import subprocess
 import threading
@@ -16,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from core.config import Settings
 from core.embed import Embedder
-from core.ingest.lease import create_leases, lease
+from core.ingest.lease import RedisLeases, create_leases, lease
 from core.ingest.registry import Registry, Source, SyncRun
 from core.ingest.schedule import RETRY_SECONDS, SyncScheduler, is_due, next_sync
 from core.ingest.sync import sync_source
@@ -30,7 +33,8 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import run_server
 from tests.support import REPO
 from tests.support.embedders import Wrapped
-from tests.test_cli import run
+from tests.support.ports import free_port_block
+from tests.test_cli import one_line_error, run
 from tests.test_ingest import CountingEmbedder
 
 HOUR = 3600.0
@@ -156,6 +160,26 @@ async def test_a_stale_lease_is_taken_over(
     assert synced.source.id == source.id and synced.run.added == 1 and synced.run.error is None
 
 
+async def test_redis_down_is_logged_and_the_schedule_goes_on(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = Registry(tmp_path / "sources.sqlite3")
+    await registry.add(kb=kb, target=str(folder(tmp_path / "d", "x")), sitemap=False, prune=False, every="1h")
+    closed = free_port_block()[0]  # nothing listens there: Redis is down
+    down = Redis.from_url(f"redis://127.0.0.1:{closed}", socket_connect_timeout=1)
+    scheduler = SyncScheduler(registry, store, embedder, RedisLeases(down), settings=settings)
+    with caplog.at_level(logging.ERROR, "core.ingest.schedule"):
+        async with scheduler.running(tick=0.1):
+            await poll(lambda: _logged(caplog, 2))  # tick after tick, each one failing politely
+    await down.aclose()
+    assert "Redis failed while taking the lease" in caplog.records[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)  # an expected failure: no traceback
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, count: int) -> bool:
+    return len([r for r in caplog.records if r.name == "core.ingest.schedule"]) >= count
+
+
 @dataclass
 class Gate(Wrapped):
     """Holds the first batch until released."""
@@ -242,23 +266,19 @@ def test_serve_runs_due_syncs_and_the_admin_api_shows_them(
 
 
 def test_cli_source_history_and_sync_watch(cli_env: dict[str, str], tmp_path: Path, kb: str) -> None:
+    registry = Registry(Path(cli_env["SWITCHBOARD_DATA_DIR"]) / "sources.sqlite3")
     docs = folder(tmp_path / "docs", "alpha", "beta")
     added = run(cli_env, "source", "add", "--kb", kb, str(docs), "--every", "6h", cwd=tmp_path)
     source_id = added.stdout.split()[0]
-    manual = run(cli_env, "source", "add", "--kb", kb, str(folder(tmp_path / "other", "x")), cwd=tmp_path)
-    manual_id = manual.stdout.split()[0]
-    never = run(cli_env, "source", "history", source_id, cwd=tmp_path)
-    assert never.returncode == 0 and "never synced" in never.stdout and "every 6h, next" in never.stdout
-
-    bad = run(cli_env, "sync", "--watch", "--source", source_id, cwd=tmp_path)
-    assert bad.returncode == 1 and "--watch syncs every due source" in bad.stderr
+    other = folder(tmp_path / "other", "x")
+    manual = asyncio.run(registry.add(kb=kb, target=str(other), sitemap=False, prune=False, every=None))
+    one_line_error(run(cli_env, "sync", "--watch", "--source", source_id, cwd=tmp_path), "--watch syncs every due")
 
     exe = str(REPO / ".venv" / "bin" / "switchboard")  # the console script `run` runs
     watching = subprocess.Popen(
         [exe, "sync", "--watch", "--kb", kb], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        registry = Registry(Path(cli_env["SWITCHBOARD_DATA_DIR"]) / "sources.sqlite3")
         deadline = time.monotonic() + 120
         while not asyncio.run(registry.history(source_id)) and watching.poll() is None:
             assert time.monotonic() < deadline, "`sync --watch` never synced the due source"
@@ -273,11 +293,11 @@ def test_cli_source_history_and_sync_watch(cli_env: dict[str, str], tmp_path: Pa
     [run_] = listed["history"]
     assert (run_["documents"], run_["added"], run_["error"]) == (2, 2, None)
     assert listed["next_sync"] == run_["started_at"] + 6 * HOUR
-    assert json.loads(run(cli_env, "source", "history", manual_id, "--json", cwd=tmp_path).stdout)["history"] == []
+    never = run(cli_env, "source", "history", manual.id, cwd=tmp_path)  # no --every: not the schedule's
+    assert "never synced" in never.stdout and "synced only by `switchboard sync`" in never.stdout, never.stdout
 
     shown = run(cli_env, "source", "history", source_id, "-n", "1", cwd=tmp_path)
     assert shown.returncode == 0 and "every 6h, next" in shown.stdout, shown.stderr
     listed_all = run(cli_env | {"COLUMNS": "300"}, "source", "list", "--kb", kb, cwd=tmp_path)  # no wrapping
     assert "6h, next" in listed_all.stdout and "2 documents" in listed_all.stdout, listed_all.stdout
-    unknown = run(cli_env, "source", "history", "0" * 12, cwd=tmp_path)
-    assert unknown.returncode == 1 and "no source" in unknown.stderr
+    one_line_error(run(cli_env, "source", "history", "0" * 12, cwd=tmp_path), "no source '000000000000'")

@@ -141,7 +141,9 @@ class SyncScheduler:
             return []
         except SwitchboardError as exc:  # the registry or Redis failed: the next tick tries again
             logger.error("scheduled sync: %s", exc)
-            return []
+        except Exception:  # a bug must not end the schedule (nor surface only when the server stops)
+            logger.exception("scheduled sync failed")
+        return []
 
     @asynccontextmanager
     async def running(self, tick: float = TICK_SECONDS) -> AsyncIterator[None]:
@@ -149,7 +151,12 @@ class SyncScheduler:
         and wait for it."""
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
         scheduler.add_job(
-            self._tick, "interval", seconds=tick, next_run_time=datetime.now(UTC), coalesce=True, max_instances=1
+            self._tick,
+            "interval",
+            seconds=tick,
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            misfire_grace_time=None,  # a tick delayed by a busy event loop still runs (late, once), unwarned
         )
         scheduler.start()
         try:
