@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -251,14 +252,18 @@ def test_serve_runs_due_syncs_and_the_admin_api_shows_them(
     source = asyncio.run(registry.add(kb=kb, target=str(docs), sitemap=False, prune=False, every="6h"))
     key = "admin-key-for-tests-0123456789"
     served = web_settings(settings, fake_llm, host_site[0], tmp_path, sync_schedule=True, admin_api_key=SecretStr(key))
+    auth = {"Authorization": f"Bearer {key}"}
+    with run_server(served.model_copy(update={"sync_schedule": False})) as server:  # a replica kept out of it
+        time.sleep(1)  # a scheduler would have started on the due source at once
+        due = httpx.get(f"{server.url}/admin/kbs/{kb}/sources/{source.id}", headers=auth).json()
+    assert due["history"] == [] and abs(datetime.fromisoformat(due["next_sync"]).timestamp() - source.created_at) < 1e-3
+    assert asyncio.run(registry.history(source.id)) == []
     with run_server(served) as server:
         deadline = time.monotonic() + 60
         while not asyncio.run(registry.history(source.id)):
             assert time.monotonic() < deadline, "the server never synced the due source"
             time.sleep(0.2)
-        got = httpx.get(
-            f"{server.url}/admin/kbs/{kb}/sources/{source.id}", headers={"Authorization": f"Bearer {key}"}
-        ).json()
+        got = httpx.get(f"{server.url}/admin/kbs/{kb}/sources/{source.id}", headers=auth).json()
     [run_] = got["history"]
     assert (run_["documents"], run_["added"], run_["error"]) == (2, 2, None)
     assert got["last_sync"] == run_ and got["next_sync"] is not None  # 6h after it started
