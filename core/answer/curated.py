@@ -163,7 +163,12 @@ class CuratedAnswers:
         return [v.tobytes() for v in _unit(self.embedder.embed_documents(texts))] if texts else []
 
     def _insert(
-        self, db: sqlite3.Connection, entry: CuratedInput, asked_by: Asker | None, promoted_from: str | None
+        self,
+        db: sqlite3.Connection,
+        entry: CuratedInput,
+        vectors: list[bytes],
+        asked_by: Asker | None,
+        promoted_from: str | None,
     ) -> str:
         curated_id, now = uuid.uuid4().hex, time.time()
         citations = json.dumps([asdict(c) for c in entry.citations])
@@ -172,15 +177,21 @@ class CuratedAnswers:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (curated_id, entry.bot, entry.answer, citations, promoted_from, now, now),
         )
-        self._write_phrasings(db, curated_id, entry.questions, asked_by)
+        self._write_phrasings(db, curated_id, entry.questions, vectors, asked_by)
         return curated_id
 
     def _write_phrasings(
-        self, db: sqlite3.Connection, curated_id: str, questions: Sequence[str], asked_by: Asker | None
+        self,
+        db: sqlite3.Connection,
+        curated_id: str,
+        questions: Sequence[str],
+        vectors: list[bytes],
+        asked_by: Asker | None,
     ) -> None:
-        """Replace the phrasings; the first keeps `asked_by` (a user's own question) when given."""
+        """Replace the phrasings (embedded before the transaction: it must not hold the write lock while the model
+        runs); the first keeps `asked_by` (a user's own question) when given."""
         db.execute("DELETE FROM phrasings WHERE curated_id = ?", (curated_id,))
-        for position, (text, vector) in enumerate(zip(questions, self._embed(list(questions)), strict=True)):
+        for position, (text, vector) in enumerate(zip(questions, vectors, strict=True)):
             who = asked_by if position == 0 else None
             db.execute(
                 "INSERT INTO phrasings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -197,9 +208,10 @@ class CuratedAnswers:
             )
 
     def _add(self, entry: CuratedInput, asked_by: Asker | None, promoted_from: str | None) -> str:
+        vectors = self._embed(list(entry.questions))
         with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")
-            curated_id = self._insert(db, entry, asked_by, promoted_from)
+            curated_id = self._insert(db, entry, vectors, asked_by, promoted_from)
             db.execute("UPDATE generation SET n = n + 1")
             db.execute("COMMIT")
         return curated_id
@@ -213,9 +225,14 @@ class CuratedAnswers:
 
     def _import(self, entries: list[CuratedInput]) -> tuple[int, int]:
         added = replaced = 0
+        flat = self._embed([q for e in entries for q in e.questions])  # one batched call for the whole file
+        vectors = []
+        for entry in entries:
+            vectors.append(flat[: len(entry.questions)])
+            flat = flat[len(entry.questions) :]
         with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")  # all or nothing
-            for entry in entries:
+            for entry, entry_vectors in zip(entries, vectors, strict=True):
                 # Loading the same FAQ again replaces its answers instead of adding them twice.
                 row = db.execute(
                     "SELECT c.id FROM curated c JOIN phrasings p ON p.curated_id = c.id "
@@ -227,7 +244,7 @@ class CuratedAnswers:
                     replaced += 1
                 else:
                     added += 1
-                self._insert(db, entry, None, None)
+                self._insert(db, entry, entry_vectors, None, None)
             db.execute("UPDATE generation SET n = n + 1")
             db.execute("COMMIT")
         return added, replaced
@@ -240,6 +257,7 @@ class CuratedAnswers:
     def _update(
         self, curated_id: str, answer: str | None, questions: tuple[str, ...] | None, citations: tuple[Citation, ...]
     ) -> bool:
+        vectors = self._embed(list(questions)) if questions is not None else []
         with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")
             if db.execute("SELECT 1 FROM curated WHERE id = ?", (curated_id,)).fetchone() is None:
@@ -256,7 +274,7 @@ class CuratedAnswers:
                     "WHERE curated_id = ? AND channel IS NOT NULL",
                     (curated_id,),
                 ).fetchall()
-                self._write_phrasings(db, curated_id, questions, None)
+                self._write_phrasings(db, curated_id, questions, vectors, None)
                 for text, user_id, channel, conversation in kept:
                     db.execute(
                         "UPDATE phrasings SET user_id = ?, channel = ?, conversation = ? "
