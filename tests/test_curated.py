@@ -17,7 +17,8 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from core.answer.curated import CuratedAnswers, CuratedInput
+from core.answer.curated import CuratedAnswers
+from core.answer.curated_data import CuratedInput
 from core.answer.faq import load_faq
 from core.answer.log import AnswerLog
 from core.config import Settings

@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
-from core.answer.curated import MAX_ANSWER_CHARS, MAX_PHRASINGS, MAX_QUESTION_CHARS, Asker, Curated, CuratedAnswers
-from core.answer.curated import CuratedInput as Entry
+from core.answer.curated import CuratedAnswers
+from core.answer.curated_data import MAX_ANSWER_CHARS, MAX_PHRASINGS, MAX_QUESTION_CHARS, Asker, Curated
+from core.answer.curated_data import CuratedInput as Entry
 from core.errors import CuratedError
 from core.types import Citation
 from widget.admin import _errors, _known_bot, require_admin

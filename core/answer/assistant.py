@@ -15,7 +15,8 @@ from contextlib import aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
-from core.answer.curated import CuratedAnswers, Match, create_curated
+from core.answer.curated import CuratedAnswers, create_curated
+from core.answer.curated_data import Match
 from core.answer.history import HistoryStore, create_history, fit_history
 from core.answer.llm import LLM, Finish, extractive_answer, open_llm
 from core.answer.log import AnswerLog, create_answer_log

@@ -1,9 +1,8 @@
 """Curated answers: an operator's own answer to a question (and its paraphrases), given instead of a generated one
 when a question comes close enough to one of them (CURATED_MIN_SIMILARITY, cosine with the kit's embedder).
 
-Kept in SQLite next to the answer log (curated.sqlite3), one embedding per phrasing. Each process keeps the
-vectors in memory and reloads them when any process changed the table (a generation counter, one tiny read per
-question). Vectors made with another embedding model are re-embedded on load, so EMBED_MODEL can change.
+Kept in SQLite next to the answer log (curated.sqlite3), one embedding per phrasing; matched in memory by
+core.answer.curated_index.
 
 Privacy: promoting an answer as it was asked copies the asker's question. Such a phrasing remembers whose words it
 is (user, channel, conversation), and erasing that user or conversation erases it; a curated answer left without
@@ -16,15 +15,14 @@ import asyncio
 import json
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
+from core.answer.curated_data import Asker, Curated, CuratedInput, Match
+from core.answer.curated_index import QuestionIndex, embed_unit
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import CuratedError
@@ -32,10 +30,6 @@ from core.sqlite import connect, init_db, scrub
 from core.types import Citation
 
 logger = logging.getLogger(__name__)
-
-MAX_QUESTION_CHARS = 1000
-MAX_ANSWER_CHARS = 20000
-MAX_PHRASINGS = 50
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS curated (
@@ -69,87 +63,14 @@ INSERT INTO generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM generation);
 """
 
 
-@dataclass(frozen=True, kw_only=True)
-class Asker:
-    """Whose words a promoted question is."""
-
-    user_id: str | None
-    channel: str
-    conversation: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class CuratedInput:
-    """What an operator writes: the questions (the first is the main one), the answer, its sources if any."""
-
-    bot: str
-    questions: tuple[str, ...]
-    answer: str
-    citations: tuple[Citation, ...] = ()
-
-    def checked(self) -> CuratedInput:
-        questions = tuple(dict.fromkeys(q.strip() for q in self.questions if q.strip()))
-        answer = self.answer.strip()
-        if not questions:
-            raise CuratedError("a curated answer needs a question")
-        if not answer:
-            raise CuratedError("the answer is empty")
-        if len(questions) > MAX_PHRASINGS:
-            raise CuratedError(f"at most {MAX_PHRASINGS} phrasings of one question")
-        if any(len(q) > MAX_QUESTION_CHARS for q in questions):
-            raise CuratedError(f"a question is longer than {MAX_QUESTION_CHARS} characters")
-        if len(answer) > MAX_ANSWER_CHARS:
-            raise CuratedError(f"the answer is longer than {MAX_ANSWER_CHARS} characters")
-        citations = tuple(Citation(**{**asdict(c), "n": n}) for n, c in enumerate(self.citations, 1))
-        return CuratedInput(bot=self.bot, questions=questions, answer=answer, citations=citations)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Curated:
-    id: str
-    bot: str
-    questions: tuple[str, ...]
-    answer: str
-    citations: tuple[Citation, ...]
-    promoted_from: str | None
-    hits: int
-    last_hit_at: float | None
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class Match:
-    curated: Curated
-    similarity: float
-    question: str  # the phrasing it matched
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Index:
-    """One bot's phrasings as a matrix of unit vectors, for one embedding model."""
-
-    ids: list[str]
-    texts: list[str]
-    vectors: np.ndarray
-
-
-def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
-    matrix = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1, norms)
-
-
 class CuratedAnswers:
     def __init__(self, path: Path, embedder: Embedder | None, min_similarity: float):
         """`embedder` None: erasing and listing only (the CLI's erasure loads no model)."""
         self._path = path
         self._embedder = embedder
         self.min_similarity = min_similarity
-        self._lock = threading.Lock()
-        self._generation = -1
-        self._indexes: dict[str, _Index] = {}
         init_db(path, _SCHEMA)
+        self._index = QuestionIndex(path, lambda: self.embedder)
 
     # --- writing --------------------------------------------------------------------------------------------
 
@@ -160,7 +81,7 @@ class CuratedAnswers:
         return self._embedder
 
     def _embed(self, texts: list[str]) -> list[bytes]:
-        return [v.tobytes() for v in _unit(self.embedder.embed_documents(texts))] if texts else []
+        return embed_unit(self.embedder, texts)
 
     def _insert(
         self,
@@ -399,57 +320,13 @@ class CuratedAnswers:
 
     # --- matching -------------------------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        """Reload the in-memory vectors if any process changed the table since the last load."""
-        with connect(self._path) as db:
-            (generation,) = db.execute("SELECT n FROM generation").fetchone()
-            if generation == self._generation:
-                return
-            stale = db.execute(
-                "SELECT curated_id, position, text FROM phrasings WHERE embed_model != ?", (self.embedder.name,)
-            ).fetchall()
-            if stale:  # EMBED_MODEL changed: re-embed with the current model, once
-                logger.info("re-embedding %d curated questions with %s", len(stale), self.embedder.name)
-                vectors = self._embed([r[2] for r in stale])
-                db.execute("BEGIN IMMEDIATE")
-                for (curated_id, position, _), vector in zip(stale, vectors, strict=True):
-                    db.execute(
-                        "UPDATE phrasings SET vector = ?, embed_model = ? WHERE curated_id = ? AND position = ?",
-                        (vector, self.embedder.name, curated_id, position),
-                    )
-                db.execute("COMMIT")
-            rows = db.execute(
-                "SELECT c.bot, p.curated_id, p.text, p.vector FROM phrasings p JOIN curated c ON c.id = p.curated_id"
-            ).fetchall()
-        grouped: dict[str, list[tuple[str, str, bytes]]] = {}
-        for bot, curated_id, text, vector in rows:
-            grouped.setdefault(bot, []).append((curated_id, text, vector))
-        self._indexes = {
-            bot: _Index(
-                ids=[r[0] for r in items],
-                texts=[r[1] for r in items],
-                vectors=np.vstack([np.frombuffer(r[2], dtype=np.float32) for r in items]),
-            )
-            for bot, items in grouped.items()
-        }
-        self._generation = generation
-
     def _match(self, bot: str, question: str) -> tuple[str, str, float] | None:
-        with self._lock:
-            self._load()
-            index = self._indexes.get(bot)
-        if index is None:  # no curated answers for this bot: no embedding needed
-            return None
-        scores = index.vectors @ _unit([self.embedder.embed_query(question)])[0]
-        best = int(np.argmax(scores))
-        similarity = float(scores[best])
-        if similarity < self.min_similarity:
+        found = self._index.nearest(bot, question)
+        if found is None or found[2] < self.min_similarity:
             return None
         with connect(self._path) as db:
-            db.execute(
-                "UPDATE curated SET hits = hits + 1, last_hit_at = ? WHERE id = ?", (time.time(), index.ids[best])
-            )
-        return index.ids[best], index.texts[best], similarity
+            db.execute("UPDATE curated SET hits = hits + 1, last_hit_at = ? WHERE id = ?", (time.time(), found[0]))
+        return found
 
     async def match(self, bot: str, question: str) -> Match | None:
         """The curated answer whose closest phrasing is at least CURATED_MIN_SIMILARITY to the question (its hit

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.answer.curated import Curated, CuratedInput
+from core.answer.curated_data import Curated, CuratedInput
 from core.answer.log import AnswerLog
 from core.errors import CuratedError
 from core.types import Citation, is_web
