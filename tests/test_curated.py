@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.conftest import web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer, run_server
 from tests.support.cli import cli_environment
+from tests.support.embedders import Wrapped
 from tests.test_cli import one_line_error, run
 from widget.apikeys import ApiKeys
 
@@ -229,3 +231,30 @@ def test_cli_import_of_a_file_with_a_bad_line_imports_nothing(settings: Settings
     (tmp_path / "faq.jsonl").write_text('{"question": "q1?", "answer": "a1"}\n{"question": "q2?", "answer": ""}\n')
     one_line_error(run(env, "answers", "import", str(tmp_path / "faq.jsonl"), cwd=tmp_path), "faq.jsonl:2: no answer")
     assert asyncio.run(CuratedAnswers(tmp_path / "data" / "curated.sqlite3", None, 0.9).list()) == []
+
+
+@dataclass
+class Renamed(Wrapped):
+    """The same model under another name, counting what it embeds: as if EMBED_MODEL had changed."""
+
+    embedded: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}-renamed"
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += len(texts)
+        return self.inner.embed_documents(texts)
+
+
+async def test_questions_are_re_embedded_once_when_the_embedder_changes(embedder: Embedder, tmp_path: Path) -> None:
+    path = tmp_path / "curated.sqlite3"
+    await CuratedAnswers(path, embedder, 0.9).add(
+        CuratedInput(bot="docs", questions=(QUESTION, "dashboard port?"), answer=CURATED)
+    )
+    renamed = Renamed(embedder)
+    store = CuratedAnswers(path, renamed, 0.9)
+    assert await store.match("docs", NEAR) is not None
+    assert renamed.embedded == 3  # the two stored questions, then the question asked
+    assert await store.match("docs", QUESTION) is not None and renamed.embedded == 4  # not again
