@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     history_max_tokens: int = Field(1500, ge=0, validation_alias="HISTORY_MAX_TOKENS")
     # A conversation nobody continued for this long is forgotten (in Redis and in SQLite).
     history_ttl_days: int = Field(30, ge=1, validation_alias="HISTORY_TTL_DAYS")
+    # A question at least this similar (cosine, the configured embedder) to a curated answer's question or one of
+    # its paraphrases gets that answer. 0.9 suits all-MiniLM-L6-v2: rewordings of one question score above it,
+    # related but different questions below; lower it for looser matching, raise it for other embedders.
+    curated_min_similarity: float = Field(0.9, ge=0.0, le=1.0, validation_alias="CURATED_MIN_SIMILARITY")
     # Questions, answers and feedback older than this are purged from the answer log (empty: kept).
     answer_log_retention_days: int | None = Field(None, ge=1, validation_alias="ANSWER_LOG_RETENTION_DAYS")
 

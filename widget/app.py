@@ -26,7 +26,7 @@ from core.errors import StateError
 from core.ingest.lease import create_leases
 from core.ingest.registry import Registry
 from core.ingest.schedule import SyncScheduler
-from widget import admin, admin_sources, openai_api
+from widget import admin, admin_curated, admin_sources, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
 from widget.deps import ServerState
@@ -199,6 +199,7 @@ def create_app(
     app.include_router(router)
     app.include_router(admin.router)
     app.include_router(admin_sources.router)
+    app.include_router(admin_curated.router)
     openai_api.install(app)
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
     webhooks.install(app)

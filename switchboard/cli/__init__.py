@@ -7,7 +7,7 @@ import sys
 
 # The order the topics register their commands in is the order of `switchboard --help`.
 # isort: off
-from switchboard.cli import knowledge, sources, surfaces, access, services  # noqa: F401
+from switchboard.cli import knowledge, quality, answers, sources, surfaces, access, services  # noqa: F401
 
 # isort: on
 from switchboard.cli.base import app, err

@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
+from typer.core import TyperGroup
 
 from core.config import Settings, get_settings
 from core.errors import IngestStopped, SwitchboardError
@@ -27,6 +28,26 @@ app.add_typer(weaviate_app, name="weaviate")
 app.add_typer(llm_app, name="llm")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for the OpenAI-compatible API (/v1).")
 app.add_typer(keys_app, name="keys")
+
+
+class _DefaultRun(TyperGroup):
+    """A group whose `run` subcommand may be left out: `switchboard eval qa.jsonl` is `switchboard eval run
+    qa.jsonl`, next to `switchboard eval generate`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's vendored click.Context
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_DefaultRun,
+    no_args_is_help=True,
+    help="Measure retrieval on a QA set (`eval QA.jsonl`, i.e. `eval run`), or generate one from a KB.",
+)
+app.add_typer(eval_app, name="eval")
+export_app = typer.Typer(no_args_is_help=True, help="Training data from a knowledge base.")
+app.add_typer(export_app, name="export")
 
 out = Console()
 err = Console(stderr=True)

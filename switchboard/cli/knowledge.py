@@ -27,6 +27,7 @@ from switchboard.cli.base import (
     _settings,
     app,
     err,
+    eval_app,
     kb_app,
     out,
 )
@@ -120,7 +121,7 @@ def search(
         out.print(f"    {escape(r.snippet)}\n", highlight=False)
 
 
-@app.command("eval")
+@eval_app.command("run")
 def eval_command(
     qa_file: Annotated[Path, typer.Argument(help='JSONL: {"question": ..., "expected_sources": [...]} per line.')],
     kb: KBOption = None,
