@@ -27,6 +27,7 @@ from bots.teams import MESSAGES_PATH
 from bots.teams.activities import FEEDBACK_KEY
 from bots.teams.answer_ids import create_answer_ids
 from bots.teams.bot import RESET_DONE
+from bots.teams.channel import MESSAGE_LIMIT
 from core.answer.log import AnswerLog
 from core.config import Settings
 from core.errors import ConfigError
@@ -191,6 +192,35 @@ def test_the_bots_token_is_fetched_once_and_reused(
     before = len(teams.tokens_issued)
     ask(server, teams, fake_llm)
     assert len(teams.tokens_issued) == before, "the cached token served the second answer"
+
+
+def test_a_revoked_token_is_renewed_and_a_429_retried_after_retry_after(
+    server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
+) -> None:
+    ask(server, teams, fake_llm)
+    teams.revoke_tokens()
+    teams.rate_limited = 1
+    event, last = ask(server, teams, fake_llm)
+    calls = teams.of(event["conversation"]["id"])
+    typing = {"type": "typing"}
+    assert [(c.status, c.body) for c in calls[:3]] == [(401, typing), (429, typing), (200, typing)], (
+        "the typing indicator: a new token after the 401, then again after the 429's Retry-After"
+    )
+    assert len(teams.tokens_issued) == 1 and last.token == teams.tokens_issued[0]
+
+
+def test_a_long_streamed_answer_goes_on_in_more_messages_with_the_sources_under_the_last(
+    server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
+) -> None:
+    paragraph = "The dashboard listens on port 8470 unless the port setting says otherwise [1]. " * 12
+    fake_llm.enqueue(Reply(chunks=[paragraph + "\n\n"] * 10))
+    event = teams.activity(QUESTION)
+    assert send(server, teams, event).status_code == 200
+    last = wait_final(teams, event["conversation"]["id"])
+    messages = [c for c in teams.of(event["conversation"]["id"]) if c.body.get("type") == "message"]
+    assert len(messages) == 2 and all(len(c.body["text"]) <= MESSAGE_LIMIT for c in messages)
+    assert messages[0].body["entities"][0]["streamType"] == "final", "the stream ends with the first part"
+    assert last is messages[1] and any(e.get("citation") for e in last.body["entities"])
 
 
 def test_where_streaming_is_refused_the_answer_is_one_updated_message(
