@@ -147,6 +147,9 @@ def test_unsigned_wrongly_signed_expired_or_misaddressed_tokens_are_refused_befo
         unreadable = send(server, teams, b"{not json")
         wrong_shape = send(server, teams, {"type": "message", "conversation": None})
     assert {name: r.status_code for name, r in refused.items()} == {name: 401 for name in refused}
+    fetched = teams.keys_fetched
+    made_up = [send(server, teams, event, token=teams.token(kid=f"made-up-{i}")).status_code for i in range(5)]
+    assert made_up == [401] * 5 and teams.keys_fetched <= fetched + 1, "unknown key ids refetch once per cooldown"
     assert "expired" in refused["expired"].json()["detail"]
     assert unreadable.status_code == 400 and wrong_shape.status_code == 400
     time.sleep(1)

@@ -53,6 +53,7 @@ class FakeTeams:
     calls: list[Call] = field(default_factory=list)
     tokens_issued: list[str] = field(default_factory=list)
     refuse_streams: bool = False
+    keys_fetched: int = 0  # GETs of the JWKS
     rate_limited: int = 0  # how many Bot Connector calls are still to be answered 429 (Retry-After: 0)
     key: rsa.RSAPrivateKey = field(default_factory=_key)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream id → sequence, finished
@@ -217,6 +218,7 @@ class FakeTeams:
         )
 
     async def _keys(self, request: web.Request) -> web.Response:
+        self.keys_fetched += 1
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
         return web.json_response({"keys": [{**jwk, "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]}]})
 
