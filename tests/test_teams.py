@@ -40,6 +40,7 @@ from tests.support.adapters import adapter_settings
 from widget.webhooks import Webhooks
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
+MAPPED = "19:ops@thread.tacv2"  # a channel the bots file maps to the `ops` bot
 ANSWER = ["The dashboard listens ", "on port 8470 [1]."]
 
 
@@ -74,6 +75,12 @@ def servers(
         def start(mode: str) -> RunningServer:
             tmp = tmp_path_factory.mktemp(f"teams-{mode}")
             base = web_settings(settings, fake_llm, "http://127.0.0.1:1", tmp)
+            assert base.bots_file is not None
+            base.bots_file.write_text(
+                base.bots_file.read_text()
+                + f'[bots.ops]\nkb = "{widget_kb}"\nwelcome = "Ops desk here."\n'
+                + f'[bots.ops.teams]\nconversations = ["{MAPPED}"]\n'
+            )
             return stack.enter_context(run_server(base, Webhooks(teams=teams_settings(teams, streaming=mode))))
 
         yield {mode: start(mode) for mode in ("native", "edit")}
@@ -368,6 +375,18 @@ def test_installing_the_app_in_a_personal_chat_greets_once(server: RunningServer
     teams.wait_for(lambda: teams.of(conversation))
     time.sleep(0.5)
     assert [c.body["text"] for c in teams.of(conversation)] == ["Hi! Ask me about Kestrel."]
+
+
+def test_the_bots_file_maps_a_channel_to_its_bot(server: RunningServer, teams: FakeTeams) -> None:
+    """`[bots.ops.teams] conversations` names the channel; each of its threads is answered by that bot."""
+    post = teams.activity("", scope="channel", mention=True)
+    post["conversation"]["id"] = f"{MAPPED};messageid={post['id']}"
+    elsewhere = teams.activity("", scope="channel", mention=True)
+    assert send(server, teams, post).status_code == 200 and send(server, teams, elsewhere).status_code == 200
+    for event, welcome in ((post, "Ops desk here."), (elsewhere, "Hi! Ask me about Kestrel.")):
+        conversation = event["conversation"]["id"]
+        call: Call = teams.wait_for(lambda c=conversation: next(iter(teams.of(c, type="message")), None))
+        assert call.body["text"] == welcome
 
 
 def test_reset_starts_the_chat_over(server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI) -> None:
