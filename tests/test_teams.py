@@ -353,7 +353,10 @@ def test_teams_feedback_invoke_and_card_buttons_are_stored_with_the_answer(
     up = card["actions"][0]["data"]
     click = teams.activity("", scope="channel", conversation=post["conversation"]["id"], value=up)
     assert send(server, teams, click).status_code == 200
+    assert send(server, teams, click).status_code == 200  # redelivered
     teams.wait_for(lambda: any(c.body.get("text") == THANKS for c in teams.of(post["conversation"]["id"])))
+    time.sleep(0.5)
+    assert [c.body.get("text") for c in teams.of(post["conversation"]["id"])].count(THANKS) == 1
     stored = asyncio.run(answers.feedback(up[FEEDBACK_KEY].partition(":")[2]))
     assert stored is not None and stored.rating == "up"
 
