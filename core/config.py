@@ -129,6 +129,19 @@ class Settings(BaseSettings):
     max_compression_ratio: float = Field(100.0, gt=1, validation_alias="INGEST_MAX_COMPRESSION_RATIO")
     max_pdf_pages: int = Field(2000, ge=1, validation_alias="INGEST_MAX_PDF_PAGES")
 
+    # Connector sources (`source add confluence:SPACE`, `notion:ID`, `drive:FOLDER_ID`): each service's account.
+    # Confluence: the site (Cloud: https://you.atlassian.net/wiki) with a user's e-mail and API token, or a Data
+    # Center personal access token alone (no user).
+    confluence_url: str | None = Field(None, validation_alias="CONFLUENCE_URL")
+    confluence_user: str | None = Field(None, validation_alias="CONFLUENCE_USER")
+    confluence_api_token: SecretStr | None = Field(None, validation_alias="CONFLUENCE_API_TOKEN")
+    # Notion: an integration's secret (the pages must be shared with the integration).
+    notion_token: SecretStr | None = Field(None, validation_alias="NOTION_TOKEN")
+    notion_base_url: str = Field("https://api.notion.com", validation_alias="NOTION_BASE_URL")
+    # Google Drive: a service account's JSON key file (share the folders with its e-mail address).
+    google_service_account_file: Path | None = Field(None, validation_alias="GOOGLE_SERVICE_ACCOUNT_FILE")
+    google_drive_endpoint: str | None = Field(None, validation_alias="GOOGLE_DRIVE_ENDPOINT")
+
     @field_validator("default_kb")
     @classmethod
     def _kb_name(cls, value: str) -> str:
@@ -196,6 +209,8 @@ _OPTIONAL_KEYS = (
     "embed_api_key",
     "llm_api_key",
     "rerank_api_key",
+    "confluence_api_token",
+    "notion_token",
 )
 
 

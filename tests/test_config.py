@@ -13,6 +13,7 @@ from bots.settings import (
     TeamsSettings,
     TelegramSettings,
     TelegramTable,
+    WhatsAppTable,
 )
 from core.answer.profiles import BotProfile, load_profiles, load_tables
 from core.config import Settings
@@ -136,6 +137,12 @@ def test_every_channels_table_is_validated_the_same_way(tmp_path: Path) -> None:
         ("slack", SlackTable, 'teams = "T0TEAM"', r"\[bots.ops.slack\] teams: Input should be a valid frozenset"),
         ("telegram", TelegramTable, "chat = [-500]", r"\[bots.ops.telegram\] chat: Extra inputs are not permitted"),
         ("telegram", TelegramTable, 'chats = ["@team"]', r"\[bots.ops.telegram\] chats.0: String should match"),
+        (
+            "whatsapp",
+            WhatsAppTable,
+            'phone_numbers = ["+1 555 0100"]',
+            r"\[bots.ops.whatsapp\] phone_numbers.0: String",
+        ),
         ("widget", WidgetBot, 'allowed_origin = ["https://a.test"]', r"\[bots.ops.widget\] allowed_origin: Extra"),
     ):
         bad = profiles(f"[bots.ops.{platform}]\n{table}\n")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
 from core.errors import IngestError
+from core.ingest.connectors import parse_target
 from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
 from core.ingest.sources import is_url
@@ -31,9 +32,15 @@ SourceId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="id from t
 
 
 class SourceIn(BaseModel):
-    target: str = Field(max_length=2000, description="An http(s) URL: a page, a file, or a sitemap")
+    target: str = Field(
+        max_length=2000,
+        description="An http(s) URL (a page, a file, or a sitemap), or a connector: confluence:SPACE_KEY, "
+        "notion:PAGE_OR_DATABASE_ID, drive:FOLDER_ID",
+    )
     sitemap: bool = Field(False, description="The target is a sitemap.xml: every page it lists is ingested")
-    prune: bool = Field(False, description="Each sync removes documents gone from the source")
+    prune: bool | None = Field(
+        None, description="Each sync removes documents gone from the source (default: on for connectors only)"
+    )
     every: str | None = Field(None, max_length=20, description="How often to sync it: 30m, 6h, 1d")
 
 
@@ -102,11 +109,14 @@ async def get_source(kb: KB, source_id: SourceId, registry: RegistryDep) -> Sour
 
 @router.post("/kbs/{kb}/sources", status_code=201, responses=_errors(400, 422))
 async def add_source(kb: KB, body: SourceIn, registry: RegistryDep) -> SourceOut:
-    """Register a URL or sitemap source; nothing is ingested until it is synced. Paths on the server are
-    registered only with `switchboard source add` there: the API key must not read the server's files."""
-    if not is_url(body.target):
-        raise HTTPException(400, f"{body.target}: only http(s) URLs here; register paths with `switchboard source add`")
+    """Register a URL, sitemap or connector source; nothing is ingested until it is synced. Paths on the server
+    are registered only with `switchboard source add` there: the API key must not read the server's files."""
     try:
+        if not is_url(body.target) and parse_target(body.target) is None:
+            raise HTTPException(
+                400,
+                f"{body.target}: only http(s) URLs here, or a connector (notion:ID); register paths with `source add`",
+            )
         source = await registry.add(kb=kb, target=body.target, sitemap=body.sitemap, prune=body.prune, every=body.every)
     except IngestError as exc:
         raise HTTPException(400, str(exc)) from exc

@@ -72,7 +72,7 @@ def embedding_text(chunk: Chunk) -> str:
 
 
 def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
-    fallback = doc.source.rstrip("/").rsplit("/", 1)[-1]
+    fallback = doc.title or doc.source.rstrip("/").rsplit("/", 1)[-1]
     extracted = extract(doc.data, doc.suffix, fallback, Limits.from_settings(settings))
     doc_id = doc_id_for(doc.source)
     pieces = chunk_markdown(extracted.markdown, size=settings.chunk_size, overlap=settings.chunk_overlap)

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 from core.config import Settings
 from core.errors import IngestError, SwitchboardError
+from core.ingest.connectors import CONNECTOR_KINDS, ConnectorKind, parse_target
 from core.ingest.pipeline import IngestReport
 from core.ingest.sources import check_url, is_url
 from core.sqlite import connect, init_db
 
-SourceKind = Literal["path", "url", "sitemap"]
+SourceKind = Literal["path", "url", "sitemap"] | ConnectorKind
 _EVERY = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 KEEP_RUNS = 50  # sync history kept per source
@@ -39,7 +40,13 @@ def every_seconds(every: str) -> int:
 
 def check_target(target: str, sitemap: bool) -> tuple[SourceKind, str]:
     """The kind and stored form of a target, validated as `switchboard ingest` would: URLs through the same
-    checks, paths must exist (kept absolute, so a sync from another directory reads the same files)."""
+    checks, paths must exist (kept absolute, so a sync from another directory reads the same files); a connector's
+    KIND:ID (confluence:SPACE, notion:PAGE_OR_DATABASE_ID, drive:FOLDER_ID) as it is."""
+    connector = parse_target(target)
+    if connector is not None:
+        if sitemap:
+            raise IngestError(f"{target}: --sitemap is for an http(s) URL of a sitemap.xml")
+        return connector[0], f"{connector[0]}:{connector[1]}"
     if is_url(target):
         check_url(target)
         return ("sitemap" if sitemap else "url"), target
@@ -96,6 +103,10 @@ CREATE TABLE IF NOT EXISTS syncs (
     finished_at REAL NOT NULL, {", ".join(f"{c} INTEGER NOT NULL" for c in _COUNTS)}, error TEXT
 );
 CREATE INDEX IF NOT EXISTS syncs_by_source ON syncs (source_id, started_at);
+CREATE TABLE IF NOT EXISTS connector_docs (
+    source_id TEXT NOT NULL, doc_id TEXT NOT NULL, url TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (source_id, doc_id)
+);
 """
 _SOURCE_COLUMNS = "s.id, s.kb, s.kind, s.target, s.prune, s.every, s.created_at, s.options"
 _RUN_COLUMNS = ", ".join(("started_at", "finished_at", *_COUNTS, "error"))
@@ -106,6 +117,7 @@ class Registry:
 
     def __init__(self, path: Path):
         self._path = path
+        self.path = path  # the SQLite file: connector sources keep their documents' state in it (connector_docs)
         init_db(path, _SCHEMA)
         with connect(path) as db:  # a registry written before sources had options
             if "options" not in {row[1] for row in db.execute("PRAGMA table_info(sources)")}:
@@ -121,11 +133,13 @@ class Registry:
         kb: str,
         target: str,
         sitemap: bool,
-        prune: bool,
+        prune: bool | None,
         every: str | None,
         options: dict[str, Any] | None = None,
     ) -> Source:
         kind, stored = check_target(target, sitemap)
+        if prune is None:  # a connector lists its documents, so one no longer listed was deleted there
+            prune = kind in CONNECTOR_KINDS
         if every is not None:
             every_seconds(every)
             every = "".join(every.split())  # ' 6 h' is kept as '6h'
@@ -188,6 +202,7 @@ class Registry:
         with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM syncs WHERE source_id = ?", (source_id,))
+            db.execute("DELETE FROM connector_docs WHERE source_id = ?", (source_id,))
             db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
             db.execute("COMMIT")
 

@@ -37,6 +37,7 @@ class RawDoc:
     suffix: str
     data: bytes
     explicit: bool  # named by the user, so a failure to read it is fatal
+    title: str = ""  # what the source calls it (a connector's file name), when the document itself names nothing
 
 
 @dataclass

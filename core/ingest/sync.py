@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestStopped, SwitchboardError
+from core.ingest.connectors import CONNECTOR_KINDS
+from core.ingest.connectors.sync import sync_connector
 from core.ingest.pipeline import IngestReport, Progress, ingest
 from core.ingest.registry import Registry, Source, SyncRun
 from core.store.client import Store
@@ -51,16 +53,21 @@ async def sync_source(
     IngestStopped: the next sync repairs what it left."""
     started = time.time()
     try:
-        report = await ingest(
-            store,
-            embedder,
-            [source.target],
-            kb=source.kb,
-            settings=settings,
-            prune=source.prune,
-            progress=progress,
-            stop=stop,
-        )
+        if source.kind in CONNECTOR_KINDS:
+            report = await sync_connector(
+                registry, store, embedder, source, settings=settings, progress=progress, stop=stop
+            )
+        else:
+            report = await ingest(
+                store,
+                embedder,
+                [source.target],
+                kb=source.kb,
+                settings=settings,
+                prune=source.prune,
+                progress=progress,
+                stop=stop,
+            )
     except SwitchboardError as exc:
         failed = SyncRun.of(started, None, str(exc))
         await registry.record(source.id, failed)

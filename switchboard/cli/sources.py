@@ -46,10 +46,19 @@ def _outcome(run: SyncRun | None) -> str:
 
 @source_app.command("add")
 def source_add(
-    target: Annotated[str, typer.Argument(help="A file, a directory, an http(s) URL or a sitemap.xml URL.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A file, a directory, an http(s) URL, a sitemap.xml URL, or a connector: confluence:SPACE_KEY, "
+            "notion:PAGE_OR_DATABASE_ID, drive:FOLDER_ID (credentials from the settings)."
+        ),
+    ],
     kb: KBOption = None,
     sitemap: Annotated[bool, typer.Option("--sitemap", help="TARGET is a sitemap: ingest every page.")] = False,
-    prune: Annotated[bool, typer.Option("--prune", help="Each sync removes documents gone from it.")] = False,
+    prune: Annotated[
+        bool | None,
+        typer.Option("--prune/--no-prune", help="Each sync removes documents gone from it (default: connectors only)."),
+    ] = None,
     every: Annotated[str | None, typer.Option("--every", help="How often to sync it: 30m, 6h, 1d.")] = None,
 ) -> None:
     """Register a source of a knowledge base (nothing is ingested until `switchboard sync`)."""
