@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bots.base import relay
+from bots.render import WHATSAPP
 from bots.settings import WhatsAppSettings
-from bots.whatsapp.bot import HELP, RESET_DONE, TEXT_ONLY
+from bots.whatsapp.bot import HELP, RESET_DONE, TEXT_ONLY, WholeAnswer
 from core.answer.history import SQLiteHistory
 from core.answer.log import AnswerLog
 from core.config import Settings
@@ -27,6 +31,7 @@ from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.whatsapp_server import Call, FakeWhatsApp
 from tests.servers import RunningServer, run_server
 from tests.support.adapters import adapter_settings
+from tests.test_relay import FakeChannel, stream
 from widget.webhooks import Webhooks
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
@@ -77,10 +82,15 @@ def server(
         yield running
 
 
-async def deliver(server: RunningServer, payload: dict[str, Any] | bytes, **headers: str) -> httpx.Response:
-    body, signed = wa.signed(payload)
-    async with httpx.AsyncClient(timeout=10) as client:
-        return await client.post(f"{server.url}/whatsapp/webhook", content=body, headers={**signed, **headers})
+async def deliver(
+    server: RunningServer, payload: dict[str, Any] | bytes, client: httpx.AsyncClient | None = None
+) -> httpx.Response:
+    """POST one delivery signed as Meta signs it (through `client` when given, as Meta keeps its connections)."""
+    body, headers = wa.signed(payload)
+    if client is not None:
+        return await client.post(f"{server.url}/whatsapp/webhook", content=body, headers=headers)
+    async with httpx.AsyncClient(timeout=10) as own:
+        return await deliver(server, payload, own)
 
 
 async def wait(fake: FakeWhatsApp, predicate: Any, timeout: float = 20.0) -> None:
@@ -90,6 +100,19 @@ async def wait(fake: FakeWhatsApp, predicate: Any, timeout: float = 20.0) -> Non
 def answered(fake: FakeWhatsApp, user: str) -> list[Call]:
     """The messages carrying feedback buttons: one per answer."""
     return [c for c in fake.to(user) if c.kind == "interactive"]
+
+
+# --- the strategy for a platform that cannot edit ---------------------------------------------------------
+
+
+async def test_nothing_is_edited_typing_is_renewed_and_the_whole_answer_comes_at_once() -> None:
+    channel = FakeChannel(dialect=WHATSAPP, edit_interval=0.1)
+    done = await relay(stream([f"word{i} " for i in range(8)], pause=0.05), channel, WholeAnswer(channel))
+    assert done is not None
+    assert channel.typed >= 3, "typing… shown at the start, then renewed while the answer is written"
+    assert [c.op for c in channel.calls] == ["post"], "no placeholder, no edits: one message at the end"
+    assert channel.calls[0].answer_id == "ans1" and "word7" in channel.calls[0].text
+    assert "*Sources:*\n[1] Install › Ports: https://kestrel.example/install" in channel.calls[0].text
 
 
 # --- the handshake and the signature ------------------------------------------------------------------------
@@ -242,6 +265,22 @@ async def test_rate_limits_are_retried_with_backoff(
     assert second.at - first.at >= 0.9 and third.at - second.at >= 1.8, "exponential backoff: 1 s, then 2 s"
 
 
+async def test_other_refusals_are_logged_not_retried_and_the_bot_carries_on(
+    server: RunningServer, fake_wa: FakeWhatsApp, fake_llm: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = "15550001011"
+    fake_llm.enqueue(Reply(chunks=ANSWER), Reply(chunks=ANSWER))
+    fake_wa.fail(wa.OUTSIDE_WINDOW)
+    with caplog.at_level(logging.ERROR, logger="bots.whatsapp"):
+        await deliver(server, wa.delivery(wa.text(user, QUESTION)))
+        await wait(fake_wa, lambda: fake_wa.to(user))
+        await asyncio.sleep(1.5)
+    assert len(fake_wa.to(user)) == 1, "not a rate limit: no retry"
+    assert any("131047" in r.getMessage() or "131047" in str(r.exc_info) for r in caplog.records)
+    await deliver(server, wa.delivery(wa.text(user, QUESTION)))
+    await wait(fake_wa, lambda: answered(fake_wa, user))
+
+
 async def test_reset_help_and_other_message_types(
     server: RunningServer, fake_wa: FakeWhatsApp, fake_llm: FakeOpenAI
 ) -> None:
@@ -257,7 +296,7 @@ async def test_reset_help_and_other_message_types(
     await wait(fake_wa, lambda: any(c.text == RESET_DONE for c in fake_wa.to(user)))
     assert await history.load("whatsapp", conversation) == []
     await deliver(server, wa.delivery(wa.text(user, "help")))
-    await wait(fake_wa, lambda: any(c.text == HELP for c in fake_wa.to(user)))
+    await wait(fake_wa, lambda: any(c.text == f"Hi! Ask me about Kestrel.\n\n{HELP}" for c in fake_wa.to(user)))
     voice = wa.message(user, "audio", {"id": "media-1", "mime_type": "audio/ogg; codecs=opus", "voice": True})
     await deliver(server, wa.delivery(voice))
     await wait(fake_wa, lambda: any(c.text == TEXT_ONLY for c in fake_wa.to(user)))
@@ -283,3 +322,88 @@ def test_missing_settings_are_one_config_error_and_no_token_mounts_nothing(fake_
         Webhooks(whatsapp=wa_settings(fake_wa, app_secret=None))
     with pytest.raises(ValueError, match="WHATSAPP_VERIFY_TOKEN still holds the placeholder"):
         wa_settings(fake_wa, verify_token=SecretStr("change-me"))
+
+
+# --- replicas, shutdown, latency ------------------------------------------------------------------------
+
+
+async def test_a_redelivery_to_another_replica_is_answered_once(
+    settings: Settings,
+    widget_kb: str,
+    fake_llm: FakeOpenAI,
+    fake_wa: FakeWhatsApp,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    user = "15550001010"
+    fake_llm.enqueue(Reply(chunks=ANSWER), Reply(chunks=ANSWER))
+    delivery = wa.delivery(wa.text(user, QUESTION))
+    replicas = []
+    for name in ("a", "b"):  # shared state in Redis (REDIS_URL): redeliveries are de-duplicated there
+        (tmp_path / name).mkdir()
+        replicas.append(bot_settings(settings, fake_llm, tmp_path / name, redis_url=SecretStr(redis_url)))
+    hooks = [Webhooks(whatsapp=wa_settings(fake_wa)) for _ in replicas]
+    with run_server(replicas[0], hooks[0]) as first, run_server(replicas[1], hooks[1]) as second:
+        replies = await asyncio.gather(deliver(first, delivery), deliver(second, delivery))
+        assert [r.status_code for r in replies] == [200, 200]
+        await wait(fake_wa, lambda: answered(fake_wa, user))
+        await asyncio.sleep(1.0)
+    assert len(fake_wa.to(user)) == 1
+
+
+@pytest.mark.parametrize("grace", [15.0, 1.0])
+async def test_shutdown_lets_the_answer_in_flight_finish_or_says_it_was_cut_off(
+    settings: Settings,
+    widget_kb: str,
+    fake_llm: FakeOpenAI,
+    fake_wa: FakeWhatsApp,
+    tmp_path: Path,
+    grace: float,
+) -> None:
+    user = f"1555000102{int(grace)}"
+    fake_llm.enqueue(Reply(chunks=ANSWER, stall_after=1, stall_seconds=3.0))
+    core = bot_settings(settings, fake_llm, tmp_path, shutdown_grace_seconds=grace, llm_timeout=30.0)
+    with run_server(core, Webhooks(whatsapp=wa_settings(fake_wa))) as server:
+        question = wa.text(user, QUESTION)
+        await deliver(server, wa.delivery(question))
+        await wait(fake_wa, lambda: fake_wa.of(question["id"]))  # answering: read, typing…
+    # The server has stopped: the answer was delivered while it shut down, in full or cut off.
+    [final] = fake_wa.to(user)
+    if grace > 3:
+        assert "*port 8470*" in final.text and final.kind == "interactive"
+    else:
+        assert final.text.startswith("The dashboard") and "interrupted" in final.text.lower()
+
+
+async def test_added_latency_of_the_whatsapp_path_against_the_widget(
+    server: RunningServer, fake_wa: FakeWhatsApp, fake_llm: FakeOpenAI
+) -> None:
+    """The same answer through the widget (SSE until its end) and through WhatsApp (signed delivery until the
+    answer reaches the Cloud API): what the WhatsApp path adds (signature, dedup, read receipt, the send)."""
+    origin = "http://127.0.0.1:1"
+    widget, whatsapp = [], []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(9):
+            # A session per conversation, as each visitor's widget has (and under its rate limit).
+            token = await client.post(f"{server.url}/api/session", json={"bot": "docs"}, headers={"Origin": origin})
+            headers = {"Authorization": f"Bearer {token.json()['token']}", "Origin": origin}
+            fake_llm.enqueue(Reply(chunks=ANSWER))
+            start = time.monotonic()
+            body = {"message": QUESTION, "conversation_id": f"latency-{i}"}
+            async with client.stream("POST", f"{server.url}/api/chat", json=body, headers=headers) as response:
+                events = [line async for line in response.aiter_lines() if line.startswith("event: ")]
+            assert "event: done" in events
+            widget.append(time.monotonic() - start)
+
+            user = f"1555000200{i}"
+            fake_llm.enqueue(Reply(chunks=ANSWER))
+            start = time.monotonic()
+            await deliver(server, wa.delivery(wa.text(user, QUESTION)), client)
+            await wait(fake_wa, lambda u=user: answered(fake_wa, u))  # type: ignore[misc]
+            whatsapp.append(answered(fake_wa, user)[0].at - start)
+    added = statistics.median(whatsapp) - statistics.median(widget)
+    print(  # the numbers for docs/benchmarks.md (pytest -s)
+        f"\nwidget median {statistics.median(widget) * 1000:.0f} ms, whatsapp median "
+        f"{statistics.median(whatsapp) * 1000:.0f} ms, added {added * 1000:.0f} ms"
+    )
+    assert added < 1.0, f"the WhatsApp path adds {added:.2f} s"  # loose: CPU-bound tests share this machine

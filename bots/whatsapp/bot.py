@@ -68,15 +68,20 @@ class WhatsAppChannel(Channel):
 class WholeAnswer(Stream):
     """Nothing shown while the answer is written but "typing…" (renewed), then the whole answer at once."""
 
-    def __init__(self, channel: WhatsAppChannel):
+    def __init__(self, channel: Channel):
         self.channel = channel
         self.interval = channel.edit_interval
+        self.typed_at = 0.0
 
     async def start(self) -> bool:
-        return True  # relay() already marked the question read and showed "typing…"
+        self.typed_at = time.monotonic()  # relay() has just marked the question read and shown "typing…"
+        return True
 
     async def update(self, text: str) -> None:
-        await self.channel.typing()
+        # relay() calls this at the first words too: only renew what is about to expire.
+        if time.monotonic() - self.typed_at >= self.interval:
+            self.typed_at = time.monotonic()
+            await self.channel.typing()
 
     async def finish(self, result: Followed) -> None:
         try:
@@ -127,7 +132,7 @@ class WhatsAppBot:
             await self.responder.reset(conversation_id(message))
             await channel.post(RESET_DONE)
         elif message.text.strip().lower() in HELP_PHRASES:
-            await channel.post(HELP)
+            await channel.post(f"{self.responder.welcome(bot)}\n\n{HELP}")
         elif message.text.strip():
             await self.responder.answer(
                 channel,

@@ -16,7 +16,8 @@ from core.errors import SwitchboardError
 logger = logging.getLogger(__name__)
 
 RATE_LIMITED = frozenset({4, 80007, 130429, 131056})
-ATTEMPTS = 4  # the first try and three retries: waits of 1, 2 and 4 s by default
+ATTEMPTS = 4  # the first try and three retries
+BACKOFF = 1.0  # seconds before the first retry, doubled before each next one (Meta suggests exponential backoff)
 
 
 class GraphError(SwitchboardError):
@@ -45,18 +46,17 @@ def _error(response: httpx.Response) -> GraphError:
 class Graph:
     """One business account's client: `open()` in the webhook's lifespan, `aclose()` after."""
 
-    def __init__(self, client: httpx.AsyncClient, *, backoff: float = 1.0):
+    def __init__(self, client: httpx.AsyncClient):
         self._client = client
-        self._backoff = backoff
 
     @classmethod
-    def open(cls, api_url: str, api_version: str, token: str, *, backoff: float = 1.0) -> Graph:
+    def open(cls, api_url: str, api_version: str, token: str) -> Graph:
         client = httpx.AsyncClient(
             base_url=f"{api_url.rstrip('/')}/{api_version}/",
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(15.0, connect=5.0),
         )
-        return cls(client, backoff=backoff)
+        return cls(client)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -64,9 +64,13 @@ class Graph:
     async def _post(self, phone_number_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, GraphError) and exc.rate_limited),
-            wait=wait_exponential(multiplier=self._backoff, max=30 * self._backoff),
+            wait=wait_exponential(multiplier=BACKOFF, max=30 * BACKOFF),
             stop=stop_after_attempt(ATTEMPTS),
-            before_sleep=lambda state: logger.warning("whatsapp: rate limited, retrying (%s)", state.outcome),
+            before_sleep=lambda state: logger.warning(
+                "whatsapp: rate limited, retrying in %.1f s: %s",
+                state.upcoming_sleep,
+                state.outcome.exception() if state.outcome else None,
+            ),
             reraise=True,
         )
         async for attempt in retrying:

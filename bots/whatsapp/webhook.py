@@ -31,9 +31,10 @@ WEBHOOK_PATH = "/whatsapp/webhook"
 
 
 def _required(value: SecretStr | str | None, variable: str) -> str:
-    if value is None or not str(value if isinstance(value, str) else value.get_secret_value()).strip():
+    """The setting's value (the settings turn an empty variable into None)."""
+    if value is None:
         raise ConfigError(f'{variable} is required for WhatsApp (see README "WhatsApp")')
-    return value if isinstance(value, str) else value.get_secret_value()
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 class WhatsAppWebhook:
@@ -43,13 +44,12 @@ class WhatsAppWebhook:
     path = WEBHOOK_PATH
     max_body_bytes: int | None = None
 
-    def __init__(self, whatsapp: WhatsAppSettings, *, backoff: float = 1.0):
+    def __init__(self, whatsapp: WhatsAppSettings):
         self.whatsapp = whatsapp
         self.token = _required(whatsapp.access_token, "WHATSAPP_ACCESS_TOKEN")
         self.app_secret = _required(whatsapp.app_secret, "WHATSAPP_APP_SECRET")
         self.verify_token = _required(whatsapp.verify_token, "WHATSAPP_VERIFY_TOKEN")
         self.phone_number_id = _required(whatsapp.phone_number_id, "WHATSAPP_PHONE_NUMBER_ID")
-        self.backoff = backoff  # the first retry's wait after a rate limit, in seconds
 
     def verify(self, query: Mapping[str, str]) -> WebhookReply:
         """Meta's subscription check: echo hub.challenge when hub.verify_token is ours."""
@@ -61,7 +61,7 @@ class WhatsAppWebhook:
     async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
         tables = load_tables(assistant.profiles, "whatsapp", WhatsAppTable)
         responder = Responder(assistant, platform="whatsapp", default_bot=self.whatsapp.bot, tables=tables)
-        graph = Graph.open(self.whatsapp.api_url, self.whatsapp.api_version, self.token, backoff=self.backoff)
+        graph = Graph.open(self.whatsapp.api_url, self.whatsapp.api_version, self.token)
         bot = WhatsAppBot(responder, graph, self.phone_number_id)
         tasks: set[asyncio.Task[None]] = set()
         try:

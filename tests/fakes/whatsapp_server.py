@@ -52,6 +52,7 @@ class Failure:
 
 PAIR_RATE_LIMIT = Failure(400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit")
 TOO_MANY = Failure(429, 130429, "(#130429) Rate limit hit")
+OUTSIDE_WINDOW = Failure(400, 131047, "(#131047) Re-engagement message")
 
 
 @dataclass
