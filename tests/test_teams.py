@@ -27,6 +27,7 @@ from bots.teams import MESSAGES_PATH
 from bots.teams.activities import FEEDBACK_KEY
 from bots.teams.answer_ids import create_answer_ids
 from bots.teams.bot import RESET_DONE
+from bots.teams.channel import MESSAGE_LIMIT
 from core.answer.log import AnswerLog
 from core.config import Settings
 from core.errors import ConfigError
@@ -39,6 +40,7 @@ from tests.support.adapters import adapter_settings
 from widget.webhooks import Webhooks
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
+MAPPED = "19:ops@thread.tacv2"  # a channel the bots file maps to the `ops` bot
 ANSWER = ["The dashboard listens ", "on port 8470 [1]."]
 
 
@@ -73,6 +75,12 @@ def servers(
         def start(mode: str) -> RunningServer:
             tmp = tmp_path_factory.mktemp(f"teams-{mode}")
             base = web_settings(settings, fake_llm, "http://127.0.0.1:1", tmp)
+            assert base.bots_file is not None
+            base.bots_file.write_text(
+                base.bots_file.read_text()
+                + f'[bots.ops]\nkb = "{widget_kb}"\nwelcome = "Ops desk here."\n'
+                + f'[bots.ops.teams]\nconversations = ["{MAPPED}"]\n'
+            )
             return stack.enter_context(run_server(base, Webhooks(teams=teams_settings(teams, streaming=mode))))
 
         yield {mode: start(mode) for mode in ("native", "edit")}
@@ -146,6 +154,9 @@ def test_unsigned_wrongly_signed_expired_or_misaddressed_tokens_are_refused_befo
         unreadable = send(server, teams, b"{not json")
         wrong_shape = send(server, teams, {"type": "message", "conversation": None})
     assert {name: r.status_code for name, r in refused.items()} == {name: 401 for name in refused}
+    fetched = teams.keys_fetched
+    made_up = [send(server, teams, event, token=teams.token(kid=f"made-up-{i}")).status_code for i in range(5)]
+    assert made_up == [401] * 5 and teams.keys_fetched <= fetched + 1, "unknown key ids refetch once per cooldown"
     assert "expired" in refused["expired"].json()["detail"]
     assert unreadable.status_code == 400 and wrong_shape.status_code == 400
     time.sleep(1)
@@ -191,6 +202,35 @@ def test_the_bots_token_is_fetched_once_and_reused(
     before = len(teams.tokens_issued)
     ask(server, teams, fake_llm)
     assert len(teams.tokens_issued) == before, "the cached token served the second answer"
+
+
+def test_a_revoked_token_is_renewed_and_a_429_retried_after_retry_after(
+    server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
+) -> None:
+    ask(server, teams, fake_llm)
+    teams.revoke_tokens()
+    teams.rate_limited = 1
+    event, last = ask(server, teams, fake_llm)
+    calls = teams.of(event["conversation"]["id"])
+    typing = {"type": "typing"}
+    assert [(c.status, c.body) for c in calls[:3]] == [(401, typing), (429, typing), (200, typing)], (
+        "the typing indicator: a new token after the 401, then again after the 429's Retry-After"
+    )
+    assert len(teams.tokens_issued) == 1 and last.token == teams.tokens_issued[0]
+
+
+def test_a_long_streamed_answer_goes_on_in_more_messages_with_the_sources_under_the_last(
+    server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
+) -> None:
+    paragraph = "The dashboard listens on port 8470 unless the port setting says otherwise [1]. " * 12
+    fake_llm.enqueue(Reply(chunks=[paragraph + "\n\n"] * 10))
+    event = teams.activity(QUESTION)
+    assert send(server, teams, event).status_code == 200
+    last = wait_final(teams, event["conversation"]["id"])
+    messages = [c for c in teams.of(event["conversation"]["id"]) if c.body.get("type") == "message"]
+    assert len(messages) == 2 and all(len(c.body["text"]) <= MESSAGE_LIMIT for c in messages)
+    assert messages[0].body["entities"][0]["streamType"] == "final", "the stream ends with the first part"
+    assert last is messages[1] and any(e.get("citation") for e in last.body["entities"])
 
 
 def test_where_streaming_is_refused_the_answer_is_one_updated_message(
@@ -313,7 +353,10 @@ def test_teams_feedback_invoke_and_card_buttons_are_stored_with_the_answer(
     up = card["actions"][0]["data"]
     click = teams.activity("", scope="channel", conversation=post["conversation"]["id"], value=up)
     assert send(server, teams, click).status_code == 200
+    assert send(server, teams, click).status_code == 200  # redelivered
     teams.wait_for(lambda: any(c.body.get("text") == THANKS for c in teams.of(post["conversation"]["id"])))
+    time.sleep(0.5)
+    assert [c.body.get("text") for c in teams.of(post["conversation"]["id"])].count(THANKS) == 1
     stored = asyncio.run(answers.feedback(up[FEEDBACK_KEY].partition(":")[2]))
     assert stored is not None and stored.rating == "up"
 
@@ -335,6 +378,18 @@ def test_installing_the_app_in_a_personal_chat_greets_once(server: RunningServer
     teams.wait_for(lambda: teams.of(conversation))
     time.sleep(0.5)
     assert [c.body["text"] for c in teams.of(conversation)] == ["Hi! Ask me about Kestrel."]
+
+
+def test_the_bots_file_maps_a_channel_to_its_bot(server: RunningServer, teams: FakeTeams) -> None:
+    """`[bots.ops.teams] conversations` names the channel; each of its threads is answered by that bot."""
+    post = teams.activity("", scope="channel", mention=True)
+    post["conversation"]["id"] = f"{MAPPED};messageid={post['id']}"
+    elsewhere = teams.activity("", scope="channel", mention=True)
+    assert send(server, teams, post).status_code == 200 and send(server, teams, elsewhere).status_code == 200
+    for event, welcome in ((post, "Ops desk here."), (elsewhere, "Hi! Ask me about Kestrel.")):
+        conversation = event["conversation"]["id"]
+        call: Call = teams.wait_for(lambda c=conversation: next(iter(teams.of(c, type="message")), None))
+        assert call.body["text"] == welcome
 
 
 def test_reset_starts_the_chat_over(server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI) -> None:

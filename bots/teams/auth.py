@@ -56,8 +56,15 @@ class InboundAuth:
             if self._keys is None or time.monotonic() - self._fetched > METADATA_TTL:
                 response = await self.http.get(self.openid_url)
                 response.raise_for_status()
-                # PyJWKClient caches the key set and refetches it for a key id it has not seen.
-                self._keys = jwt.PyJWKClient(response.json()["jwks_uri"], cache_keys=True, lifespan=METADATA_TTL)
+                # PyJWKClient caches the key set and refetches it for a key id it has not seen, at most once per
+                # cooldown: tokens with made-up key ids cannot turn into a stream of requests to Microsoft.
+                self._keys = jwt.PyJWKClient(
+                    response.json()["jwks_uri"],
+                    cache_keys=True,
+                    lifespan=METADATA_TTL,
+                    timeout=10,
+                    cooldown_duration=60,
+                )
                 self._fetched = time.monotonic()
             return self._keys
 

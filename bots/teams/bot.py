@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from bots.base import APOLOGY, THANKS, Responder, Stream, is_reset
@@ -30,6 +31,7 @@ from core.answer.log import Rating
 logger = logging.getLogger(__name__)
 
 RESET_DONE = "Starting over: I have forgotten this conversation."
+UNKNOWN_ANSWER = "Sorry, I could not find that answer any more."
 FEEDBACK_INVOKE = "message/submitAction"
 REACTIONS: dict[str, Rating] = {"like": "up", "dislike": "down"}
 
@@ -68,17 +70,18 @@ class TeamsBot:
             return
         place = Place.of(activity)
         value = activity.value if isinstance(activity.value, dict) else {}
-        if isinstance(value.get(FEEDBACK_KEY), str):
-            self._spawn(self.card_feedback(place, value[FEEDBACK_KEY]))
-            return
-        if place.scope != STREAMING_SCOPE and not activity.mentions_bot():
+        feedback = value.get(FEEDBACK_KEY)  # a click on the sources card's 👍/👎
+        if not isinstance(feedback, str) and place.scope != STREAMING_SCOPE and not activity.mentions_bot():
             followed = place.scope == "channel" and await self.responder.assistant.answers.engaged("teams", place.key)
             if not followed:
                 return
         if not await self.responder.first(f"{activity.conversation.id}:{activity.id}"):
-            logger.info("teams activity %s already answered (a redelivery)", activity.id)
+            logger.info("teams activity %s already handled (a redelivery)", activity.id)
             return
-        self._spawn(self.reply(place, activity.question(), self.bot_for(activity), activity.from_.id))
+        if isinstance(feedback, str):
+            self._spawn(self.card_feedback(place, feedback))
+        else:
+            self._spawn(self.reply(place, activity.question(), self.bot_for(activity), activity.from_.id))
 
     async def joined(self, activity: Activity) -> None:
         """Installed in a personal chat: the bot's welcome, once."""
@@ -88,7 +91,7 @@ class TeamsBot:
         if await self.responder.first(f"{activity.conversation.id}:{activity.id}"):
             self._spawn(self.reply(Place.of(activity), "", self.bot_for(activity), activity.from_.id))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -118,7 +121,7 @@ class TeamsBot:
         target = TeamsConversation(self.connector, place, self.answers)
         stored = await self.responder.feedback(value)
         with contextlib.suppress(Exception):
-            await target.post(THANKS if stored else "Sorry, I could not find that answer any more.")
+            await target.post(THANKS if stored else UNKNOWN_ANSWER)
 
 
 def _comment(feedback: object) -> str | None:
@@ -129,4 +132,4 @@ def _comment(feedback: object) -> str | None:
         text = json.loads(feedback).get("feedbackText")
     except (ValueError, AttributeError):
         return None
-    return text.strip() or None if isinstance(text, str) else None
+    return (text.strip() or None) if isinstance(text, str) else None

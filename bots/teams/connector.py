@@ -1,7 +1,7 @@
 """The Bot Connector REST API (v3) through httpx: send an activity to a conversation, reply to one (a channel
 thread), update one. The service URL is each activity's own `serviceUrl`, checked against the token that
-brought it (bots.teams.auth). A 401 renews the bot's token once; a 429 waits for Retry-After (at most
-MAX_WAIT seconds) and tries again once; a 5xx is not retried, since the post may have gone through.
+brought it (bots.teams.auth). Within one call, a 401 renews the bot's token once and a 429 waits for
+Retry-After (at most MAX_WAIT seconds) once; a 5xx is not retried, since the post may have gone through.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ from bots.teams.auth import BotToken
 logger = logging.getLogger(__name__)
 
 MAX_WAIT = 5.0  # seconds of Retry-After worth waiting for within one answer
+
+
+def _seconds(retry_after: str | None) -> float:
+    try:
+        return max(0.0, float(retry_after or 1))
+    except ValueError:  # an HTTP date: not worth parsing for a wait capped at MAX_WAIT
+        return MAX_WAIT
 
 
 class ConnectorError(Exception):
@@ -39,18 +46,20 @@ class Connector:
         return f"{url}/{quote(activity_id, safe='')}" if activity_id else url
 
     async def _call(self, method: str, url: str, activity: dict[str, Any]) -> str:
-        for attempt in range(2):
+        renewed = waited = False
+        while True:
             headers = {"Authorization": f"Bearer {await self.token.get()}"}
             response = await self.http.request(method, url, json=activity, headers=headers)
-            if response.status_code == 401 and attempt == 0:
+            if response.status_code == 401 and not renewed:
+                renewed = True
                 self.token.forget()
-                continue
-            if response.status_code == 429 and attempt == 0:
-                await asyncio.sleep(min(float(response.headers.get("retry-after", "1") or 1), MAX_WAIT))
-                continue
-            if response.status_code >= 400:
+            elif response.status_code == 429 and not waited:
+                waited = True
+                await asyncio.sleep(min(_seconds(response.headers.get("retry-after")), MAX_WAIT))
+            elif response.status_code >= 400:
                 raise ConnectorError(response.status_code, response.text)
-            break
+            else:
+                break
         body = response.json() if response.content else {}
         return str(body.get("id", "")) if isinstance(body, dict) else ""
 

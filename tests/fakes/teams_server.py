@@ -53,6 +53,8 @@ class FakeTeams:
     calls: list[Call] = field(default_factory=list)
     tokens_issued: list[str] = field(default_factory=list)
     refuse_streams: bool = False
+    keys_fetched: int = 0  # GETs of the JWKS
+    rate_limited: int = 0  # how many Bot Connector calls are still to be answered 429 (Retry-After: 0)
     key: rsa.RSAPrivateKey = field(default_factory=_key)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream id → sequence, finished
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -143,6 +145,11 @@ class FakeTeams:
             **extra,
         }
 
+    def revoke_tokens(self) -> None:
+        """Every token issued so far stops working, as an expired one does."""
+        with self._lock:
+            self.tokens_issued.clear()
+
     # --- inspection ---------------------------------------------------------------------------------------
 
     def of(self, conversation: str | None = None, **match: Any) -> list[Call]:
@@ -211,6 +218,7 @@ class FakeTeams:
         )
 
     async def _keys(self, request: web.Request) -> web.Response:
+        self.keys_fetched += 1
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
         return web.json_response({"keys": [{**jwk, "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]}]})
 
@@ -222,12 +230,17 @@ class FakeTeams:
         status = 200
         if token not in self.tokens_issued:
             status = 401
+        elif self.rate_limited > 0:
+            self.rate_limited -= 1
+            status = 429
         elif request.method == "POST":
             status = self._stream(body, new_id)
         with self._lock:
             self.calls.append(Call(request.method, conversation, activity_id, body, token, status, new_id))
         if status != 200:
-            return web.json_response({"error": {"code": "Rejected", "message": f"status {status}"}}, status=status)
+            headers = {"Retry-After": "0"} if status == 429 else {}
+            error = {"error": {"code": "Rejected", "message": f"status {status}"}}
+            return web.json_response(error, status=status, headers=headers)
         return web.json_response({"id": new_id}, status=200 if request.method == "PUT" else 201)
 
     def _stream(self, body: dict[str, Any], new_id: str) -> int:
