@@ -35,8 +35,10 @@ def _when(seconds: float) -> str:
 def _outcome(run: SyncRun | None) -> str:
     if run is None:
         return "never synced"
+    skipped = f", {run.documents_skipped} not downloaded" if run.documents_skipped else ""
     counts = (
-        f"{run.documents} documents ({run.documents_unchanged} unchanged, {run.documents_pruned} pruned); chunks "
+        f"{run.documents} documents ({run.documents_unchanged} unchanged{skipped}, {run.documents_pruned} pruned); "
+        "chunks "
         f"{run.added} added, {run.updated} updated, {run.unchanged} unchanged, {run.deleted} deleted"
     )
     if run.error and not run.documents:
@@ -51,12 +53,24 @@ def source_add(
     sitemap: Annotated[bool, typer.Option("--sitemap", help="TARGET is a sitemap: ingest every page.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Each sync removes documents gone from it.")] = False,
     every: Annotated[str | None, typer.Option("--every", help="How often to sync it: 30m, 6h, 1d.")] = None,
+    crawl: Annotated[bool, typer.Option("--crawl", help="TARGET is a site's start page: crawl it.")] = False,
+    depth: Annotated[int | None, typer.Option("--depth", help="Crawl: links followed from the start (2).")] = None,
+    max_pages: Annotated[int | None, typer.Option("--max-pages", help="Crawl: at most this many pages (1000).")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Crawl: only paths under it, like /docs/.")] = None,
 ) -> None:
     """Register a source of a knowledge base (nothing is ingested until `switchboard sync`)."""
     settings = _settings()
     name = _kb(settings, kb)
+    crawl_options = {"depth": depth, "max_pages": max_pages, "prefix": prefix}
+    options = {k: v for k, v in crawl_options.items() if v is not None}
+    if options and not crawl:
+        _fail(f"{', '.join('--' + k.replace('_', '-') for k in options)} only apply to a crawl (--crawl)")
     registry = _registry()
-    source = _run(lambda: registry.add(kb=name, target=target, sitemap=sitemap, prune=prune, every=every))
+    source = _run(
+        lambda: registry.add(
+            kb=name, target=target, sitemap=sitemap, prune=prune, every=every, options=options, crawl=crawl
+        )
+    )
     out.print(f"{source.id}  {source.kind} {escape(source.target)} → {name}", highlight=False)
 
 
