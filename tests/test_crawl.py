@@ -248,3 +248,18 @@ def test_admin_api_crawl_source(admin: RunningServer, kb: str) -> None:  # noqa:
     ]:
         refused = call(admin, "POST", f"/admin/kbs/{kb}/sources", json=bad)
         assert refused.status_code == 400 and message in refused.json()["detail"], refused.text
+
+
+def test_cli_ingest_crawl(cli_env: dict[str, str], site: Site, tmp_path: Path, kb: str) -> None:
+    site.put("/", page("Home", "Kestrel keeps herons.", ["/a", "/b"]))
+    site.put("/a", page("A", "Herons nest in reeds."))
+    site.put("/b", page("B", "Herons eat fish."))
+    env = {**cli_env, "INGEST_ALLOWED_HOSTS": "127.0.0.1", "CRAWL_DELAY_SECONDS": "0"}
+    one_line_error(
+        run(env, "ingest", "--kb", kb, f"{site.base}/", "--crawl", "--depth", "-1", cwd=tmp_path), "--depth -1"
+    )
+    one_line_error(run(env, "ingest", "--kb", kb, f"{site.base}/", "--max-pages", "3", cwd=tmp_path), "only apply")
+    one_line_error(run(env, "ingest", "--kb", kb, f"{site.base}/", "x", "--crawl", cwd=tmp_path), "one start URL")
+    done = run(env, "ingest", "--kb", kb, f"{site.base}/", "--crawl", "--max-pages", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"{kb}: 2 documents" in done.stdout and site.bodies() == ["/", "/a"]

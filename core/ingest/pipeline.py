@@ -172,7 +172,8 @@ async def ingest_found(
             chunk_overlap=settings.chunk_overlap,
         )
         await store.ensure_kb(kb, meta)
-        stored = await store.stored_chunks(kb)
+        # Without prune only the documents read are compared: a streamed ingest's batch reads its own, not the KB.
+        stored = await store.stored_chunks(kb, None if prune_origins else planned.keys())
 
         to_write: list[Chunk] = []
         stale: dict[str, list[str]] = {}  # by document

@@ -121,6 +121,7 @@ async def fetch(client: httpx.AsyncClient, url: str, max_bytes: int, headers: di
     try:
         async with client.stream("GET", url, headers=headers) as response:
             if response.status_code == 304:
+                await response.aread()  # nothing, but read: the connection goes back to the pool
                 return Fetched(str(response.url), b"", "", not_modified=True)
             if response.status_code >= 400:
                 raise FetchStatus(url, response.status_code)

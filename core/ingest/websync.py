@@ -6,6 +6,7 @@ only after its batch is stored, so a sync killed in between downloads it again."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +32,30 @@ def _add(total: IngestReport, part: IngestReport) -> None:
             total.failures.extend(part.failures)
         elif f.name != "seconds":
             setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+
+
+async def _ahead(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+    """The next batch is fetched while this one is embedded: two batches in memory at most."""
+    queue: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
+
+    async def produce() -> None:
+        try:
+            async for batch in batches:
+                await queue.put(batch)
+            await queue.put(None)
+        except Exception as exc:  # handed to the consumer, raised there
+            await queue.put(exc)
+
+    task = asyncio.create_task(produce())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def ingest_web(
@@ -67,7 +92,7 @@ async def ingest_web(
         reader = WebReader(
             client, settings, origin=target, known=known, links=store_of.links if store_of is not None else None
         )
-        batches: AsyncIterator[Batch] = reader.crawl(target, crawl) if crawl else reader.sitemap(target)
+        batches = _ahead(reader.crawl(target, crawl) if crawl else reader.sitemap(target))
         async for batch in batches:
             keep.update(doc_id_for(source) for source in (*batch.kept, *(d.source for d in batch.docs)))
             total.documents += batch.skipped  # unchanged pages are documents of the source too

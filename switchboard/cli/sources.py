@@ -13,7 +13,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from switchboard.cli.base import JsonOption, KBOption, _embedder, _fail, _kb, _run, _settings, app, out
+from switchboard.cli.base import (
+    CrawlOption,
+    DepthOption,
+    JsonOption,
+    KBOption,
+    MaxPagesOption,
+    PrefixOption,
+    _crawl_options,
+    _embedder,
+    _fail,
+    _kb,
+    _run,
+    _settings,
+    app,
+    out,
+)
 
 if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
     from core.ingest.registry import Registry, SyncRun
@@ -53,18 +68,15 @@ def source_add(
     sitemap: Annotated[bool, typer.Option("--sitemap", help="TARGET is a sitemap: ingest every page.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Each sync removes documents gone from it.")] = False,
     every: Annotated[str | None, typer.Option("--every", help="How often to sync it: 30m, 6h, 1d.")] = None,
-    crawl: Annotated[bool, typer.Option("--crawl", help="TARGET is a site's start page: crawl it.")] = False,
-    depth: Annotated[int | None, typer.Option("--depth", help="Crawl: links followed from the start (2).")] = None,
-    max_pages: Annotated[int | None, typer.Option("--max-pages", help="Crawl: at most this many pages (1000).")] = None,
-    prefix: Annotated[str | None, typer.Option("--prefix", help="Crawl: only paths under it, like /docs/.")] = None,
+    crawl: CrawlOption = False,
+    depth: DepthOption = None,
+    max_pages: MaxPagesOption = None,
+    prefix: PrefixOption = None,
 ) -> None:
     """Register a source of a knowledge base (nothing is ingested until `switchboard sync`)."""
     settings = _settings()
     name = _kb(settings, kb)
-    crawl_options = {"depth": depth, "max_pages": max_pages, "prefix": prefix}
-    options = {k: v for k, v in crawl_options.items() if v is not None}
-    if options and not crawl:
-        _fail(f"{', '.join('--' + k.replace('_', '-') for k in options)} only apply to a crawl (--crawl)")
+    options = _crawl_options(crawl, depth, max_pages, prefix)
     registry = _registry()
     source = _run(
         lambda: registry.add(

@@ -49,6 +49,7 @@ def _etag(page: Page) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     site: Site
+    protocol_version = "HTTP/1.1"  # keep-alive, as real sites: every answer has a Content-Length
 
     def do_GET(self) -> None:
         path = self.path
