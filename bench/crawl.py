@@ -262,8 +262,9 @@ def main() -> None:
         local.start()
         try:
             sync = child("sync", work, port, grpc, {"pages": args.pages, "polite": args.polite})
-            stream = child("memory", work, port, grpc, {"pages": args.big, "mode": "stream"})
-            held = child("memory", work, port, grpc, {"pages": args.big, "mode": "held"})
+            memory = {"pages": args.big}  # --big 0: the sync phase alone
+            stream = child("memory", work, port, grpc, {**memory, "mode": "stream"}) if args.big else None
+            held = child("memory", work, port, grpc, {**memory, "mode": "held"}) if args.big else None
         finally:
             local.stop()
 
@@ -293,6 +294,8 @@ def main() -> None:
         ),
     ]
     for name, m in (("streamed crawl", stream), ("whole sitemap first (old path)", held)):
+        if m is None:
+            continue
         rows.append(
             (
                 f"{args.big} pages: {name}",

@@ -11,6 +11,7 @@ or reordered query parameters, a <link rel=canonical> on the same host) are read
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -67,6 +68,7 @@ class CrawlOptions:
         return {"depth": self.depth, "max_pages": self.max_pages, "prefix": self.prefix}
 
 
+@functools.lru_cache(maxsize=65_536)  # every page links home and to its neighbours: the same URLs again and again
 def url_key(url: str) -> str:
     """One key for the variants of a page: no fragment, no tracking parameters, sorted query, lower-case host,
     no default port, no trailing slash."""
@@ -238,8 +240,7 @@ class WebReader:
                     _collect(out, visit, sources)
                     queued.update(url_key(s) for s in (visit.kept, visit.doc and visit.doc.source) if s)
                     for link in visit.links if depth < options.depth else ():
-                        key = url_key(link)
-                        if key not in queued and follows(link):
+                        if follows(link) and (key := url_key(link)) not in queued:
                             queued.add(key)
                             following.append(link)
                 yield out
