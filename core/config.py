@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(20.0, validation_alias="FETCH_TIMEOUT")
     fetch_max_mb: float = Field(25.0, validation_alias="FETCH_MAX_MB")
     fetch_user_agent: str = Field("SwitchboardBot/0.1 (+self-hosted)", validation_alias="FETCH_USER_AGENT")
+    # A crawl (`source add --crawl`) starts one request per this many seconds at most (robots.txt may ask more).
+    crawl_delay_seconds: float = Field(0.5, ge=0, le=60, validation_alias="CRAWL_DELAY_SECONDS")
     max_file_mb: float = Field(50.0, validation_alias="INGEST_MAX_FILE_MB")
     # Internal hosts URL ingestion may fetch (hostnames or CIDRs, comma-separated); every other loopback,
     # private, link-local or metadata address is refused on every hop.

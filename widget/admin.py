@@ -117,6 +117,7 @@ class SummaryOut(BaseModel):
     documents: int
     documents_unchanged: int
     documents_pruned: int
+    documents_skipped: int = Field(0, description="Web pages not downloaded: unchanged (HTTP 304, sitemap lastmod)")
     added: int
     updated: int
     unchanged: int

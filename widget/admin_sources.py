@@ -4,7 +4,7 @@ The same registry and sync as `switchboard source` and `switchboard sync` (core.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, Field
@@ -43,6 +43,10 @@ class SourceIn(BaseModel):
         None, description="Each sync removes documents gone from the source (default: on for connectors only)"
     )
     every: str | None = Field(None, max_length=20, description="How often to sync it: 30m, 6h, 1d")
+    crawl: bool = Field(False, description="The target is a site's start page: crawl it (same host)")
+    depth: int | None = Field(None, description="Crawl: how many links deep from the start page (default 2)")
+    max_pages: int | None = Field(None, description="Crawl: at most this many pages (default 1000)")
+    prefix: str | None = Field(None, max_length=500, description="Crawl: only paths starting with it, like /docs/")
 
 
 class SyncRunOut(BaseModel):
@@ -51,6 +55,7 @@ class SyncRunOut(BaseModel):
     documents: int
     documents_unchanged: int
     documents_pruned: int
+    documents_skipped: int = Field(description="Web pages not downloaded: unchanged (HTTP 304, sitemap lastmod)")
     added: int = Field(description="Chunks, as the ingest summary counts them")
     updated: int
     unchanged: int
@@ -65,6 +70,7 @@ class SourceOut(BaseModel):
     target: str
     prune: bool
     every: str | None
+    options: dict[str, Any] = Field(description="The kind's settings: a crawl's depth, max_pages and prefix")
     created_at: datetime
     last_sync: SyncRunOut | None
     next_sync: datetime | None = Field(
@@ -87,7 +93,7 @@ def _run(run: SyncRun) -> SyncRunOut:
 
 
 def _source(source: Source) -> SourceOut:
-    fields = {f: getattr(source, f) for f in ("id", "kb", "kind", "target", "prune", "every", "created_at")}
+    fields = {f: getattr(source, f) for f in ("id", "kb", "kind", "target", "prune", "every", "options", "created_at")}
     due = next_sync(source)
     return SourceOut(
         **fields,
@@ -127,7 +133,18 @@ async def add_source(kb: KB, body: SourceIn, registry: RegistryDep) -> SourceOut
                 400,
                 f"{body.target}: only http(s) URLs here, or a connector (notion:ID); register paths with `source add`",
             )
-        source = await registry.add(kb=kb, target=body.target, sitemap=body.sitemap, prune=body.prune, every=body.every)
+        options = {k: v for k, v in body.model_dump(include={"depth", "max_pages", "prefix"}).items() if v is not None}
+        if options and not body.crawl:
+            raise IngestError(f"{', '.join(options)}: only for a crawl (crawl: true)")
+        source = await registry.add(
+            kb=kb,
+            target=body.target,
+            sitemap=body.sitemap,
+            prune=body.prune,
+            every=body.every,
+            options=options,
+            crawl=body.crawl,
+        )
     except IngestError as exc:
         raise HTTPException(400, str(exc)) from exc
     return _source(source)

@@ -55,6 +55,18 @@ T = TypeVar("T")
 
 KBOption = Annotated[str | None, typer.Option("--kb", help="Knowledge base (default: SWITCHBOARD_KB).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CrawlOption = Annotated[bool, typer.Option("--crawl", help="Each URL is a site's start page: crawl it.")]
+DepthOption = Annotated[int | None, typer.Option("--depth", help="Crawl: links followed from the start (2).")]
+MaxPagesOption = Annotated[int | None, typer.Option("--max-pages", help="Crawl: at most this many pages (1000).")]
+PrefixOption = Annotated[str | None, typer.Option("--prefix", help="Crawl: only paths under it, like /docs/.")]
+
+
+def _crawl_options(crawl: bool, depth: int | None, max_pages: int | None, prefix: str | None) -> dict[str, Any]:
+    """The crawl options given (validated by core.ingest.crawl.CrawlOptions); refused without --crawl."""
+    given = {k: v for k, v in {"depth": depth, "max_pages": max_pages, "prefix": prefix}.items() if v is not None}
+    if given and not crawl:
+        _fail(f"{', '.join('--' + k.replace('_', '-') for k in given)} only apply to a crawl (--crawl)")
+    return given
 
 
 def _settings() -> Settings:

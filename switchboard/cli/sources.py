@@ -14,7 +14,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from switchboard.cli.base import JsonOption, KBOption, _embedder, _fail, _kb, _run, _settings, app, out
+from switchboard.cli.base import (
+    CrawlOption,
+    DepthOption,
+    JsonOption,
+    KBOption,
+    MaxPagesOption,
+    PrefixOption,
+    _crawl_options,
+    _embedder,
+    _fail,
+    _kb,
+    _run,
+    _settings,
+    app,
+    out,
+)
 
 if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
     from core.config import Settings
@@ -37,8 +52,10 @@ def _when(seconds: float) -> str:
 def _outcome(run: SyncRun | None) -> str:
     if run is None:
         return "never synced"
+    skipped = f", {run.documents_skipped} not downloaded" if run.documents_skipped else ""
     counts = (
-        f"{run.documents} documents ({run.documents_unchanged} unchanged, {run.documents_pruned} pruned); chunks "
+        f"{run.documents} documents ({run.documents_unchanged} unchanged{skipped}, {run.documents_pruned} pruned); "
+        "chunks "
         f"{run.added} added, {run.updated} updated, {run.unchanged} unchanged, {run.deleted} deleted"
     )
     if run.error and not run.documents:
@@ -62,12 +79,21 @@ def source_add(
         typer.Option("--prune/--no-prune", help="Each sync removes documents gone from it (default: connectors only)."),
     ] = None,
     every: Annotated[str | None, typer.Option("--every", help="How often to sync it: 30m, 6h, 1d.")] = None,
+    crawl: CrawlOption = False,
+    depth: DepthOption = None,
+    max_pages: MaxPagesOption = None,
+    prefix: PrefixOption = None,
 ) -> None:
     """Register a source of a knowledge base (nothing is ingested until `switchboard sync`)."""
     settings = _settings()
     name = _kb(settings, kb)
+    options = _crawl_options(crawl, depth, max_pages, prefix)
     registry = _registry()
-    source = _run(lambda: registry.add(kb=name, target=target, sitemap=sitemap, prune=prune, every=every))
+    source = _run(
+        lambda: registry.add(
+            kb=name, target=target, sitemap=sitemap, prune=prune, every=every, options=options, crawl=crawl
+        )
+    )
     out.print(f"{source.id}  {source.kind} {escape(source.target)} → {name}", highlight=False)
 
 
