@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,8 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.answer.assistant import Assistant, open_assistant
 from core.answer.profiles import load_tables
 from core.errors import StateError
+from core.ingest.lease import create_leases
 from core.ingest.registry import Registry
-from widget import admin, admin_sources, admin_stats, console, metrics, openai_api
+from core.ingest.schedule import SyncScheduler
+from widget import admin, admin_curated, admin_sources, admin_stats, console, metrics, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
 from widget.deps import ServerState
@@ -164,7 +166,18 @@ def create_app(
             )
             logger.info("serving bots %s", ", ".join(bots))
             try:
-                async with webhooks.serve(assistant):  # the chat platforms' clients, built from the assistant
+                async with AsyncExitStack() as running:
+                    await running.enter_async_context(webhooks.serve(assistant))  # the chat platforms' clients
+                    if settings.sync_schedule:  # due syncs of registered sources; stopped before the store closes
+                        leases = create_leases(settings, assistant.redis)
+                        scheduler = SyncScheduler(
+                            app.state.switchboard.sources,
+                            assistant.store,
+                            assistant.embedder,
+                            leases,
+                            settings=settings,
+                        )
+                        await running.enter_async_context(scheduler.running())
                     yield
             finally:
                 # Chat-bot webhook answers run after their request returned: uvicorn did not wait for them.
@@ -186,6 +199,7 @@ def create_app(
     app.include_router(router)
     app.include_router(admin.router)
     app.include_router(admin_sources.router)
+    app.include_router(admin_curated.router)
     app.include_router(admin_stats.router)
     console.install(app, settings.admin_api_key is not None)
     openai_api.install(app)

@@ -52,6 +52,9 @@ class WebSettings(Settings):
     admin_max_upload_mb: float | None = Field(None, gt=0, validation_alias="ADMIN_MAX_UPLOAD_MB")
     # Prometheus's /metrics: disabled (404) unless a token is set; scrapers send it as a bearer token.
     metrics_token: SecretStr | None = Field(None, validation_alias="METRICS_TOKEN")
+    # Run the due syncs of registered sources (`source add --every`) in this server. With several replicas each
+    # due sync runs once anyway (a lease per source); false keeps a replica out of it (`sync --watch` elsewhere).
+    sync_schedule: bool = Field(True, validation_alias="SYNC_SCHEDULE")
 
     @field_validator("public_url", mode="before")
     @classmethod

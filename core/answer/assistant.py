@@ -16,6 +16,8 @@ from contextlib import aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
+from core.answer.curated import CuratedAnswers, create_curated
+from core.answer.curated_data import Match
 from core.answer.history import HistoryStore, create_history, fit_history
 from core.answer.llm import LLM, Finish, extractive_answer, open_llm
 from core.answer.log import AnswerLog, Outcome, create_answer_log
@@ -74,6 +76,7 @@ class Assistant:
         profiles: dict[str, BotProfile],
         redis: Redis | None = None,
         reranker: Reranker | None = None,
+        curated: CuratedAnswers | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -83,6 +86,7 @@ class Assistant:
         self.answers = answers
         self.profiles = profiles
         self.reranker = reranker
+        self.curated = curated  # operators' own answers, given instead of generated ones when a question matches
         self.redis = redis  # the process's client for state shared with other replicas (rate limits, de-dup)
         self.in_flight = InFlight()  # every answer of this process, for a graceful shutdown
 
@@ -144,6 +148,15 @@ class Assistant:
             stored = tuple(await self.history.load(message.channel, message.conversation_id))
         turns = fit_history(stored, self.settings.history_max_tokens)
         query = await self._standalone_query(message.query or message.text, turns)
+        hit = await self._curated(profile, query)
+        if hit is not None:
+            citations = hit.curated.citations
+            yield Sources(sources=citations)
+            yield Delta(text=hit.curated.answer)
+            yield await self._finish(
+                message, profile, hit.curated.answer, citations, clock, cited=bool(citations), curated=True
+            )
+            return
         try:
             with RETRIEVAL.time():
                 found = await self.search(profile.kb, query)
@@ -201,6 +214,16 @@ class Assistant:
         else:
             yield await self._finish(message, profile, text, citations, clock, cited=False, model=finish)
 
+    async def _curated(self, profile: BotProfile, query: str) -> Match | None:
+        """The bot's curated answer for this (standalone) question, if one is close enough."""
+        if self.curated is None:
+            return None
+        try:
+            return await self.curated.match(profile.name, query)
+        except Exception:  # a broken curated store must not stop answers: generate as usual
+            logger.exception("curated answers unavailable for bot %s", profile.name)
+            return None
+
     async def _standalone_query(self, question: str, turns: Sequence[Turn]) -> str:
         """Fold a follow-up ("and on Docker?") into a self-contained search query using recent turns."""
         if not turns or self.llm is None:
@@ -226,6 +249,7 @@ class Assistant:
         outcome: Outcome = "answered",
         cited: bool = True,
         model: Finish | None = None,
+        curated: bool = False,
     ) -> Done:
         """Remember the turn, log the answer with its sources, outcome and timings, and close the stream.
 
@@ -254,6 +278,7 @@ class Assistant:
                 outcome=outcome,
                 first_token_ms=first_token_ms,
                 total_ms=total_ms,
+                curated=curated,
             )
         except Exception:  # losing memory or the log must not lose the answer itself
             logger.exception("could not save conversation %s/%s", message.channel, message.conversation_id)
@@ -265,6 +290,7 @@ class Assistant:
             fallback=fallback,
             finish_reason=model.reason if model else "stop",
             usage=model.usage if model else None,
+            curated=curated,
         )
 
 
@@ -311,4 +337,5 @@ async def open_assistant(settings: Settings, *, keep_running: bool = False) -> A
             profiles=profiles,
             redis=redis,
             reranker=reranker,
+            curated=create_curated(settings, embedder),
         )

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS answers (
     user_id TEXT,
     outcome TEXT,
     first_token_ms REAL,
-    total_ms REAL
+    total_ms REAL,
+    curated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS answers_by_conversation ON answers (channel, conversation, created_at);
 CREATE INDEX IF NOT EXISTS answers_by_bot ON answers (bot, created_at);
@@ -81,6 +82,7 @@ class AnswerRecord:
     outcome: Outcome = "answered"
     first_token_ms: float | None = None  # from the question to the first text of the answer (None: not timed)
     total_ms: float | None = None  # from the question to the whole answer
+    curated: bool = False  # an operator's curated answer (core.answer.curated), not generated
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +92,7 @@ class Erased:
     conversations: int  # conversations the erased answers belonged to
     answers: int
     feedback: int
+    curated: int = 0  # questions promoted to curated answers as this user asked them (core.answer.privacy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +122,7 @@ class ConversationSummary:
 
 _COLUMNS = (
     "a.id, a.channel, a.conversation, a.bot, a.question, a.answer, a.citations, a.cited, a.fallback, a.created_at, "
-    "a.user_id, a.outcome, a.first_token_ms, a.total_ms"
+    "a.user_id, a.outcome, a.first_token_ms, a.total_ms, a.curated"
 )
 _PURGE_EVERY = 3600.0  # seconds between retention purges (checked on writes)
 
@@ -141,16 +144,23 @@ def _answer(row: tuple[Any, ...]) -> AnswerRecord:
         outcome=row[11],
         first_token_ms=row[12],
         total_ms=row[13],
+        curated=bool(row[14]),
     )
 
 
-_ADDED_COLUMNS = {"user_id": "TEXT", "outcome": "TEXT", "first_token_ms": "REAL", "total_ms": "REAL"}
+_ADDED_COLUMNS = {
+    "user_id": "TEXT",
+    "outcome": "TEXT",
+    "first_token_ms": "REAL",
+    "total_ms": "REAL",
+    "curated": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Answer logs made before answers carried a user id, an outcome or timings get the columns. Old rows get
-    their outcome from the flags they have (an answer without sources that did not fall back said "I don't
-    know"); their timings stay unknown (NULL), and analytics leave them out of the percentiles."""
+    """Answer logs made before answers carried a user id, an outcome, timings or the curated flag get the columns.
+    Old rows get their outcome from the flags they have (an answer without sources that did not fall back said "I
+    don't know"); their timings stay unknown (NULL), and analytics leave them out of the percentiles."""
     db.execute("BEGIN IMMEDIATE")  # several processes may open the log at once: one adds the columns
     present = {row[1] for row in db.execute("PRAGMA table_info(answers)")}
     for column, kind in _ADDED_COLUMNS.items():
@@ -199,8 +209,8 @@ class AnswerLog:
         with connect(self._path) as db:
             db.execute(
                 "INSERT INTO answers (id, channel, conversation, bot, question, answer, citations, cited, fallback, "
-                "created_at, user_id, outcome, first_token_ms, total_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, user_id, outcome, first_token_ms, total_ms, curated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.channel,
@@ -216,6 +226,7 @@ class AnswerLog:
                     record.outcome,
                     record.first_token_ms,
                     record.total_ms,
+                    int(record.curated),
                 ),
             )
         if self._purge.due():
@@ -236,6 +247,7 @@ class AnswerLog:
         outcome: Outcome = "answered",
         first_token_ms: float | None = None,
         total_ms: float | None = None,
+        curated: bool = False,
     ) -> str:
         record = AnswerRecord(
             id=uuid.uuid4().hex,
@@ -252,6 +264,7 @@ class AnswerLog:
             outcome=outcome,
             first_token_ms=first_token_ms,
             total_ms=total_ms,
+            curated=curated,
         )
         await asyncio.to_thread(self._record, record)
         return record.id
@@ -404,7 +417,7 @@ class AnswerLog:
                 "ORDER BY f.created_at DESC, f.rowid DESC LIMIT :limit",
                 {"bot": bot, "rating": rating, "limit": limit},
             ).fetchall()
-        return [RatedAnswer(answer=_answer(r), rating=r[14], comment=r[15], rated_at=r[16]) for r in rows]
+        return [RatedAnswer(answer=_answer(r), rating=r[15], comment=r[16], rated_at=r[17]) for r in rows]
 
     async def rated_answers(
         self, *, bot: str | None = None, rating: Rating | None = None, limit: int = 100
