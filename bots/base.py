@@ -275,10 +275,14 @@ class Responder:
     async def reset(self, conversation_id: str) -> None:
         await self.assistant.reset(self.platform, conversation_id)
 
+    async def engage(self, conversation_id: str) -> None:
+        """Note a conversation the bot joined (a thread it was mentioned in), so follow-ups need no mention."""
+        await self.assistant.engage(self.platform, conversation_id)
+
+    async def engaged(self, conversation_id: str) -> bool:
+        return await self.assistant.engaged(self.platform, conversation_id)
+
     async def feedback(self, value: str) -> bool:
         """Store a button's rating with its answer; False for a malformed or unknown answer id."""
         parsed = parse_feedback(value)
-        if parsed is None or await self.assistant.answers.get(parsed[1]) is None:
-            return False
-        await self.assistant.answers.add_feedback(parsed[1], parsed[0])
-        return True
+        return parsed is not None and await self.assistant.rate(parsed[1], parsed[0])

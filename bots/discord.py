@@ -393,7 +393,6 @@ async def _serve(client: DiscordBot, token: str) -> None:
             await asyncio.wait({gateway})
             if client.ws is not None:
                 await client.ws.close(code=1000)
-            assistant = client.responder.assistant
-            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
+            await client.responder.assistant.drain()
     except discord.LoginFailure:
         raise ConfigError("Discord refused DISCORD_BOT_TOKEN: copy the bot's token again (README: Chat bots)") from None

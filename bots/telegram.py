@@ -261,7 +261,7 @@ async def run(settings: Settings, telegram: TelegramSettings) -> None:
             try:
                 await sigterm()
                 await application.updater.stop()
-                await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+                await assistant.drain()
             finally:
                 if application.updater.running:
                     await application.updater.stop()
@@ -295,7 +295,7 @@ class TelegramWebhook:
             await application.start()
             yield partial(self.handle, application)
             # Updates are answered after Telegram got its 200, outside any request the server waits for.
-            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
+            await assistant.drain()
             await application.stop()
 
     async def handle(self, application: Application, body: bytes, headers: Mapping[str, str]) -> WebhookReply:

@@ -13,9 +13,8 @@ from core.errors import IngestError
 from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
 from core.ingest.sources import is_url
-from core.ingest.sync import sync_source
 from widget.admin import KB, JobOut, _errors, _job, require_admin
-from widget.deps import StateDep
+from widget.deps import KnowledgeDep, StateDep
 
 router = APIRouter(
     prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
@@ -124,15 +123,12 @@ async def remove_source(kb: KB, source_id: SourceId, registry: RegistryDep) -> R
 
 
 @router.post("/kbs/{kb}/sources/{source_id}/sync", status_code=202, responses=_errors(404, 422))
-async def sync(kb: KB, source_id: SourceId, registry: RegistryDep, state: StateDep) -> JobOut:
+async def sync(kb: KB, source_id: SourceId, registry: RegistryDep, state: StateDep, knowledge: KnowledgeDep) -> JobOut:
     """Sync the source now, as a job (follow it at GET /admin/jobs/{id}); the run joins the source's history."""
     source = await _get(registry, source_id, kb)
-    assistant = state.assistant
 
     async def work(progress: Progress) -> IngestReport:
-        synced = await sync_source(
-            registry, assistant.store, assistant.embedder, source, settings=state.settings, progress=progress
-        )
+        synced = await knowledge.sync(registry, source, progress=progress)
         if synced.report is None:
             raise IngestError(synced.run.error or "the sync failed")
         return synced.report

@@ -24,6 +24,7 @@ from core.answer.assistant import Assistant, open_assistant
 from core.answer.profiles import load_tables
 from core.errors import StateError
 from core.ingest.registry import Registry
+from core.shared_state import open_redis
 from widget import admin, admin_sources, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
@@ -143,20 +144,24 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_assistant(settings) as assistant, mcp.serve(assistant, settings):
+        async with (
+            open_redis(settings) as redis,  # the process's shared state: the assistant's, and limits, jobs, secret
+            open_assistant(settings, redis=redis) as assistant,
+            mcp.serve(assistant, settings),
+        ):
             if prepare is not None:
                 await prepare(assistant)
             bots = load_tables(assistant.profiles, "widget", WidgetBot)
-            jobs = Jobs(settings, create_job_store(settings, assistant.redis))
+            jobs = Jobs(settings, create_job_store(settings, redis))
             app.state.switchboard = ServerState(
                 settings=settings,
                 assistant=assistant,
                 tokens=SessionTokens(
-                    await signing_secret(settings, assistant.redis),
+                    await signing_secret(settings, redis),
                     settings.session_ttl,
                     settings.session_renew_days * 86400,
                 ),
-                limits=create_rate_limits(settings, assistant.redis),
+                limits=create_rate_limits(settings, redis),
                 bots=bots,
                 api_keys=ApiKeys(settings.data_dir / "api-keys.sqlite3"),
                 jobs=jobs,
@@ -168,7 +173,7 @@ def create_app(
                     yield
             finally:
                 # Chat-bot webhook answers run after their request returned: uvicorn did not wait for them.
-                await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+                await assistant.drain()
                 await jobs.close()  # before the store they write to closes
 
     # /docs and /openapi.json map every endpoint: on in development, in production only if API_DOCS says so.

@@ -74,7 +74,7 @@ async def run(settings: Settings, slack: SlackSettings) -> None:
             await sigterm()
         finally:
             await handler.close_async()  # no new events; answers keep their own Web API client
-        await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+        await assistant.drain()
 
 
 async def _connect(handler: AsyncSocketModeHandler) -> None:

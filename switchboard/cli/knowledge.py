@@ -98,9 +98,7 @@ def search(
     settings = _settings()
     name = _kb(settings, kb)
     embedder = _embedder(settings)
-    options = SearchOptions.from_settings(
-        settings, top_k=k, alpha=settings.search_alpha if alpha is None else alpha, source_prefix=source_prefix
-    )
+    options = SearchOptions.from_settings(settings, top_k=k, alpha=alpha, source_prefix=source_prefix)
 
     async def go() -> Any:
         async with open_store(settings) as store, open_reranker(settings) as reranker:
@@ -146,7 +144,7 @@ def eval_command(
     first = EvalRun(
         kb=name,
         k=k,
-        options=SearchOptions.from_settings(settings, alpha=settings.search_alpha if alpha is None else alpha),
+        options=SearchOptions.from_settings(settings, alpha=alpha),
     )
     try:
         qa = load_qa(qa_file)
