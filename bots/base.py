@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from bots.dedup import create_deduplicator
 from bots.render import Dialect, split
@@ -28,6 +28,7 @@ from core.answer.assistant import Assistant
 from core.answer.citations import final_markdown
 from core.answer.collect import collect
 from core.answer.log import Rating
+from core.answer.profiles import load_tables
 from core.errors import AnswerFailed, ConfigError
 from core.types import Done, Event, Message
 
@@ -91,6 +92,11 @@ class Followed:
     done: Done | None = None
     failure: str | None = None  # the core's reason for not answering
     cancelled: asyncio.CancelledError | None = None  # shutdown's grace period ran out mid-answer
+
+    @property
+    def reason(self) -> str:
+        """Why there is no whole answer, fit for a user: cut off by a shutdown, the core's reason, or an apology."""
+        return INTERRUPTED if self.cancelled is not None else self.failure or APOLOGY
 
 
 async def follow(
@@ -178,10 +184,10 @@ class PostThenEdit(Stream):
 
     async def finish(self, result: Followed) -> None:
         done = result.done
-        if result.cancelled is not None:
-            final = f"{result.text}\n\n{INTERRUPTED}" if result.text else INTERRUPTED
+        if result.cancelled is not None:  # what was written stays, marked as cut off
+            final = f"{result.text}\n\n{result.reason}" if result.text else result.reason
         else:
-            final = result.failure or (final_markdown(done) if done else APOLOGY)
+            final = final_markdown(done) if done else result.reason
         try:
             await self.reply.show(final, answer_id=done.answer_id if done else None)
         except Exception:
@@ -225,13 +231,19 @@ def parse_feedback(value: str) -> tuple[Rating, str] | None:
     return cast(Rating, rating), answer_id
 
 
-class Responder:
+Table = TypeVar("Table", bound=BotTable)
+
+
+class Responder(Generic[Table]):
     """The part of every adapter that is not about its platform: which bot answers where, redelivery
-    de-duplication, answering into a Channel, reset, feedback."""
+    de-duplication, answering into a Channel, reset, feedback. `table`: the platform's model of a bot's
+    `[bots.NAME.<platform>]` table, with `defaults` for keys a table leaves out."""
 
     def __init__(
-        self, assistant: Assistant, *, platform: str, default_bot: str, tables: Mapping[str, BotTable]
+        self, assistant: Assistant, *, platform: str, default_bot: str, table: type[Table], **defaults: object
     ) -> None:
+        # Every bot's table, validated at start-up (core.answer.profiles.load_tables).
+        self.tables = load_tables(assistant.profiles, platform, table, **defaults)
         if default_bot not in assistant.profiles:
             known = ", ".join(sorted(assistant.profiles))
             raise ConfigError(f"{platform.upper()}_BOT names an unknown bot {default_bot!r} (known: {known})")
@@ -239,7 +251,6 @@ class Responder:
         self.dedup = create_deduplicator(assistant.settings, assistant.redis)
         self.platform = platform
         self.default_bot = default_bot
-        self.tables = tables  # every bot's `[bots.NAME.<platform>]` table, validated (core.answer.profiles.load_tables)
 
     def bot_for(self, scopes: Sequence[tuple[str, str]]) -> str:
         """The bot mapped to the most specific scope, e.g. [("channels", "C1"), ("teams", "T1")], from

@@ -43,7 +43,6 @@ from bots.render import TELEGRAM
 from bots.settings import TelegramSettings, TelegramTable
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.answer.assistant import Assistant, open_assistant
-from core.answer.profiles import load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import sigterm
@@ -238,8 +237,7 @@ def _application(telegram: TelegramSettings, assistant: Assistant, *, polling: b
     if not polling:
         builder = builder.updater(None)
     application = builder.build()
-    tables = load_tables(assistant.profiles, "telegram", TelegramTable)
-    responder = Responder(assistant, platform="telegram", default_bot=telegram.bot, tables=tables)
+    responder = Responder(assistant, platform="telegram", default_bot=telegram.bot, table=TelegramTable)
     TelegramBot(responder).install(application)
     return application
 
