@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from switchboard.cli.base import JsonOption, KBOption, _embedder, _fail, _kb, _run, _settings, app, out
+from switchboard.cli.base import (
+    JsonOption,
+    KBOption,
+    _counts,
+    _embedder,
+    _fail,
+    _kb,
+    _run,
+    _settings,
+    _stop_on_sigterm,
+    _when,
+    app,
+    out,
+)
 
 if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
     from core.ingest.registry import Registry, SyncRun
@@ -28,20 +38,12 @@ def _registry() -> Registry:
     return Registry.for_settings(_settings())
 
 
-def _when(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _outcome(run: SyncRun | None) -> str:
     if run is None:
         return "never synced"
-    counts = (
-        f"{run.documents} documents ({run.documents_unchanged} unchanged, {run.documents_pruned} pruned); chunks "
-        f"{run.added} added, {run.updated} updated, {run.unchanged} unchanged, {run.deleted} deleted"
-    )
     if run.error and not run.documents:
         return f"failed: {run.error}"
-    return counts + (f"; {run.error}" if run.error else "")
+    return _counts(run) + (f"; {run.error}" if run.error else "")
 
 
 @source_app.command("add")
@@ -114,8 +116,7 @@ def sync(
     embedder = _embedder(settings)
 
     async def go() -> Any:
-        stop = asyncio.Event()  # SIGTERM: stop between documents; the next sync repairs the rest
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        stop = _stop_on_sigterm()
         async with open_store(settings) as store:
             return await sync_all(registry, store, embedder, sources, settings=settings, stop=stop)
 
