@@ -64,9 +64,19 @@ def require_admin(
         raise HTTPException(403, "wrong admin key")
 
 
-router = APIRouter(
-    prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
-)
+router = APIRouter()  # this module's routes; api() serves them under /admin
+
+
+def api() -> APIRouter:
+    """/admin: this module's routes and the registered sources' (widget.admin_sources), behind the admin key."""
+    from widget import admin_sources  # imported here: it uses this module's pieces
+
+    admin = APIRouter(
+        prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
+    )
+    admin.include_router(router)
+    admin.include_router(admin_sources.router)
+    return admin
 
 
 def _kb(kb: Annotated[str, Path(description="Knowledge base name")]) -> str:

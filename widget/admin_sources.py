@@ -1,5 +1,6 @@
 """The admin API's registered sources (/admin/kbs/{kb}/sources): list, add, remove, and sync one as a job.
-The same registry and sync as `switchboard source` and `switchboard sync` (core.ingest.registry, .sync)."""
+The same registry and sync as `switchboard source` and `switchboard sync` (core.ingest.registry, .sync). Its
+routes are served with admin's by widget.admin.api(): the same /admin prefix, key check and error responses."""
 
 from __future__ import annotations
 
@@ -7,18 +8,16 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from core.errors import IngestError
 from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
 from core.ingest.sources import is_url
-from widget.admin import KB, JobOut, _errors, _job, require_admin
+from widget.admin import KB, JobOut, _errors, _job
 from widget.deps import KnowledgeDep, StateDep
 
-router = APIRouter(
-    prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
-)
+router = APIRouter()  # served under /admin by widget.admin.api()
 
 
 def get_registry(state: StateDep) -> Registry:
@@ -57,7 +56,7 @@ class SourceOut(BaseModel):
     prune: bool
     every: str | None
     created_at: datetime
-    last_sync: SyncRunOut | None
+    last_sync: SyncRunOut | None = Field(validation_alias=AliasChoices("last_sync", "last"))  # Source.last
 
 
 class SourceHistoryOut(SourceOut):
@@ -74,8 +73,7 @@ def _run(run: SyncRun) -> SyncRunOut:
 
 
 def _source(source: Source) -> SourceOut:
-    fields = {f: getattr(source, f) for f in ("id", "kb", "kind", "target", "prune", "every", "created_at")}
-    return SourceOut(**fields, last_sync=None if source.last is None else _run(source.last))
+    return SourceOut.model_validate(source, from_attributes=True)
 
 
 async def _get(registry: Registry, source_id: str, kb: str) -> Source:

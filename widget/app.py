@@ -25,7 +25,7 @@ from core.answer.profiles import load_tables
 from core.errors import StateError
 from core.ingest.registry import Registry
 from core.shared_state import open_redis
-from widget import admin, admin_sources, openai_api
+from widget import admin, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
 from widget.deps import ServerState
@@ -189,8 +189,7 @@ def create_app(
     if docs:
         install_docs(app)
     app.include_router(router)
-    app.include_router(admin.router)
-    app.include_router(admin_sources.router)
+    app.include_router(admin.api())
     openai_api.install(app)
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
     webhooks.install(app)
