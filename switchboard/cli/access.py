@@ -55,6 +55,8 @@ def keys_create(
 def keys_list() -> None:
     """Keys with their bots and last use (never the keys themselves)."""
     table = Table("id", "name", "bots", "created", "last used", "status")
+    for column in (table.columns[0], *table.columns[3:5]):
+        column.no_wrap = True  # the id (copied into `keys revoke`) and moments stay whole; names and bots wrap
 
     for k in _api_keys().list():
         table.add_row(

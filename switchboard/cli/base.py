@@ -132,5 +132,5 @@ def _counts(report: IngestReport | SyncRun) -> str:
 
 
 def _when(seconds: float | None) -> str:
-    """A moment as every command prints it: UTC (as the admin API gives it), to the second; "never" for none."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if seconds else "never"
+    """A moment as every command prints it: UTC (as the admin API gives it), to the minute; "never" for none."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%MZ") if seconds else "never"
