@@ -87,9 +87,9 @@ def phase_ingest(settings: Settings, corpus: Path) -> dict[str, Any]:
 
 
 def phase_search(settings: Settings, queries: list[str], repeat: int) -> dict[str, Any]:
-    import weaviate
-    from weaviate.classes.init import Auth
     from weaviate.classes.query import HybridFusion, MetadataQuery
+
+    from core.store.nodes import local_client
 
     embedder = create_embedder(settings)
     local = LocalWeaviate.from_settings(settings)
@@ -99,9 +99,7 @@ def phase_search(settings: Settings, queries: list[str], repeat: int) -> dict[st
         kit: list[float] = []
         raw: list[float] = []
         reranked: list[float] = []
-        client = weaviate.use_async_with_local(
-            port=local.http_port, grpc_port=local.grpc_port, auth_credentials=Auth.api_key(local.api_key)
-        )
+        client = local_client(local)
         await client.connect()
         collection = client.collections.use(collection_name(KB))
         fake = FakeReranker().start()

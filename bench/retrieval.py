@@ -35,7 +35,6 @@ import weaviate
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.data import DataObject
-from weaviate.classes.init import Auth
 from weaviate.classes.query import HybridFusion
 from weaviate.collections import CollectionAsync
 
@@ -47,6 +46,7 @@ from core.evaluate import MRR_DEPTH, QA, QuestionResult, load_qa, matches, ranki
 from core.ingest.pipeline import ingest
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
+from core.store.nodes import local_client
 from core.store.search import SearchOptions, retrieve
 
 REPO = Path(__file__).resolve().parent.parent
@@ -282,9 +282,7 @@ def log(message: str) -> None:
 
 async def run_all(set_dirs: list[Path], settings: Settings, local: LocalWeaviate) -> list[dict[str, Any]]:
     embedder = create_embedder(settings)
-    client = weaviate.use_async_with_local(
-        port=local.http_port, grpc_port=local.grpc_port, auth_credentials=Auth.api_key(local.api_key)
-    )
+    client = local_client(local)
     await client.connect()
     try:
         async with open_store(settings) as store:

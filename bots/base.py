@@ -183,15 +183,18 @@ class PostThenEdit(Stream):
         await self.reply.show(text + CURSOR)
 
     async def finish(self, result: Followed) -> None:
-        done = result.done
-        if result.cancelled is not None:  # what was written stays, marked as cut off
-            final = f"{result.text}\n\n{result.reason}" if result.text else result.reason
-        else:
-            final = final_markdown(done) if done else result.reason
         try:
-            await self.reply.show(final, answer_id=done.answer_id if done else None)
+            await self.reply.show(ending(result), answer_id=result.done.answer_id if result.done else None)
         except Exception:
             logger.exception("could not deliver the final answer to %s", self.channel.dialect.name)
+
+
+def ending(result: Followed) -> str:
+    """What a reply finally shows: the answer with its sources, what was written before shutdown cut it off,
+    the core's reason for not answering, or an apology."""
+    if result.cancelled is not None:  # what was written stays, marked as cut off
+        return f"{result.text}\n\n{result.reason}" if result.text else result.reason
+    return final_markdown(result.done) if result.done else result.reason
 
 
 async def relay(events: AsyncIterator[Event], channel: Channel, streaming: Stream | None = None) -> Done | None:

@@ -1,4 +1,5 @@
-"""The core speaks Markdown; each chat platform gets its own dialect: Slack mrkdwn, Telegram HTML, Discord.
+"""The core speaks Markdown; each chat platform gets its own dialect: Slack mrkdwn, Telegram HTML, Discord,
+WhatsApp, Teams.
 
 One renderer walks markdown-it's syntax tree and asks a small `Dialect` how to spell each element, so the
 three platforms share the parsing, the list/table/quote layout and the splitting at message limits. Raw HTML
@@ -114,6 +115,47 @@ DISCORD = Dialect(
     pre=lambda code, lang: _fence(code.replace("```", "`\u200b``"), lang),
     # <url> stops Discord from unfurling every cited page into a large embed.
     link=lambda text, url: f"[{text}](<{url}>)",
+    quote=_quote_lines("> "),
+)
+
+
+def _whatsapp_link(text: str, url: str) -> str:
+    # WhatsApp has no link markup, but it turns a bare URL into a link: show the text, then the URL.
+    return url if text == url else f"{text}: {url}"
+
+
+WHATSAPP = Dialect(
+    name="whatsapp",
+    # WhatsApp's formatting characters have no escape (as Slack's); a lone one shows as itself.
+    escape=lambda s: s,
+    bold=lambda s: f"*{s}*",
+    italic=lambda s: f"_{s}_",
+    strike=lambda s: f"~{s}~",
+    code=lambda s: f"`{s}`",
+    pre=lambda code, _lang: _fence(code, ""),  # a language after the fence would show as code
+    link=_whatsapp_link,
+    quote=_quote_lines("> "),
+)
+
+
+# Teams' Markdown: its formatting characters escaped, HTML shown as text. Brackets stay: the answer's `[1]`
+# markers are what Teams links to the message's citation entities.
+_TEAMS_SPECIAL = re.compile(r"([\\*_~`#])")
+
+
+def _teams_escape(text: str) -> str:
+    return _TEAMS_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+TEAMS = Dialect(
+    name="teams",
+    escape=_teams_escape,
+    bold=lambda s: f"**{s}**",
+    italic=lambda s: f"_{s}_",
+    strike=lambda s: f"~~{s}~~",
+    code=lambda s: f"`{html.escape(s, quote=False)}`",
+    pre=lambda code, lang: _fence(html.escape(code, quote=False).replace("```", "`\u200b``"), lang),
+    link=lambda text, url: f"[{text}]({url.replace(')', '%29').replace(' ', '%20')})",
     quote=_quote_lines("> "),
 )
 

@@ -1,4 +1,4 @@
-"""Each chat adapter's settings: its variables (SLACK_*, TELEGRAM_*, DISCORD_*; read like core's, from the
+"""Each chat adapter's settings: its variables (SLACK_*, TELEGRAM_*, DISCORD_*, WHATSAPP_*; read like core's, from the
 environment, then `.env`) and its table in the bots file (`[bots.NAME.slack]` …), which says where a bot
 answers. Free of the platform libraries: the web server reads which webhooks are configured before it imports
 any of them, and a platform's extra need not be installed to read its settings.
@@ -94,12 +94,47 @@ class DiscordSettings(AdapterSettings):
     threads: bool = False  # answer mentions in a new thread (a bot's `threads` in the bots file overrides it)
 
 
+class WhatsAppSettings(AdapterSettings):
+    """POST /whatsapp/webhook on `switchboard serve` (the Cloud API delivers over HTTP only), mounted when
+    WHATSAPP_ACCESS_TOKEN is set."""
+
+    model_config = prefixed("WHATSAPP_")
+    optional_keys = ("access_token",)
+    signing_secrets = ("app_secret", "verify_token")
+
+    access_token: SecretStr | None = None  # a System User's permanent token (README "WhatsApp")
+    app_secret: SecretStr | None = None  # signs every delivery (X-Hub-Signature-256)
+    verify_token: SecretStr | None = None  # echoed by Meta when the webhook URL is registered
+    phone_number_id: str | None = None  # the business number answered (the bots file may map more)
+    api_url: str = "https://graph.facebook.com"
+    api_version: str = "v23.0"
+
+
+class TeamsSettings(AdapterSettings):
+    """POST /teams/messages on `switchboard serve` (webhook only), mounted when TEAMS_APP_ID and
+    TEAMS_APP_PASSWORD are set. The endpoints are Microsoft's; tests point them at a fake on loopback."""
+
+    model_config = prefixed("TEAMS_")
+    optional_keys = ("app_password",)
+
+    app_id: str | None = None  # the Azure Bot's Microsoft App ID: the audience of Teams' tokens
+    app_password: SecretStr | None = None  # its client secret, for the bot's own tokens
+    tenant_id: str | None = None  # a single-tenant bot's tenant; None: a multi-tenant bot (botframework.com)
+    # Where the bot's tokens come from (client credentials) and where Teams' signing keys are published.
+    login_url: str = "https://login.microsoftonline.com"
+    openid_url: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    # native: Teams' streaming protocol in personal chats; edit: post, then update every ~1.5 s everywhere.
+    streaming: Literal["native", "edit"] = "native"
+
+
 # `switchboard bot PLATFORM` → the settings it reads.
 ADAPTER_SETTINGS: dict[str, type[AdapterSettings]] = {
     "slack": SlackSettings,
     "telegram": TelegramSettings,
     "discord": DiscordSettings,
 }
+# Platforms only the web server serves (their webhook), with no `switchboard bot PLATFORM`.
+WEBHOOK_ONLY_SETTINGS: dict[str, type[AdapterSettings]] = {"whatsapp": WhatsAppSettings, "teams": TeamsSettings}
 
 
 # --- the bots file's per-platform tables --------------------------------------------------------------------
@@ -107,6 +142,7 @@ ADAPTER_SETTINGS: dict[str, type[AdapterSettings]] = {
 # Ids in the bots file: TOML strings or integers, compared as text. One that could never match is a typo.
 SlackId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^[A-Z0-9]+$")]
 ChatId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^-?[0-9]+$")]
+PhoneNumberId = Annotated[str, BeforeValidator(str), StringConstraints(pattern=r"^[0-9]+$")]
 
 
 class BotTable(BaseModel):
@@ -128,3 +164,14 @@ class SlackTable(BotTable):
 
 class TelegramTable(BotTable):
     chats: frozenset[ChatId] = frozenset()
+
+
+class WhatsAppTable(BotTable):
+    phone_numbers: frozenset[PhoneNumberId] = frozenset()  # business phone number ids (not the numbers)
+
+
+class TeamsTable(BotTable):
+    """Teams ids: a channel or chat's conversation id (19:…@thread.tacv2) and a tenant's GUID."""
+
+    conversations: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()

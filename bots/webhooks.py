@@ -1,5 +1,5 @@
-"""The chat platforms that deliver events over HTTP (Slack's Events API, Telegram's webhook), without the web
-framework: the web server mounts them (`switchboard serve`).
+"""The chat platforms that deliver events over HTTP (Slack's Events API, Telegram's and WhatsApp's webhooks),
+without the web framework: the web server mounts them (`switchboard serve`).
 
 A `Webhook` is one platform's endpoint as configured: its path and body limit, checked when the server is
 built (no I/O). `open(assistant)` builds the platform client once, from the open assistant, and closes it on
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -57,6 +57,15 @@ class Webhook(Protocol):
 
     def open(self, assistant: Assistant) -> AbstractAsyncContextManager[WebhookHandler]:
         """The platform client, started from the assistant while the server runs, then stopped."""
+        ...
+
+
+@runtime_checkable
+class Verified(Protocol):
+    """A webhook whose platform first checks the URL with a GET (WhatsApp's hub.challenge handshake)."""
+
+    def verify(self, query: Mapping[str, str]) -> WebhookReply:
+        """The reply to GET `path` with these query parameters."""
         ...
 
 

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     history_max_tokens: int = Field(1500, ge=0, validation_alias="HISTORY_MAX_TOKENS")
     # A conversation nobody continued for this long is forgotten (in Redis and in SQLite).
     history_ttl_days: int = Field(30, ge=1, validation_alias="HISTORY_TTL_DAYS")
+    # A question at least this similar (cosine, the configured embedder) to a curated answer's question or one of
+    # its paraphrases gets that answer. 0.9 suits all-MiniLM-L6-v2: rewordings of one question score above it,
+    # related but different questions below; lower it for looser matching, raise it for other embedders.
+    curated_min_similarity: float = Field(0.9, ge=0.0, le=1.0, validation_alias="CURATED_MIN_SIMILARITY")
     # Questions, answers and feedback older than this are purged from the answer log (empty: kept).
     answer_log_retention_days: int | None = Field(None, ge=1, validation_alias="ANSWER_LOG_RETENTION_DAYS")
 
@@ -120,6 +124,8 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(20.0, validation_alias="FETCH_TIMEOUT")
     fetch_max_mb: float = Field(25.0, validation_alias="FETCH_MAX_MB")
     fetch_user_agent: str = Field("SwitchboardBot/0.1 (+self-hosted)", validation_alias="FETCH_USER_AGENT")
+    # A crawl (`source add --crawl`) starts one request per this many seconds at most (robots.txt may ask more).
+    crawl_delay_seconds: float = Field(0.5, ge=0, le=60, validation_alias="CRAWL_DELAY_SECONDS")
     max_file_mb: float = Field(50.0, validation_alias="INGEST_MAX_FILE_MB")
     # Internal hosts URL ingestion may fetch (hostnames or CIDRs, comma-separated); every other loopback,
     # private, link-local or metadata address is refused on every hop.
@@ -128,6 +134,19 @@ class Settings(BaseSettings):
     max_uncompressed_mb: float = Field(100.0, gt=0, validation_alias="INGEST_MAX_UNCOMPRESSED_MB")
     max_compression_ratio: float = Field(100.0, gt=1, validation_alias="INGEST_MAX_COMPRESSION_RATIO")
     max_pdf_pages: int = Field(2000, ge=1, validation_alias="INGEST_MAX_PDF_PAGES")
+
+    # Connector sources (`source add confluence:SPACE`, `notion:ID`, `drive:FOLDER_ID`): each service's account.
+    # Confluence: the site (Cloud: https://you.atlassian.net/wiki) with a user's e-mail and API token, or a Data
+    # Center personal access token alone (no user).
+    confluence_url: str | None = Field(None, validation_alias="CONFLUENCE_URL")
+    confluence_user: str | None = Field(None, validation_alias="CONFLUENCE_USER")
+    confluence_api_token: SecretStr | None = Field(None, validation_alias="CONFLUENCE_API_TOKEN")
+    # Notion: an integration's secret (the pages must be shared with the integration).
+    notion_token: SecretStr | None = Field(None, validation_alias="NOTION_TOKEN")
+    notion_base_url: str = Field("https://api.notion.com", validation_alias="NOTION_BASE_URL")
+    # Google Drive: a service account's JSON key file (share the folders with its e-mail address).
+    google_service_account_file: Path | None = Field(None, validation_alias="GOOGLE_SERVICE_ACCOUNT_FILE")
+    google_drive_endpoint: str | None = Field(None, validation_alias="GOOGLE_DRIVE_ENDPOINT")
 
     @field_validator("default_kb")
     @classmethod
@@ -196,6 +215,8 @@ _OPTIONAL_KEYS = (
     "embed_api_key",
     "llm_api_key",
     "rerank_api_key",
+    "confluence_api_token",
+    "notion_token",
 )
 
 

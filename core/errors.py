@@ -57,3 +57,7 @@ class StateError(SwitchboardError):
 
 class AnswerFailed(SwitchboardError):
     """No answer came: the core's `Failed` reason (safe to show a user), or a stream that ended before `Done`."""
+
+
+class CuratedError(SwitchboardError):
+    """A curated answer (or a file of them) is invalid: empty, too long, or a bad line."""

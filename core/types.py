@@ -144,6 +144,7 @@ class Done:
     fallback: bool  # True: the LLM failed and the answer is the best passages, labelled as such
     finish_reason: FinishReason = "stop"  # "length": the model hit its token limit mid-answer
     usage: Usage | None = None  # None: no model call produced this answer (nothing found, or the fallback)
+    curated: bool = False  # True: an operator's curated answer (core.answer.curated), not a generated one
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="offline,local,web,slack,telegram,discord"
+extras="offline,local,web,slack,telegram,discord,whatsapp,teams,connectors"
 dev=false
 if [ "${1:-}" = "--dev" ]; then extras="$extras,dev"; dev=true; fi
 

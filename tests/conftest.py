@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import http.server
+import ipaddress
 import logging
+import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import SecretStr
@@ -136,6 +138,28 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(autouse=True)
+def _loopback_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Nothing the kit or a library runs may leave the machine (a model hub, a version check, a SaaS token
+    endpoint): a Python-level connection to any address but loopback is refused as unreachable, and fails the
+    test. The Docker tests talk to the daemon and its containers, so they are left out."""
+    if "tests/docker/" in request.node.nodeid:
+        yield
+        return
+    real = socket.socket.connect
+    escaped: list[Any] = []
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
+            escaped.append(address)
+            raise OSError(f"a connection to {address[0]} left the machine (refused by tests/conftest.py)")
+        real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield
+    assert not escaped, f"connections left the machine: {escaped}"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_llm_script(request: pytest.FixtureRequest) -> Iterator[None]:
     """Replies a test queued but did not use (it refused them, or failed half-way) must not answer the next."""
     yield
@@ -191,6 +215,8 @@ def web_settings(settings: Settings, fake_llm: FakeOpenAI, host_origin: str, tmp
             "llm_api_key": SecretStr("sk-test"),
             "llm_model": "fake-chat",
             "llm_timeout": 3.0,
+            # Test servers share a data directory with other tests' sources: only a test of the schedule runs it.
+            "sync_schedule": False,
             **extra,
         },
     )

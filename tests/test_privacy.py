@@ -180,7 +180,21 @@ async def test_a_users_records_are_erased_by_the_cli_and_the_admin_api(
         slack_answer = await logged(log, "slack", "T1:C1:1.0", "U42", f"slack {marker}")
         await log.add_feedback(slack_answer, "down", f"feedback {marker}")
         other = await logged(log, "slack", "T1:C1:1.0", "U7", "from someone else")
-        await logged(log, "telegram", "chat-9", "U42", f"telegram {marker}")
+        telegram_answer = await logged(log, "telegram", "chat-9", "U42", f"telegram {marker}")
+        # Curated answers promoted from their answers: two copy their question as asked (erased with them), one
+        # has the operator's own wording of it (kept).
+        for answer_id, extra in (
+            (slack_answer, {}),
+            (telegram_answer, {"paraphrases": ["Dashboard port?"]}),
+            (widget_answer.id, {"question": "Which port is the dashboard on?"}),
+        ):
+            promoted = httpx.post(
+                f"{web.url}/admin/answers/{answer_id}/promote",
+                json={"answer": "Port 8470.", **extra},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                timeout=30,
+            )
+            assert promoted.status_code == 201, promoted.text
         for channel, conversation in (("slack", "T1:C1:1.0"), ("telegram", "chat-9")):
             await memory.append(channel, conversation, [Turn(role="user", content=f"memory {marker}")])
 
@@ -195,6 +209,7 @@ async def test_a_users_records_are_erased_by_the_cli_and_the_admin_api(
             "conversations": 1,
             "answers": 1,
             "feedback": 1,
+            "curated": 1,
         }
         assert await log.get(slack_answer) is None and await log.feedback(slack_answer) is None
         assert await log.get(other) is not None  # the other person's answer in that thread stays
@@ -205,8 +220,18 @@ async def test_a_users_records_are_erased_by_the_cli_and_the_admin_api(
             f"{web.url}/admin/users/U42", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10
         )
         assert response.status_code == 200, response.text
-        assert response.json() == {"user_id": "U42", "channel": None, "conversations": 2, "answers": 2, "feedback": 0}
+        assert response.json() == {
+            "user_id": "U42",
+            "channel": None,
+            "conversations": 2,
+            "answers": 2,
+            "feedback": 0,
+            "curated": 1,
+        }
         assert await memory.load("telegram", "chat-9") == []
+        curated = httpx.get(f"{web.url}/admin/curated", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
+        kept = [[c["question"], *c["paraphrases"]] for c in curated.json()["curated"]]
+        assert kept == [["Dashboard port?"], ["Which port is the dashboard on?"]]  # the operator's words stay
         assert "conversation_id" not in session(web, origin, user=user("U42")).json()
         assert files_containing(web.settings.data_dir, marker) == []
         assert await redis_keys_containing(state.redis, marker) == []

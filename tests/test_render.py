@@ -1,4 +1,4 @@
-"""Markdown → Slack mrkdwn / Telegram HTML / Discord markdown, citations, and splitting at message limits."""
+"""Markdown → Slack mrkdwn / Telegram HTML / Discord markdown / WhatsApp, citations, and splitting at message limits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bots.render import DISCORD, SLACK, TELEGRAM, Dialect, render, split
+from bots.render import DISCORD, SLACK, TELEGRAM, WHATSAPP, Dialect, render, split
 from core.answer.citations import final_markdown
 from core.types import Citation, Done
 
@@ -44,7 +44,19 @@ def test_discord_markdown_escapes_literal_markup_and_suppresses_embeds() -> None
     assert render("```py\nprint('```')\n```", DISCORD) == "```py\nprint('`\u200b``')\n```"
 
 
-@pytest.mark.parametrize("dialect", [SLACK, TELEGRAM, DISCORD], ids=lambda d: d.name)
+def test_whatsapp_formatting_has_no_link_markup() -> None:
+    out = render(SAMPLE, WHATSAPP)
+    assert out.startswith(
+        "*Setup*\n\nRun *kestrel* with _care_ and `--port 8470` ~never~ docs: https://kestrel.example/docs"
+    )
+    assert "<script>alert(1)</script> & a < b > c." in out  # WhatsApp shows text as it is: nothing to escape
+    assert "• one\n• two\n    1. nested" in out
+    assert "```\nkestrel start --a<b && echo\n```" in out
+    assert render("<https://kestrel.example>", WHATSAPP) == "https://kestrel.example"
+    assert "](" not in out
+
+
+@pytest.mark.parametrize("dialect", [SLACK, TELEGRAM, DISCORD, WHATSAPP], ids=lambda d: d.name)
 def test_unsafe_links_are_never_links(dialect: Dialect) -> None:
     link = render("[ok](https://a.example)", dialect)
     out = render("[click](javascript:alert(1)) ![x](data:image/png;base64,AAA) [f](file:///etc/passwd)", dialect)
@@ -69,6 +81,8 @@ def test_sources_link_web_pages_and_never_show_server_paths() -> None:
     assert "<b>Sources:</b>" in out
     assert "Sources consulted" in render(final_markdown(done(cited=False)), SLACK)
     assert "<https://kestrel.example/install|Install › Ports>" in render(md, SLACK)
+    # WhatsApp: a numbered list of URLs, no link markup.
+    assert "*Sources:*\n[1] Install › Ports: https://kestrel.example/install\n[2] Config (beta)" in render(md, WHATSAPP)
 
 
 class _Balanced(HTMLParser):
@@ -90,7 +104,9 @@ LONG = "\n\n".join(
 )
 
 
-@pytest.mark.parametrize(("dialect", "limit"), [(TELEGRAM, 4096), (DISCORD, 2000), (SLACK, 3000)], ids=str)
+@pytest.mark.parametrize(
+    ("dialect", "limit"), [(TELEGRAM, 4096), (DISCORD, 2000), (SLACK, 3000), (WHATSAPP, 4096)], ids=str
+)
 def test_split_respects_the_limit_and_keeps_every_part_well_formed(dialect: Dialect, limit: int) -> None:
     parts = split(LONG, dialect, limit)
     assert len(parts) > 3

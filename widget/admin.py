@@ -127,6 +127,7 @@ class SummaryOut(BaseModel):
     documents: int
     documents_unchanged: int
     documents_pruned: int
+    documents_skipped: int = Field(0, description="Web pages not downloaded: unchanged (HTTP 304, sitemap lastmod)")
     added: int
     updated: int
     unchanged: int
@@ -399,6 +400,7 @@ class ErasedOut(BaseModel):
     conversations: int = Field(description="Conversations the erased answers belonged to (their memory is erased)")
     answers: int
     feedback: int
+    curated: int = Field(description="Questions promoted to curated answers as the user asked them")
 
 
 UserId = Annotated[str, Path(min_length=1, max_length=200, description="The user id as the channel knows it")]

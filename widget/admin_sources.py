@@ -4,15 +4,17 @@ routes are served with admin's by widget.admin.api(): the same /admin prefix, ke
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import AliasChoices, BaseModel, Field
 
 from core.errors import IngestError
+from core.ingest.connectors import parse_target
 from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
+from core.ingest.schedule import next_sync
 from core.ingest.sources import is_url
 from widget.admin import KB, JobOut, _errors, _job
 from widget.deps import KnowledgeDep, StateDep
@@ -29,10 +31,20 @@ SourceId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="id from t
 
 
 class SourceIn(BaseModel):
-    target: str = Field(max_length=2000, description="An http(s) URL: a page, a file, or a sitemap")
+    target: str = Field(
+        max_length=2000,
+        description="An http(s) URL (a page, a file, or a sitemap), or a connector: confluence:SPACE_KEY, "
+        "notion:PAGE_OR_DATABASE_ID, drive:FOLDER_ID",
+    )
     sitemap: bool = Field(False, description="The target is a sitemap.xml: every page it lists is ingested")
-    prune: bool = Field(False, description="Each sync removes documents gone from the source")
+    prune: bool | None = Field(
+        None, description="Each sync removes documents gone from the source (default: on for connectors only)"
+    )
     every: str | None = Field(None, max_length=20, description="How often to sync it: 30m, 6h, 1d")
+    crawl: bool = Field(False, description="The target is a site's start page: crawl it (same host)")
+    depth: int | None = Field(None, description="Crawl: how many links deep from the start page (default 2)")
+    max_pages: int | None = Field(None, description="Crawl: at most this many pages (default 1000)")
+    prefix: str | None = Field(None, max_length=500, description="Crawl: only paths starting with it, like /docs/")
 
 
 class SyncRunOut(BaseModel):
@@ -41,6 +53,7 @@ class SyncRunOut(BaseModel):
     documents: int
     documents_unchanged: int
     documents_pruned: int
+    documents_skipped: int = Field(description="Web pages not downloaded: unchanged (HTTP 304, sitemap lastmod)")
     added: int = Field(description="Chunks, as the ingest summary counts them")
     updated: int
     unchanged: int
@@ -55,8 +68,14 @@ class SourceOut(BaseModel):
     target: str
     prune: bool
     every: str | None
+    options: dict[str, Any] = Field(description="The kind's settings: a crawl's depth, max_pages and prefix")
     created_at: datetime
     last_sync: SyncRunOut | None = Field(validation_alias=AliasChoices("last_sync", "last"))  # Source.last
+    next_sync: datetime | None = Field(
+        None,
+        description="When the schedule syncs it (`every` after the last run started; in the past: as soon as a "
+        "server with SYNC_SCHEDULE or `switchboard sync --watch` looks); null: only when asked",
+    )
 
 
 class SourceHistoryOut(SourceOut):
@@ -73,7 +92,10 @@ def _run(run: SyncRun) -> SyncRunOut:
 
 
 def _source(source: Source) -> SourceOut:
-    return SourceOut.model_validate(source, from_attributes=True)
+    due = next_sync(source)
+    return SourceOut.model_validate(source, from_attributes=True).model_copy(
+        update={"next_sync": None if due is None else datetime.fromtimestamp(due, UTC)}
+    )
 
 
 async def _get(registry: Registry, source_id: str, kb: str) -> Source:
@@ -99,12 +121,26 @@ async def get_source(kb: KB, source_id: SourceId, registry: RegistryDep) -> Sour
 
 @router.post("/kbs/{kb}/sources", status_code=201, responses=_errors(400, 422))
 async def add_source(kb: KB, body: SourceIn, registry: RegistryDep) -> SourceOut:
-    """Register a URL or sitemap source; nothing is ingested until it is synced. Paths on the server are
-    registered only with `switchboard source add` there: the API key must not read the server's files."""
-    if not is_url(body.target):
-        raise HTTPException(400, f"{body.target}: only http(s) URLs here; register paths with `switchboard source add`")
+    """Register a URL, sitemap or connector source; nothing is ingested until it is synced. Paths on the server
+    are registered only with `switchboard source add` there: the API key must not read the server's files."""
     try:
-        source = await registry.add(kb=kb, target=body.target, sitemap=body.sitemap, prune=body.prune, every=body.every)
+        if not is_url(body.target) and parse_target(body.target) is None:
+            raise HTTPException(
+                400,
+                f"{body.target}: only http(s) URLs here, or a connector (notion:ID); register paths with `source add`",
+            )
+        options = {k: v for k, v in body.model_dump(include={"depth", "max_pages", "prefix"}).items() if v is not None}
+        if options and not body.crawl:
+            raise IngestError(f"{', '.join(options)}: only for a crawl (crawl: true)")
+        source = await registry.add(
+            kb=kb,
+            target=body.target,
+            sitemap=body.sitemap,
+            prune=body.prune,
+            every=body.every,
+            options=options,
+            crawl=body.crawl,
+        )
     except IngestError as exc:
         raise HTTPException(400, str(exc)) from exc
     return _source(source)

@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,9 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.answer.assistant import Assistant, open_assistant
 from core.answer.profiles import load_tables
 from core.errors import StateError
+from core.ingest.lease import create_leases
 from core.ingest.registry import Registry
+from core.ingest.schedule import SyncScheduler
 from core.shared_state import open_redis
-from widget import admin, openai_api
+from widget import admin, admin_curated, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
 from widget.deps import ServerState
@@ -169,7 +171,18 @@ def create_app(
             )
             logger.info("serving bots %s", ", ".join(bots))
             try:
-                async with webhooks.serve(assistant):  # the chat platforms' clients, built from the assistant
+                async with AsyncExitStack() as running:
+                    await running.enter_async_context(webhooks.serve(assistant))  # the chat platforms' clients
+                    if settings.sync_schedule:  # due syncs of registered sources; stopped before the store closes
+                        knowledge = assistant.knowledge
+                        scheduler = SyncScheduler(
+                            app.state.switchboard.sources,
+                            knowledge.store,
+                            knowledge.embedder,
+                            create_leases(settings, redis),
+                            settings=settings,
+                        )
+                        await running.enter_async_context(scheduler.running())
                     yield
             finally:
                 # Chat-bot webhook answers run after their request returned: uvicorn did not wait for them.
@@ -190,6 +203,7 @@ def create_app(
         install_docs(app)
     app.include_router(router)
     app.include_router(admin.api())
+    app.include_router(admin_curated.router)
     openai_api.install(app)
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
     webhooks.install(app)

@@ -225,31 +225,36 @@ class Jobs:
     async def _run(self, job: Job, work: Work, cleanup: Callable[[], None] | None) -> None:
         ended = asyncio.Event()
         renewer = asyncio.create_task(self._renew(job, ended))
+        # The end state is set only after cleanup: whoever polls the live job and sees it ended finds its staged
+        # files already gone.
+        state: JobState = "failed"
+        error: str | None = None
         try:
             async with self._locks[job.kb]:
                 job.state, job.started_at = "running", time.time()
                 await self._store.save(job)
                 job.report = await work(_JobProgress(job))
-                job.state, job.done = "done", job.total
+                state, job.done = "done", job.total
         except asyncio.CancelledError:
-            job.state, job.error = "failed", STOPPED
+            error = STOPPED
             raise
         except SwitchboardError as exc:
-            job.state, job.error = "failed", str(exc)
+            error = str(exc)
         except Exception as exc:
             logger.exception("ingestion job %s failed", job.id)
-            job.state, job.error = "failed", f"unexpected error ({exc.__class__.__name__}); see the server log"
+            error = f"unexpected error ({exc.__class__.__name__}); see the server log"
         finally:
             ended.set()
             await renewer
+            if cleanup is not None:
+                cleanup()
+            job.state, job.error = state, error
             job.finished_at, job.lease_until = time.time(), None
             try:
                 await self._store.save(job)
             except SwitchboardError as exc:
                 logger.error("could not save the end of ingestion job %s: %s", job.id, exc)
             del self._live[job.id]
-            if cleanup is not None:
-                cleanup()
 
     async def get(self, job_id: str) -> Job | None:
         live = self._live.get(job_id)

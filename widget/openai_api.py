@@ -253,6 +253,7 @@ def _extra(done: Done) -> dict[str, Any]:
         "sources": [asdict(c) for c in done.citations],
         "cited": done.cited,
         "fallback": done.fallback,
+        "curated": done.curated,
         "answer_id": done.answer_id,
     }
 

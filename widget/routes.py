@@ -160,6 +160,7 @@ def _encode(event: Event) -> bytes:
                     "citations": citations,
                     "cited": event.cited,
                     "fallback": event.fallback,
+                    "curated": event.curated,
                 },
             )
         case Failed():

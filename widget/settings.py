@@ -50,6 +50,9 @@ class WebSettings(Settings):
     # The admin API (/admin): disabled unless a key is set. Uploads may be larger than other request bodies.
     admin_api_key: SecretStr | None = Field(None, validation_alias="ADMIN_API_KEY")
     admin_max_upload_mb: float | None = Field(None, gt=0, validation_alias="ADMIN_MAX_UPLOAD_MB")
+    # Run the due syncs of registered sources (`source add --every`) in this server. With several replicas each
+    # due sync runs once anyway (a lease per source); false keeps a replica out of it (`sync --watch` elsewhere).
+    sync_schedule: bool = Field(True, validation_alias="SYNC_SCHEDULE")
 
     @field_validator("public_url", mode="before")
     @classmethod

@@ -1,6 +1,8 @@
 """The chat platforms' webhooks on the web server: POST /slack/events with SLACK_MODE=http, POST
-/telegram/webhook with TELEGRAM_MODE=webhook. Each platform's handler (bots.webhooks) is started in the app's
-lifespan, once the assistant is open, and stopped on shutdown; its route hands it the raw request.
+/telegram/webhook with TELEGRAM_MODE=webhook, GET and POST /whatsapp/webhook with WHATSAPP_ACCESS_TOKEN, POST
+/teams/messages with TEAMS_APP_ID and TEAMS_APP_PASSWORD. Each platform's handler (bots.webhooks) is started in
+the app's lifespan, once the assistant is open, and stopped on shutdown; its route hands it the raw request (a
+platform that verifies its URL first gets a GET route too).
 Platform libraries are imported only when that platform is configured. The platforms' settings are their own
 (bots.settings): the composition root reads them (`Webhooks.from_environment`) and hands them to the app.
 """
@@ -13,12 +15,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from bots.settings import SlackSettings, TelegramSettings
-from bots.webhooks import Webhook, WebhookHandler
+from bots.settings import SlackSettings, TeamsSettings, TelegramSettings, WhatsAppSettings
+from bots.webhooks import Verified, Webhook, WebhookHandler
 from core.answer.assistant import Assistant
 
 
-def configured(slack: SlackSettings | None, telegram: TelegramSettings | None) -> list[Webhook]:
+def configured(
+    slack: SlackSettings | None,
+    telegram: TelegramSettings | None,
+    whatsapp: WhatsAppSettings | None = None,
+    teams: TeamsSettings | None = None,
+) -> list[Webhook]:
     """The webhooks the settings ask for; a platform's missing credential is a ConfigError here, before serving."""
     webhooks: list[Webhook] = []
     if slack is not None and slack.mode == "http" and slack.bot_token:
@@ -29,6 +36,14 @@ def configured(slack: SlackSettings | None, telegram: TelegramSettings | None) -
         from bots.telegram import TelegramWebhook
 
         webhooks.append(TelegramWebhook(telegram))
+    if whatsapp is not None and whatsapp.access_token:
+        from bots.whatsapp import WhatsAppWebhook
+
+        webhooks.append(WhatsAppWebhook(whatsapp))
+    if teams is not None and (teams.app_id or teams.app_password):
+        from bots.teams import TeamsWebhook
+
+        webhooks.append(TeamsWebhook(teams))
     return webhooks
 
 
@@ -36,14 +51,24 @@ class Webhooks:
     """The configured platforms' routes, their body limits, and their handlers while the app runs. Without
     a platform's settings, it has no webhook."""
 
-    def __init__(self, *, slack: SlackSettings | None = None, telegram: TelegramSettings | None = None):
-        self.webhooks = configured(slack, telegram)
+    def __init__(
+        self,
+        *,
+        slack: SlackSettings | None = None,
+        telegram: TelegramSettings | None = None,
+        whatsapp: WhatsAppSettings | None = None,
+        teams: TeamsSettings | None = None,
+    ):
+        self.webhooks = configured(slack, telegram, whatsapp, teams)
         self.handlers: dict[str, WebhookHandler] = {}
 
     @classmethod
     def from_environment(cls) -> Webhooks:
-        """The webhooks SLACK_* and TELEGRAM_* (environment, `.env`) ask for: what `switchboard serve` runs."""
-        return cls(slack=SlackSettings(), telegram=TelegramSettings())
+        """The webhooks SLACK_*, TELEGRAM_*, WHATSAPP_* and TEAMS_* (environment, `.env`) ask for: what
+        `switchboard serve` runs."""
+        return cls(
+            slack=SlackSettings(), telegram=TelegramSettings(), whatsapp=WhatsAppSettings(), teams=TeamsSettings()
+        )
 
     @property
     def body_limits(self) -> dict[str, int]:
@@ -53,6 +78,8 @@ class Webhooks:
     def install(self, app: FastAPI) -> None:
         for webhook in self.webhooks:
             app.add_api_route(webhook.path, self._endpoint(webhook.path), methods=["POST"], include_in_schema=False)
+            if isinstance(webhook, Verified):
+                app.add_api_route(webhook.path, _verification(webhook), methods=["GET"], include_in_schema=False)
 
     @asynccontextmanager
     async def serve(self, assistant: Assistant) -> AsyncIterator[None]:
@@ -74,3 +101,11 @@ class Webhooks:
             return Response(reply.body, reply.status, dict(reply.headers), media_type=reply.content_type)
 
         return endpoint
+
+
+def _verification(webhook: Verified) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        reply = webhook.verify(request.query_params)
+        return Response(reply.body, reply.status, dict(reply.headers), media_type=reply.content_type)
+
+    return endpoint

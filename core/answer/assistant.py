@@ -15,6 +15,8 @@ from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
+from core.answer.curated import CuratedAnswers, create_curated
+from core.answer.curated_data import Match
 from core.answer.history import HistoryStore, create_history, fit_history
 from core.answer.llm import LLM, Finish, extractive_answer, open_llm
 from core.answer.log import AnswerLog, AnswerRecord, ConversationSummary, RatedAnswer, Rating, create_answer_log
@@ -77,6 +79,7 @@ class Assistant:
         profiles: dict[str, BotProfile],
         redis: Redis | None = None,
         reranker: Reranker | None = None,
+        curated: CuratedAnswers | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -87,6 +90,7 @@ class Assistant:
         self.profiles = profiles
         self.reranker = reranker
         self.knowledge = Knowledge(store, embedder, settings)
+        self.curated = curated  # operators' own answers, given instead of generated ones when a question matches
         self.redis = redis  # the process's client for state shared with other replicas (rate limits, de-dup)
         self.in_flight = InFlight()  # every answer of this process, for a graceful shutdown
 
@@ -136,6 +140,10 @@ class Assistant:
 
     async def reset(self, channel: str, conversation_id: str) -> None:
         await self.history.reset(channel, conversation_id)
+
+    async def logged(self, answer_id: str) -> AnswerRecord | None:
+        """One answer as the answer log keeps it (question, sources, who asked)."""
+        return await self.answers.get(answer_id)
 
     async def transcript(self, channel: str, conversation_id: str) -> list[AnswerRecord]:
         """A conversation's logged answers, oldest first."""
@@ -192,6 +200,15 @@ class Assistant:
             stored = tuple(await self.history.load(message.channel, message.conversation_id))
         turns = fit_history(stored, self.settings.history_max_tokens)
         query = await self._standalone_query(message.query or message.text, turns)
+        hit = await self._curated(profile, query)
+        if hit is not None:
+            citations = hit.curated.citations
+            yield Sources(sources=citations)
+            yield Delta(text=hit.curated.answer)
+            yield await self._finish(
+                message, profile, hit.curated.answer, citations, cited=bool(citations), fallback=False, curated=True
+            )
+            return
         try:
             found = await self.search(profile.kb, query)
         except KBNotFound:
@@ -246,6 +263,16 @@ class Assistant:
         else:
             yield await self._finish(message, profile, text, citations, cited=False, fallback=False, model=finish)
 
+    async def _curated(self, profile: BotProfile, query: str) -> Match | None:
+        """The bot's curated answer for this (standalone) question, if one is close enough."""
+        if self.curated is None:
+            return None
+        try:
+            return await self.curated.match(profile.name, query)
+        except Exception:  # a broken curated store must not stop answers: generate as usual
+            logger.exception("curated answers unavailable for bot %s", profile.name)
+            return None
+
     async def _standalone_query(self, question: str, turns: Sequence[Turn]) -> str:
         """Fold a follow-up ("and on Docker?") into a self-contained search query using recent turns."""
         if not turns or self.llm is None:
@@ -270,6 +297,7 @@ class Assistant:
         cited: bool,
         fallback: bool,
         model: Finish | None = None,
+        curated: bool = False,
     ) -> Done:
         """Remember the turn, log the answer with its sources, and close the stream."""
         turns = [Turn(role="user", content=message.text), Turn(role="assistant", content=text)]
@@ -287,6 +315,7 @@ class Assistant:
                 cited=cited,
                 fallback=fallback,
                 user_id=message.user_id,
+                curated=curated,
             )
         except Exception:  # losing memory or the log must not lose the answer itself
             logger.exception("could not save conversation %s/%s", message.channel, message.conversation_id)
@@ -298,6 +327,7 @@ class Assistant:
             fallback=fallback,
             finish_reason=model.reason if model else "stop",
             usage=model.usage if model else None,
+            curated=curated,
         )
 
 
@@ -330,4 +360,5 @@ async def open_assistant(
             profiles=profiles,
             redis=redis,
             reranker=reranker,
+            curated=create_curated(settings, embedder),
         )

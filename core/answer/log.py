@@ -72,6 +72,7 @@ class AnswerRecord:
     fallback: bool
     created_at: float
     user_id: str | None = None  # who asked, as the channel identifies them (None: anonymous or logged before)
+    curated: bool = False  # an operator's curated answer (core.answer.curated), not generated
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +82,7 @@ class Erased:
     conversations: int  # conversations the erased answers belonged to
     answers: int
     feedback: int
+    curated: int = 0  # questions promoted to curated answers as this user asked them (core.answer.privacy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,7 +112,7 @@ class ConversationSummary:
 
 _COLUMNS = (
     "a.id, a.channel, a.conversation, a.bot, a.question, a.answer, a.citations, a.cited, a.fallback, a.created_at, "
-    "a.user_id"
+    "a.user_id, a.curated"
 )
 _PURGE_EVERY = 3600.0  # seconds between retention purges (checked on writes)
 
@@ -129,14 +131,18 @@ def _answer(row: tuple[Any, ...]) -> AnswerRecord:
         fallback=bool(row[8]),
         created_at=row[9],
         user_id=row[10],
+        curated=bool(row[11]),
     )
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Answer logs made before answers carried a user id get the column (empty for their old rows)."""
+    """Answer logs made before answers carried a user id (or the curated flag) get the column (empty or 0 for their
+    old rows)."""
     db.execute("BEGIN IMMEDIATE")  # several processes may open the log at once: one adds the column
     if "user_id" not in {row[1] for row in db.execute("PRAGMA table_info(answers)")}:
         db.execute("ALTER TABLE answers ADD COLUMN user_id TEXT")
+    if "curated" not in {row[1] for row in db.execute("PRAGMA table_info(answers)")}:
+        db.execute("ALTER TABLE answers ADD COLUMN curated INTEGER NOT NULL DEFAULT 0")
     db.execute("CREATE INDEX IF NOT EXISTS answers_by_user ON answers (user_id)")
     db.execute("COMMIT")
 
@@ -164,7 +170,7 @@ class AnswerLog:
         with connect(self._path) as db:
             db.execute(
                 "INSERT INTO answers (id, channel, conversation, bot, question, answer, citations, cited, fallback, "
-                "created_at, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, user_id, curated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.channel,
@@ -177,6 +183,7 @@ class AnswerLog:
                     int(record.fallback),
                     record.created_at,
                     record.user_id,
+                    int(record.curated),
                 ),
             )
         if self._purge.due():
@@ -194,6 +201,7 @@ class AnswerLog:
         cited: bool,
         fallback: bool,
         user_id: str | None = None,
+        curated: bool = False,
     ) -> str:
         record = AnswerRecord(
             id=uuid.uuid4().hex,
@@ -207,6 +215,7 @@ class AnswerLog:
             fallback=fallback,
             created_at=time.time(),
             user_id=user_id,
+            curated=curated,
         )
         await asyncio.to_thread(self._record, record)
         return record.id
@@ -359,7 +368,7 @@ class AnswerLog:
                 "ORDER BY f.created_at DESC, f.rowid DESC LIMIT :limit",
                 {"bot": bot, "rating": rating, "limit": limit},
             ).fetchall()
-        return [RatedAnswer(answer=_answer(r), rating=r[11], comment=r[12], rated_at=r[13]) for r in rows]
+        return [RatedAnswer(answer=_answer(r), rating=r[12], comment=r[13], rated_at=r[14]) for r in rows]
 
     async def rated_answers(
         self, *, bot: str | None = None, rating: Rating | None = None, limit: int = 100

@@ -54,6 +54,7 @@ class IngestReport:
     documents: int = 0
     documents_unchanged: int = 0
     documents_pruned: int = 0
+    documents_skipped: int = 0  # web pages not downloaded: unchanged by their validators or sitemap <lastmod>
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -72,7 +73,7 @@ def embedding_text(chunk: Chunk) -> str:
 
 
 def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
-    fallback = doc.source.rstrip("/").rsplit("/", 1)[-1]
+    fallback = doc.title or doc.source.rstrip("/").rsplit("/", 1)[-1]
     extracted = extract(doc.data, doc.suffix, fallback, Limits.from_settings(settings))
     doc_id = doc_id_for(doc.source)
     pieces = chunk_markdown(extracted.markdown, size=settings.chunk_size, overlap=settings.chunk_overlap)
@@ -171,7 +172,8 @@ async def ingest_found(
             chunk_overlap=settings.chunk_overlap,
         )
         await store.ensure_kb(kb, meta)
-        stored = await store.stored_chunks(kb)
+        # Without prune only the documents read are compared: a streamed ingest's batch reads its own, not the KB.
+        stored = await store.stored_chunks(kb, None if prune_origins else planned.keys())
 
         to_write: list[Chunk] = []
         stale: dict[str, list[str]] = {}  # by document
@@ -187,13 +189,9 @@ async def ingest_found(
             report.documents_unchanged += int(not changed and len(have) == len(wanted))
         report.documents = len(planned)
 
-        if prune_origins:
-            for doc_id, have in stored.items():
-                if doc_id in planned or doc_id in failed_ids:
-                    continue
-                if any(c.origin in prune_origins for c in have.values()):
-                    stale[doc_id] = list(have)
-                    report.documents_pruned += 1
+        pruned = prunable(stored, prune_origins, keep=planned.keys() | failed_ids)
+        stale.update(pruned)
+        report.documents_pruned += len(pruned)
 
         progress.stage("Embedding and storing", len(to_write))
         written = await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress, stop)
@@ -208,6 +206,34 @@ async def ingest_found(
             )
     report.deleted = len(gone)
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def prunable(
+    stored: dict[str, dict[str, StoredChunk]], origins: Collection[str], keep: Collection[str]
+) -> dict[str, list[str]]:
+    """The chunks, by document, of stored documents from `origins` that are not to be kept."""
+    if not origins:
+        return {}
+    return {
+        doc_id: list(have)
+        for doc_id, have in stored.items()
+        if doc_id not in keep and any(c.origin in origins for c in have.values())
+    }
+
+
+async def prune_except(
+    store: Store, kb: str, *, settings: Settings, origins: Collection[str], keep: set[str]
+) -> IngestReport:
+    """Remove the documents from `origins` whose ids are not in `keep` (a streamed ingest's prune, once every
+    batch is stored: it holds the ids it saw, never the documents)."""
+    report = IngestReport()
+    async with kb_write_lock(settings, kb):
+        stale = prunable(await store.stored_chunks(kb), origins, keep)
+        gone = [uid for uids in stale.values() for uid in uids]
+        if gone:
+            await store.delete_chunks(kb, gone)
+    report.documents_pruned, report.deleted = len(stale), len(gone)
     return report
 
 

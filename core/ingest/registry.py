@@ -15,11 +15,14 @@ from typing import Any, Literal
 
 from core.config import Settings
 from core.errors import IngestError, SwitchboardError
+from core.ingest.connectors import CONNECTOR_KINDS, ConnectorKind, parse_target
+from core.ingest.crawl import CrawlOptions
 from core.ingest.pipeline import IngestReport
 from core.ingest.sources import check_url, is_url
+from core.ingest.validators import SCHEMA as VALIDATORS_SCHEMA
 from core.sqlite import connect, init_db
 
-SourceKind = Literal["path", "url", "sitemap"]
+SourceKind = Literal["path", "url", "sitemap", "crawl"] | ConnectorKind
 _EVERY = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 KEEP_RUNS = 50  # sync history kept per source
@@ -37,14 +40,22 @@ def every_seconds(every: str) -> int:
     return int(match[1]) * _UNIT_SECONDS[match[2]]
 
 
-def check_target(target: str, sitemap: bool) -> tuple[SourceKind, str]:
+def check_target(target: str, sitemap: bool, crawl: bool = False) -> tuple[SourceKind, str]:
     """The kind and stored form of a target, validated as `switchboard ingest` would: URLs through the same
-    checks, paths must exist (kept absolute, so a sync from another directory reads the same files)."""
+    checks, paths must exist (kept absolute, so a sync from another directory reads the same files); a connector's
+    KIND:ID (confluence:SPACE, notion:PAGE_OR_DATABASE_ID, drive:FOLDER_ID) as it is."""
+    if sitemap and crawl:
+        raise IngestError(f"{target}: --sitemap and --crawl are two kinds of source; choose one")
+    connector = parse_target(target)
+    if connector is not None:
+        if sitemap or crawl:
+            raise IngestError(f"{target}: --{'sitemap' if sitemap else 'crawl'} is for an http(s) URL")
+        return connector[0], f"{connector[0]}:{connector[1]}"
     if is_url(target):
         check_url(target)
-        return ("sitemap" if sitemap else "url"), target
-    if sitemap:
-        raise IngestError(f"{target}: --sitemap needs an http(s) URL of a sitemap.xml")
+        return ("sitemap" if sitemap else "crawl" if crawl else "url"), target
+    if sitemap or crawl:
+        raise IngestError(f"{target}: --{'sitemap' if sitemap else 'crawl'} needs an http(s) URL")
     path = Path(target).expanduser().resolve()
     if not path.exists():
         raise IngestError(f"{target}: no such file or directory")
@@ -58,6 +69,7 @@ class SyncRun:
     documents: int = 0
     documents_unchanged: int = 0
     documents_pruned: int = 0
+    documents_skipped: int = 0  # web pages not downloaded: unchanged (304, sitemap <lastmod>)
     added: int = 0  # chunks, as the ingest report counts them
     updated: int = 0
     unchanged: int = 0
@@ -70,7 +82,16 @@ class SyncRun:
         return cls(started_at=started_at, finished_at=time.time(), error=error, **counts)
 
 
-_COUNTS = ("documents", "documents_unchanged", "documents_pruned", "added", "updated", "unchanged", "deleted")
+_COUNTS = (
+    "documents",
+    "documents_unchanged",
+    "documents_pruned",
+    "documents_skipped",
+    "added",
+    "updated",
+    "unchanged",
+    "deleted",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +117,10 @@ CREATE TABLE IF NOT EXISTS syncs (
     finished_at REAL NOT NULL, {", ".join(f"{c} INTEGER NOT NULL" for c in _COUNTS)}, error TEXT
 );
 CREATE INDEX IF NOT EXISTS syncs_by_source ON syncs (source_id, started_at);
+CREATE TABLE IF NOT EXISTS connector_docs (
+    source_id TEXT NOT NULL, doc_id TEXT NOT NULL, url TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (source_id, doc_id)
+);
 """
 _SOURCE_COLUMNS = "s.id, s.kb, s.kind, s.target, s.prune, s.every, s.created_at, s.options"
 _RUN_COLUMNS = ", ".join(("started_at", "finished_at", *_COUNTS, "error"))
@@ -106,10 +131,16 @@ class Registry:
 
     def __init__(self, path: Path):
         self._path = path
-        init_db(path, _SCHEMA)
+        init_db(path, _SCHEMA + VALIDATORS_SCHEMA)
         with connect(path) as db:  # a registry written before sources had options
             if "options" not in {row[1] for row in db.execute("PRAGMA table_info(sources)")}:
                 db.execute("ALTER TABLE sources ADD COLUMN options TEXT NOT NULL DEFAULT '{}'")
+            if "documents_skipped" not in {row[1] for row in db.execute("PRAGMA table_info(syncs)")}:
+                db.execute("ALTER TABLE syncs ADD COLUMN documents_skipped INTEGER NOT NULL DEFAULT 0")
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Registry:
@@ -121,11 +152,16 @@ class Registry:
         kb: str,
         target: str,
         sitemap: bool,
-        prune: bool,
+        prune: bool | None,
         every: str | None,
         options: dict[str, Any] | None = None,
+        crawl: bool = False,
     ) -> Source:
-        kind, stored = check_target(target, sitemap)
+        kind, stored = check_target(target, sitemap, crawl)
+        if prune is None:  # a connector lists its documents, so one no longer listed was deleted there
+            prune = kind in CONNECTOR_KINDS
+        if kind == "crawl":
+            options = {**(options or {}), **CrawlOptions.parse(options or {}).as_options()}
         if every is not None:
             every_seconds(every)
             every = "".join(every.split())  # ' 6 h' is kept as '6h'
@@ -188,6 +224,8 @@ class Registry:
         with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM syncs WHERE source_id = ?", (source_id,))
+            db.execute("DELETE FROM connector_docs WHERE source_id = ?", (source_id,))
+            db.execute("DELETE FROM page_validators WHERE source_id = ?", (source_id,))
             db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
             db.execute("COMMIT")
 
@@ -199,7 +237,9 @@ class Registry:
         with connect(self._path) as db:
             db.execute("BEGIN IMMEDIATE")
             if db.execute("SELECT 1 FROM sources WHERE id = ?", (source_id,)).fetchone():  # removed meanwhile
-                db.execute(f"INSERT INTO syncs VALUES ({', '.join('?' * len(values))})", values)
+                db.execute(
+                    f"INSERT INTO syncs (source_id, {_RUN_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
+                )
                 db.execute(
                     "DELETE FROM syncs WHERE source_id = ? AND rowid NOT IN (SELECT rowid FROM syncs "
                     "WHERE source_id = ? ORDER BY started_at DESC LIMIT ?)",

@@ -37,6 +37,7 @@ class RawDoc:
     suffix: str
     data: bytes
     explicit: bool  # named by the user, so a failure to read it is fatal
+    title: str = ""  # what the source calls it (a connector's file name), when the document itself names nothing
 
 
 @dataclass
@@ -98,18 +99,33 @@ def _walk(root: Path, found: Found, max_bytes: int) -> None:
             found.failures.append((str(path), str(exc)))
 
 
+class FetchStatus(IngestError):
+    """The server answered with an error status (404 and 410: the page is gone)."""
+
+    def __init__(self, url: str, status: int):
+        super().__init__(f"{url}: HTTP {status}")
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Fetched:
     url: str  # after redirects: what is stored as the document's source
     data: bytes
     content_type: str
+    not_modified: bool = False  # a conditional request answered 304: no body was sent
+    etag: str | None = None  # the validators to send next time (core.ingest.validators)
+    last_modified: str | None = None
 
 
-async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetched:
+async def fetch(client: httpx.AsyncClient, url: str, max_bytes: int, headers: dict[str, str] | None = None) -> Fetched:
+    """GET a URL through the egress guard; `headers` may make it conditional (If-None-Match, …)."""
     try:
-        async with client.stream("GET", url) as response:
+        async with client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304:
+                await response.aread()  # nothing, but read: the connection goes back to the pool
+                return Fetched(str(response.url), b"", "", not_modified=True)
             if response.status_code >= 400:
-                raise IngestError(f"{url}: HTTP {response.status_code}")
+                raise FetchStatus(url, response.status_code)
             chunks: list[bytes] = []
             total = 0
             async for block in response.aiter_bytes():
@@ -118,7 +134,13 @@ async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetched
                     raise IngestError(f"{url}: larger than FETCH_MAX_MB")
                 chunks.append(block)
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            return Fetched(str(response.url), b"".join(chunks), content_type)
+            return Fetched(
+                str(response.url),
+                b"".join(chunks),
+                content_type,
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+            )
     except InternalAddress as exc:  # the same words whether the port is open or not: no reachability oracle
         raise IngestError(f"{url}: {exc}") from exc
     except httpx.InvalidURL as exc:
@@ -127,20 +149,65 @@ async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> Fetched
         raise IngestError(f"{url}: cannot fetch ({exc.__class__.__name__}: {exc})") from exc
 
 
-def _sitemap_locations(data: bytes) -> tuple[list[str], bool] | None:
-    """(urls, is_index) when data is a sitemap or sitemap index, else None."""
+@dataclass(frozen=True)
+class SitemapEntry:
+    url: str
+    lastmod: str | None  # as written (W3C datetime); compared by core.ingest.crawl
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _sitemap_locations(data: bytes) -> tuple[list[SitemapEntry], bool] | None:
+    """(entries, is_index) when data is a sitemap or sitemap index, else None."""
     try:
         root = ElementTree.fromstring(data)
     except (ElementTree.ParseError, DefusedXmlException):
         return None
-    tag = root.tag.rsplit("}", 1)[-1]
+    tag = _local(root.tag)
     if tag not in ("urlset", "sitemapindex"):
         return None
-    locs = [el.text.strip() for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "loc" and el.text]
-    return locs, tag == "sitemapindex"
+    entries = []
+    for item in root:
+        fields = {_local(el.tag): (el.text or "").strip() for el in item}
+        if fields.get("loc"):
+            entries.append(SitemapEntry(fields["loc"], fields.get("lastmod") or None))
+    return entries, tag == "sitemapindex"
 
 
-def _url_suffix(url: str, content_type: str) -> str:
+async def sitemap_entries(
+    client: httpx.AsyncClient,
+    entries: list[SitemapEntry],
+    is_index: bool,
+    failures: list[tuple[str, str]],
+    max_bytes: int,
+) -> list[SitemapEntry]:
+    """The pages of a sitemap (an index's nested sitemaps read too, three levels deep), first of each URL kept."""
+    pages: list[SitemapEntry] = []
+    pending = entries
+    for _ in range(3):  # sitemap indexes nest; three levels is plenty
+        if not is_index:
+            pages.extend(pending)
+            break
+        nested: list[SitemapEntry] = []
+        for child in pending:
+            try:
+                child_data = (await fetch(client, child.url, max_bytes)).data
+            except IngestError as exc:
+                failures.append((child.url, str(exc)))
+                continue
+            parsed = _sitemap_locations(child_data)
+            if parsed is not None:
+                (pages if not parsed[1] else nested).extend(parsed[0])
+        pending, is_index = nested, True
+    first: dict[str, SitemapEntry] = {}
+    for entry in pages:
+        first.setdefault(entry.url, entry)
+    return list(first.values())[:MAX_SITEMAP_URLS]
+
+
+def url_suffix(url: str, content_type: str) -> str:
     from_path = suffix_of(urlparse(url).path)
     if from_path in EXTRACTORS and content_type in ("", "application/octet-stream", "text/plain"):
         return from_path
@@ -148,44 +215,32 @@ def _url_suffix(url: str, content_type: str) -> str:
 
 
 async def _url(client: httpx.AsyncClient, url: str, found: Found, max_bytes: int) -> None:
-    got = await _fetch(client, url, max_bytes)
-    is_xml = "xml" in got.content_type or got.url.endswith(".xml")
-    sitemap = _sitemap_locations(got.data) if is_xml else None
+    got = await fetch(client, url, max_bytes)
+    sitemap = sitemap_of(got)
     if sitemap is None:
-        suffix = _url_suffix(got.url, got.content_type)
+        suffix = url_suffix(got.url, got.content_type)
         found.docs.append(RawDoc(source=got.url, origin=url, suffix=suffix, data=got.data, explicit=True))
         return
-    pages: list[str] = []
-    pending, is_index = sitemap
-    for _ in range(3):  # sitemap indexes nest; three levels is plenty
-        if not is_index:
-            pages.extend(pending)
-            break
-        nested: list[str] = []
-        for child in pending:
-            try:
-                child_data = (await _fetch(client, child, max_bytes)).data
-            except IngestError as exc:
-                found.failures.append((child, str(exc)))
-                continue
-            parsed = _sitemap_locations(child_data)
-            if parsed is not None:
-                (pages if not parsed[1] else nested).extend(parsed[0])
-        pending, is_index = nested, True
-    pages = list(dict.fromkeys(pages))[:MAX_SITEMAP_URLS]
+    pages = await sitemap_entries(client, *sitemap, found.failures, max_bytes)
     gate = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
     async def page(link: str) -> RawDoc | None:
         async with gate:
             try:
-                got = await _fetch(client, link, max_bytes)
+                got = await fetch(client, link, max_bytes)
             except IngestError as exc:
                 found.failures.append((link, str(exc)))
                 return None
-        suffix = _url_suffix(got.url, got.content_type)
+        suffix = url_suffix(got.url, got.content_type)
         return RawDoc(source=got.url, origin=url, suffix=suffix, data=got.data, explicit=False)
 
-    found.docs.extend(doc for doc in await asyncio.gather(*(page(link) for link in pages)) if doc is not None)
+    found.docs.extend(doc for doc in await asyncio.gather(*(page(e.url) for e in pages)) if doc is not None)
+
+
+def sitemap_of(got: Fetched) -> tuple[list[SitemapEntry], bool] | None:
+    """The entries of a fetched sitemap (or index), None when it is a page."""
+    is_xml = "xml" in got.content_type or got.url.endswith(".xml")
+    return _sitemap_locations(got.data) if is_xml else None
 
 
 async def discover(inputs: list[str], settings: Settings) -> Found:

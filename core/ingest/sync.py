@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestStopped, SwitchboardError
+from core.ingest.connectors import CONNECTOR_KINDS
+from core.ingest.connectors.sync import sync_connector
 from core.ingest.pipeline import IngestReport, Progress, ingest
 from core.ingest.registry import Registry, Source, SyncRun
+from core.ingest.websync import ingest_web
 from core.store.client import Store
 
 logger = logging.getLogger(__name__)
+
+WEB_KINDS = ("crawl", "sitemap")
 
 
 @dataclass(frozen=True)
@@ -51,16 +56,36 @@ async def sync_source(
     IngestStopped: the next sync repairs what it left."""
     started = time.time()
     try:
-        report = await ingest(
-            store,
-            embedder,
-            [source.target],
-            kb=source.kb,
-            settings=settings,
-            prune=source.prune,
-            progress=progress,
-            stop=stop,
-        )
+        if source.kind in CONNECTOR_KINDS:
+            report = await sync_connector(
+                registry, store, embedder, source, settings=settings, progress=progress, stop=stop
+            )
+        elif source.kind in WEB_KINDS:  # streamed page by page, unchanged pages skipped before download
+            report = await ingest_web(
+                store,
+                embedder,
+                kb=source.kb,
+                kind=source.kind,
+                target=source.target,
+                options=source.options,
+                prune=source.prune,
+                settings=settings,
+                validators=registry.path,
+                source_id=source.id,
+                progress=progress,
+                stop=stop,
+            )
+        else:
+            report = await ingest(
+                store,
+                embedder,
+                [source.target],
+                kb=source.kb,
+                settings=settings,
+                prune=source.prune,
+                progress=progress,
+                stop=stop,
+            )
     except SwitchboardError as exc:
         failed = SyncRun.of(started, None, str(exc))
         await registry.record(source.id, failed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ from core.types import Chunk, Source
 SNIPPET_CHARS = 300
 T = TypeVar("T")
 _INSERT_BATCH = 200
+_FILTERED_MAX = 10_000  # QUERY_MAXIMUM_RESULTS, Weaviate's default cap on one query
 _ALIAS_SETTLE_SECONDS = 30.0
 
 
@@ -275,23 +276,36 @@ class Store:
 
     # --- chunks -----------------------------------------------------------------------------
 
-    async def stored_chunks(self, kb: str) -> dict[str, dict[str, StoredChunk]]:
-        """Everything needed to plan an incremental ingest: doc_id → {uuid: chunk summary}."""
+    async def stored_chunks(self, kb: str, doc_ids: Collection[str] | None = None) -> dict[str, dict[str, StoredChunk]]:
+        """Everything needed to plan an incremental ingest: doc_id → {uuid: chunk summary}; with `doc_ids`, only
+        those documents' (a streamed ingest plans batch by batch without reading the whole KB each time)."""
         collection = self._collection(kb)
         index: dict[str, dict[str, StoredChunk]] = {}
+        properties = ["doc_id", "position", "content_hash", "origin", "source"]
+
+        def add(uuid: object, p: dict[str, Any]) -> None:
+            index.setdefault(str(p["doc_id"]), {})[str(uuid)] = StoredChunk(
+                position=int(p["position"]),
+                content_hash=str(p["content_hash"]),
+                origin=str(p["origin"]),
+                source=str(p["source"]),
+            )
 
         async def collect() -> None:
-            async for obj in collection.iterator(
-                return_properties=["doc_id", "position", "content_hash", "origin", "source"]
-            ):
-                p = obj.properties
-                index.setdefault(str(p["doc_id"]), {})[str(obj.uuid)] = StoredChunk(
-                    position=int(p["position"]),
-                    content_hash=str(p["content_hash"]),
-                    origin=str(p["origin"]),
-                    source=str(p["source"]),
-                )
+            async for obj in collection.iterator(return_properties=properties):
+                add(obj.uuid, obj.properties)
 
+        if doc_ids is not None:
+            if not doc_ids:
+                return index
+            where = Filter.by_property("doc_id").contains_any(list(doc_ids))
+            found = await self._guard(
+                collection.query.fetch_objects(filters=where, limit=_FILTERED_MAX, return_properties=properties)
+            )
+            if len(found.objects) < _FILTERED_MAX:  # else possibly cut short: read them all below
+                for obj in found.objects:
+                    add(obj.uuid, obj.properties)
+                return index
         await self._guard(collect())
         return index
 

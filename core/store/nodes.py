@@ -152,17 +152,13 @@ def _clients(
         if len(settings.weaviate_nodes) > 1
         else None
     )
+    # skip_init_checks: besides a gRPC ping, the client's connect asks pypi.org for its latest version, and
+    # nothing here may call beyond the configured nodes. Connecting still reads the node's meta over REST.
     config = AdditionalConfig(timeout=Timeout(init=timeout, query=timeout, insert=max(timeout, 60)), grpc_config=grpc)
     if local is not None:
         yield (
             local.url,
-            weaviate.use_async_with_local(
-                host="127.0.0.1",
-                port=local.http_port,
-                grpc_port=local.grpc_port,
-                auth_credentials=Auth.api_key(local.api_key),
-                additional_config=config,
-            ),
+            local_client(local, config),
         )
         return
     key = settings.weaviate_api_key
@@ -182,8 +178,21 @@ def _clients(
                 grpc_secure=secure,
                 auth_credentials=Auth.api_key(key.get_secret_value()) if key else None,
                 additional_config=config,
+                skip_init_checks=True,
             ),
         )
+
+
+def local_client(local: LocalWeaviate, config: AdditionalConfig | None = None) -> weaviate.WeaviateAsyncClient:
+    """A client of the kit's own Weaviate server (not yet connected)."""
+    return weaviate.use_async_with_local(
+        host="127.0.0.1",
+        port=local.http_port,
+        grpc_port=local.grpc_port,
+        auth_credentials=Auth.api_key(local.api_key),
+        additional_config=config,
+        skip_init_checks=True,
+    )
 
 
 async def open_client(settings: Settings, local: LocalWeaviate | None) -> FailoverClient:

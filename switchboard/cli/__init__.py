@@ -7,7 +7,7 @@ import sys
 
 # The order the topics register their commands in is the order of `switchboard --help`.
 # isort: off
-from switchboard.cli import knowledge, sources, surfaces, access, services  # noqa: F401
+from switchboard.cli import knowledge, quality, answers, sources, surfaces, access, services  # noqa: F401
 
 # isort: on
 from switchboard.cli.base import app, err
@@ -20,6 +20,7 @@ def main() -> None:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("core.shutdown").setLevel(logging.INFO)  # "shutting down: N answers in flight"
+    logging.getLogger("core.ingest.schedule").setLevel(logging.INFO)  # each scheduled sync (serve, sync --watch)
     try:
         app()
     except KeyboardInterrupt:

@@ -105,6 +105,6 @@ def forget_user(
         return
     out.print(
         f"erased user {escape(user_id)} {where}: {erased.conversations} conversations, {erased.answers} answers, "
-        f"{erased.feedback} feedback",
+        f"{erased.feedback} feedback, {erased.curated} curated questions",
         highlight=False,
     )

@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from core.config import Settings, get_settings
 from core.errors import IngestStopped, SwitchboardError
@@ -34,12 +35,44 @@ app.add_typer(llm_app, name="llm")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for the OpenAI-compatible API (/v1).")
 app.add_typer(keys_app, name="keys")
 
+
+class _DefaultRun(TyperGroup):
+    """A group whose `run` subcommand may be left out: `switchboard eval qa.jsonl` is `switchboard eval run
+    qa.jsonl`, next to `switchboard eval generate`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's vendored click.Context
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_DefaultRun,
+    no_args_is_help=True,
+    help="Measure retrieval on a QA set (`eval QA.jsonl`, i.e. `eval run`), or generate one from a KB.",
+)
+app.add_typer(eval_app, name="eval")
+export_app = typer.Typer(no_args_is_help=True, help="Training data from a knowledge base.")
+app.add_typer(export_app, name="export")
+
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
 KBOption = Annotated[str | None, typer.Option("--kb", help="Knowledge base (default: SWITCHBOARD_KB).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CrawlOption = Annotated[bool, typer.Option("--crawl", help="Each URL is a site's start page: crawl it.")]
+DepthOption = Annotated[int | None, typer.Option("--depth", help="Crawl: links followed from the start (2).")]
+MaxPagesOption = Annotated[int | None, typer.Option("--max-pages", help="Crawl: at most this many pages (1000).")]
+PrefixOption = Annotated[str | None, typer.Option("--prefix", help="Crawl: only paths under it, like /docs/.")]
+
+
+def _crawl_options(crawl: bool, depth: int | None, max_pages: int | None, prefix: str | None) -> dict[str, Any]:
+    """The crawl options given (validated by core.ingest.crawl.CrawlOptions); refused without --crawl."""
+    given = {k: v for k, v in {"depth": depth, "max_pages": max_pages, "prefix": prefix}.items() if v is not None}
+    if given and not crawl:
+        _fail(f"{', '.join('--' + k.replace('_', '-') for k in given)} only apply to a crawl (--crawl)")
+    return given
 
 
 def _settings() -> Settings:
@@ -124,9 +157,11 @@ def _stop_on_sigterm() -> asyncio.Event:
 
 def _counts(report: IngestReport | SyncRun) -> str:
     """What an ingest or a sync did, in one line."""
+    skipped = f", {report.documents_skipped} not downloaded" if report.documents_skipped else ""
     pruned = f", {report.documents_pruned} pruned" if report.documents_pruned else ""
     return (
-        f"{report.documents} documents ({report.documents_unchanged} unchanged{pruned}); chunks {report.added} added, "
+        f"{report.documents} documents ({report.documents_unchanged} unchanged{skipped}{pruned}); chunks "
+        f"{report.added} added, "
         f"{report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted"
     )
 

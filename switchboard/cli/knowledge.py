@@ -14,9 +14,14 @@ from rich.table import Table
 from core.errors import SwitchboardError
 from core.types import heading
 from switchboard.cli.base import (
+    CrawlOption,
+    DepthOption,
     JsonOption,
     KBOption,
+    MaxPagesOption,
+    PrefixOption,
     _counts,
+    _crawl_options,
     _embedder,
     _fail,
     _kb,
@@ -26,6 +31,7 @@ from switchboard.cli.base import (
     _stop_on_sigterm,
     app,
     err,
+    eval_app,
     kb_app,
     out,
 )
@@ -39,19 +45,47 @@ def ingest(
     sources: Annotated[list[str], typer.Argument(help="Files, directories, http(s) URLs or sitemap.xml URLs.")],
     kb: KBOption = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove documents gone from these sources.")] = False,
+    crawl: CrawlOption = False,
+    depth: DepthOption = None,
+    max_pages: MaxPagesOption = None,
+    prefix: PrefixOption = None,
 ) -> None:
     """Add or update documents in a knowledge base (only changed chunks are embedded)."""
+    from core.ingest.crawl import CrawlOptions
     from core.ingest.pipeline import ingest as run_ingest
+    from core.ingest.websync import ingest_web
     from core.store.client import open_store
 
     settings = _settings()
     name = _kb(settings, kb)
+    options = _crawl_options(crawl, depth, max_pages, prefix)
+    if crawl:
+        if len(sources) != 1:
+            _fail("--crawl takes one start URL")
+        try:  # a bad option is refused before the model loads
+            CrawlOptions.parse(options)
+        except SwitchboardError as exc:
+            _fail(str(exc))
     embedder = _embedder(settings)
 
     async def go() -> Any:
         stop = _stop_on_sigterm()
         with _progress() as progress:
             async with open_store(settings) as store:
+                if crawl:  # streamed page by page (no validators kept: a registered source keeps them)
+                    kind, target = "crawl", sources[0]
+                    return await ingest_web(
+                        store,
+                        embedder,
+                        kb=name,
+                        kind=kind,
+                        target=target,
+                        options=options,
+                        prune=prune,
+                        settings=settings,
+                        progress=progress,
+                        stop=stop,
+                    )
                 return await run_ingest(
                     store, embedder, sources, kb=name, settings=settings, prune=prune, progress=progress, stop=stop
                 )
@@ -101,7 +135,7 @@ def search(
         out.print(f"    {escape(r.snippet)}\n", highlight=False)
 
 
-@app.command("eval")
+@eval_app.command("run")
 def eval_command(
     qa_file: Annotated[Path, typer.Argument(help='JSONL: {"question": ..., "expected_sources": [...]} per line.')],
     kb: KBOption = None,

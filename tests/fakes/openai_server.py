@@ -2,7 +2,8 @@
 
 Embeddings are deterministic hashed bags of words, so keyword overlap means vector similarity. Chat
 completions follow a script: `enqueue(Reply(...))` for each expected call (stream chunks, stall, fail,
-send garbage); with nothing queued the reply is "I don't know.". Every request is recorded.
+send garbage); with nothing queued the `responder` (a function of the request body) replies, or else the reply is
+"I don't know.". Every request is recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,8 @@ class FakeOpenAI:
     script: deque[Reply] = field(default_factory=deque)
     # Loopback, except for containers (tests/docker/): they reach the host on its Docker bridge address.
     host: str = "127.0.0.1"
+    # Replies computed from the request (many calls whose order a test does not know), when nothing is queued.
+    responder: Callable[[dict[str, Any]], Reply] | None = None
 
     def enqueue(self, *replies: Reply) -> None:
         self.script.extend(replies)
@@ -81,7 +85,7 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 if self.path == "/v1/chat/completions":
-                    return self._chat(body, fake.script.popleft() if fake.script else Reply())
+                    return self._chat(body, fake.script.popleft() if fake.script else fake.respond(body))
                 if self.path != "/v1/embeddings":
                     return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                 inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -155,6 +159,9 @@ class FakeOpenAI:
         self.server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
+
+    def respond(self, body: dict[str, Any]) -> Reply:
+        return self.responder(body) if self.responder is not None else Reply()
 
     def stop(self) -> None:
         self.script.clear()

@@ -13,10 +13,11 @@ import contextlib
 import http.server
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes.rest import serve, shut
 
 
 def _words(text: str) -> set[str]:
@@ -75,12 +76,9 @@ class FakeReranker:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up waiting
                     self.wfile.write(payload)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
         return self
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            shut(self.server)

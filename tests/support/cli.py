@@ -28,6 +28,7 @@ def cli_environment(settings: Settings, **extra: str) -> dict[str, str]:
         WEAVIATE_LOCAL_GRPC_PORT=str(settings.weaviate_local_grpc_port),
         EMBED_MODEL_PATH=str(settings.embed_model_path),
         LLM_LOCAL_PORT=str(free_port_block()[1]),  # `serve` checks its ports: never another checkout's model server
+        SYNC_SCHEDULE="false",  # the data directory holds other tests' sources: only a test of the schedule runs it
         **extra,
     )
     return env

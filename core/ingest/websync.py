@@ -1,0 +1,120 @@
+"""A web source (crawl or sitemap) streamed into the pipeline: each batch of pages is ingested as it arrives, so
+memory holds one batch of bodies, whatever the site's size. Prune runs once at the end with the ids of the
+documents seen (read, unchanged, or failed this time), never with their bodies. A page's validators are recorded
+only after its batch is stored, so a sync killed in between downloads it again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import fields
+from pathlib import Path
+
+from core.config import Settings
+from core.embed import Embedder
+from core.errors import IngestStopped, StoreError
+from core.ingest.crawl import Batch, CrawlOptions, WebReader
+from core.ingest.egress import ingest_client
+from core.ingest.pipeline import IngestReport, Progress, doc_id_for, ingest_found, prune_except
+from core.ingest.sources import Found, check_url
+from core.ingest.validators import Validators
+from core.store.client import Store
+
+logger = logging.getLogger(__name__)
+
+
+def _add(total: IngestReport, part: IngestReport) -> None:
+    for f in fields(IngestReport):
+        if f.name == "failures":
+            total.failures.extend(part.failures)
+        elif f.name != "seconds":
+            setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+
+
+async def _ahead(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+    """The next batch is fetched while this one is embedded: two batches in memory at most."""
+    queue: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
+
+    async def produce() -> None:
+        try:
+            async for batch in batches:
+                await queue.put(batch)
+            await queue.put(None)
+        except Exception as exc:  # handed to the consumer, raised there
+            await queue.put(exc)
+
+    task = asyncio.create_task(produce())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def ingest_web(
+    store: Store,
+    embedder: Embedder,
+    *,
+    kb: str,
+    kind: str,
+    target: str,
+    options: dict[str, object],
+    prune: bool,
+    settings: Settings,
+    validators: Path | None = None,
+    source_id: str | None = None,
+    progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
+) -> IngestReport:
+    """Crawl `target` (kind "crawl", with its CrawlOptions) or read the sitemap at `target` (kind "sitemap").
+    With a registry database (`validators`) and a `source_id`, unchanged pages are skipped before download."""
+    check_url(target)
+    crawl = CrawlOptions.parse(options) if kind == "crawl" else None
+    started = time.perf_counter()
+    store_of = None if validators is None or source_id is None else Validators(validators, source_id)
+    known = await store_of.load() if store_of is not None else {}
+    if known:  # a validator is trusted only while its document is stored (a KB deleted since must be re-read)
+        try:
+            present = set(await store.stored_chunks(kb))
+        except StoreError:
+            present = set()
+        known = {k: seen for k, seen in known.items() if doc_id_for(seen.source) in present}
+    total = IngestReport()
+    keep: set[str] = set()
+    async with ingest_client(settings) as client:
+        reader = WebReader(
+            client, settings, origin=target, known=known, links=store_of.links if store_of is not None else None
+        )
+        batches = _ahead(reader.crawl(target, crawl) if crawl else reader.sitemap(target))
+        async for batch in batches:
+            keep.update(doc_id_for(source) for source in (*batch.kept, *(d.source for d in batch.docs)))
+            total.documents += batch.skipped  # unchanged pages are documents of the source too
+            total.documents_unchanged += batch.skipped
+            total.documents_skipped += batch.skipped
+            if batch.docs:
+                found = Found(docs=batch.docs, failures=batch.failures)
+                part = await ingest_found(
+                    store, embedder, found, kb=kb, settings=settings, progress=progress, stop=stop
+                )
+                _add(total, part)
+            else:
+                total.failures.extend(batch.failures)
+            if store_of is not None:
+                await store_of.save(batch.seen)
+                await store_of.forget(batch.forget)
+            if stop is not None and stop.is_set():
+                raise IngestStopped(
+                    f"stopped after {total.documents} documents (each document stored is complete); "
+                    "run the same sync again to finish"
+                )
+    if prune:
+        _add(total, await prune_except(store, kb, settings=settings, origins={target}, keep=keep))
+    total.seconds = time.perf_counter() - started
+    return total

@@ -1,0 +1,1 @@
+"""The quality loop's offline tools: evaluation sets generated from a KB's own chunks, and RAFT training data."""
