@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from bots.dedup import create_deduplicator
 from bots.render import Dialect, split
@@ -28,6 +28,7 @@ from core.answer.assistant import Assistant
 from core.answer.citations import final_markdown
 from core.answer.collect import collect
 from core.answer.log import Rating
+from core.answer.profiles import load_tables
 from core.errors import AnswerFailed, ConfigError
 from core.types import Done, Event, Message
 
@@ -91,6 +92,11 @@ class Followed:
     done: Done | None = None
     failure: str | None = None  # the core's reason for not answering
     cancelled: asyncio.CancelledError | None = None  # shutdown's grace period ran out mid-answer
+
+    @property
+    def reason(self) -> str:
+        """Why there is no whole answer, fit for a user: cut off by a shutdown, the core's reason, or an apology."""
+        return INTERRUPTED if self.cancelled is not None else self.failure or APOLOGY
 
 
 async def follow(
@@ -186,9 +192,9 @@ class PostThenEdit(Stream):
 def ending(result: Followed) -> str:
     """What a reply finally shows: the answer with its sources, what was written before shutdown cut it off,
     the core's reason for not answering, or an apology."""
-    if result.cancelled is not None:
-        return f"{result.text}\n\n{INTERRUPTED}" if result.text else INTERRUPTED
-    return result.failure or (final_markdown(result.done) if result.done else APOLOGY)
+    if result.cancelled is not None:  # what was written stays, marked as cut off
+        return f"{result.text}\n\n{result.reason}" if result.text else result.reason
+    return final_markdown(result.done) if result.done else result.reason
 
 
 async def relay(events: AsyncIterator[Event], channel: Channel, streaming: Stream | None = None) -> Done | None:
@@ -228,13 +234,19 @@ def parse_feedback(value: str) -> tuple[Rating, str] | None:
     return cast(Rating, rating), answer_id
 
 
-class Responder:
+Table = TypeVar("Table", bound=BotTable)
+
+
+class Responder(Generic[Table]):
     """The part of every adapter that is not about its platform: which bot answers where, redelivery
-    de-duplication, answering into a Channel, reset, feedback."""
+    de-duplication, answering into a Channel, reset, feedback. `table`: the platform's model of a bot's
+    `[bots.NAME.<platform>]` table, with `defaults` for keys a table leaves out."""
 
     def __init__(
-        self, assistant: Assistant, *, platform: str, default_bot: str, tables: Mapping[str, BotTable]
+        self, assistant: Assistant, *, platform: str, default_bot: str, table: type[Table], **defaults: object
     ) -> None:
+        # Every bot's table, validated at start-up (core.answer.profiles.load_tables).
+        self.tables = load_tables(assistant.profiles, platform, table, **defaults)
         if default_bot not in assistant.profiles:
             known = ", ".join(sorted(assistant.profiles))
             raise ConfigError(f"{platform.upper()}_BOT names an unknown bot {default_bot!r} (known: {known})")
@@ -242,7 +254,6 @@ class Responder:
         self.dedup = create_deduplicator(assistant.settings, assistant.redis)
         self.platform = platform
         self.default_bot = default_bot
-        self.tables = tables  # every bot's `[bots.NAME.<platform>]` table, validated (core.answer.profiles.load_tables)
 
     def bot_for(self, scopes: Sequence[tuple[str, str]]) -> str:
         """The bot mapped to the most specific scope, e.g. [("channels", "C1"), ("teams", "T1")], from
@@ -278,10 +289,14 @@ class Responder:
     async def reset(self, conversation_id: str) -> None:
         await self.assistant.reset(self.platform, conversation_id)
 
+    async def engage(self, conversation_id: str) -> None:
+        """Note a conversation the bot joined (a thread it was mentioned in), so follow-ups need no mention."""
+        await self.assistant.engage(self.platform, conversation_id)
+
+    async def engaged(self, conversation_id: str) -> bool:
+        return await self.assistant.engaged(self.platform, conversation_id)
+
     async def feedback(self, value: str) -> bool:
         """Store a button's rating with its answer; False for a malformed or unknown answer id."""
         parsed = parse_feedback(value)
-        if parsed is None or await self.assistant.answers.get(parsed[1]) is None:
-            return False
-        await self.assistant.answers.add_feedback(parsed[1], parsed[0])
-        return True
+        return parsed is not None and await self.assistant.rate(parsed[1], parsed[0])

@@ -35,7 +35,6 @@ from bots.render import DISCORD, render
 from bots.settings import BotTable, DiscordSettings
 from core.answer.assistant import open_assistant
 from core.answer.log import Rating
-from core.answer.profiles import load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import until_sigterm
@@ -218,13 +217,13 @@ def intents(*, message_content: bool) -> discord.Intents:
 
 
 class DiscordBot(discord.Client):
-    def __init__(self, responder: Responder, rules: dict[str, DiscordRules], *, message_content: bool):
+    def __init__(self, responder: Responder[DiscordRules], *, message_content: bool):
         # No answer may ping anyone: model output could contain @everyone or a user id.
         super().__init__(
             intents=intents(message_content=message_content), allowed_mentions=discord.AllowedMentions.none()
         )
         self.responder = responder
-        self.rules = rules
+        self.rules = responder.tables
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(ask)
         self.tree.add_command(reset)
@@ -368,16 +367,21 @@ async def run(settings: Settings, discord_settings: DiscordSettings) -> None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set: add your bot's token to .env (README: Chat bots › Discord)")
     token = discord_settings.bot_token.get_secret_value()
     async with open_assistant(settings) as assistant:
-        rules = load_tables(assistant.profiles, "discord", DiscordRules, threads=discord_settings.threads)
-        responder = Responder(assistant, platform="discord", default_bot=discord_settings.bot, tables=rules)
+        responder = Responder(
+            assistant,
+            platform="discord",
+            default_bot=discord_settings.bot,
+            table=DiscordRules,
+            threads=discord_settings.threads,
+        )
         try:
-            await _serve(DiscordBot(responder, rules, message_content=True), token)
+            await _serve(DiscordBot(responder, message_content=True), token)
         except discord.PrivilegedIntentsRequired:
             logger.warning(
                 "The Message Content intent is not enabled for this bot in the Discord Developer Portal: "
                 "answering mentions, DMs and slash commands only (follow-ups in threads need a mention)"
             )
-            await _serve(DiscordBot(responder, rules, message_content=False), token)
+            await _serve(DiscordBot(responder, message_content=False), token)
 
 
 async def _serve(client: DiscordBot, token: str) -> None:
@@ -393,7 +397,6 @@ async def _serve(client: DiscordBot, token: str) -> None:
             await asyncio.wait({gateway})
             if client.ws is not None:
                 await client.ws.close(code=1000)
-            assistant = client.responder.assistant
-            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
+            await client.responder.assistant.drain()
     except discord.LoginFailure:
         raise ConfigError("Discord refused DISCORD_BOT_TOKEN: copy the bot's token again (README: Chat bots)") from None

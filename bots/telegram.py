@@ -43,7 +43,6 @@ from bots.render import TELEGRAM
 from bots.settings import TelegramSettings, TelegramTable
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.answer.assistant import Assistant, open_assistant
-from core.answer.profiles import load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import sigterm
@@ -238,8 +237,7 @@ def _application(telegram: TelegramSettings, assistant: Assistant, *, polling: b
     if not polling:
         builder = builder.updater(None)
     application = builder.build()
-    tables = load_tables(assistant.profiles, "telegram", TelegramTable)
-    responder = Responder(assistant, platform="telegram", default_bot=telegram.bot, tables=tables)
+    responder = Responder(assistant, platform="telegram", default_bot=telegram.bot, table=TelegramTable)
     TelegramBot(responder).install(application)
     return application
 
@@ -261,7 +259,7 @@ async def run(settings: Settings, telegram: TelegramSettings) -> None:
             try:
                 await sigterm()
                 await application.updater.stop()
-                await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+                await assistant.drain()
             finally:
                 if application.updater.running:
                     await application.updater.stop()
@@ -295,7 +293,7 @@ class TelegramWebhook:
             await application.start()
             yield partial(self.handle, application)
             # Updates are answered after Telegram got its 200, outside any request the server waits for.
-            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
+            await assistant.drain()
             await application.stop()
 
     async def handle(self, application: Application, body: bytes, headers: Mapping[str, str]) -> WebhookReply:

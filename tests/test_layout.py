@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,3 +48,23 @@ def test_a_wrong_import_breaks_the_build(tmp_path: Path) -> None:
     ):
         assert f"{importer} -> {imported}" in result.stdout, result.stdout
     assert "4 broken" in result.stdout
+
+
+# Responder still builds its redelivery de-duplicator from the assistant's settings and Redis client: handing them
+# to every adapter instead changes the Webhook protocol (bots.webhooks), left for a later step of #16.
+# The webhooks' shared-state helpers are built from the assistant's settings and Redis (Webhook.open(assistant)
+# is all a platform is handed): the de-duplicator and Teams' message → answer map.
+REACHING_IN = {"bots/base.py": 2, "bots/teams/webhook.py": 2}
+
+
+def test_surfaces_do_not_reach_into_the_assistant() -> None:
+    """Surfaces call the Assistant's methods and are handed narrow collaborators (docs/architecture.md), not the
+    assistant's services."""
+    reach = re.compile(r"\bassistant\.(store|embedder|llm|history|answers|reranker|redis|settings)\b")
+    found = {}
+    for package in ("switchboard", "widget", "bots"):
+        for path in (REPO / package).rglob("*.py"):
+            count = len(reach.findall(path.read_text(encoding="utf-8")))
+            if count:
+                found[str(path.relative_to(REPO))] = count
+    assert found == REACHING_IN

@@ -24,11 +24,11 @@ from core.answer.log import Rating
 from core.answer.privacy import forget_user as erase_user
 from core.errors import ConfigError, IngestError, KBNotFound, StoreError, UnsupportedSource
 from core.ingest.lock import KBBusy
-from core.ingest.pipeline import IngestReport, Progress, ingest
+from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.sources import check_url
 from core.kb import validate_kb_name
 from core.types import Citation
-from widget.deps import AssistantDep, ServerState, StateDep
+from widget.deps import AssistantDep, KnowledgeDep, ServerState, StateDep
 from widget.jobs import Job, JobKind, JobState
 from widget.uploads import UploadRejected, UploadTooLarge, check_uploads, ingest_staged, remove_upload, stage
 
@@ -64,9 +64,19 @@ def require_admin(
         raise HTTPException(403, "wrong admin key")
 
 
-router = APIRouter(
-    prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
-)
+router = APIRouter()  # this module's routes; api() serves them under /admin
+
+
+def api() -> APIRouter:
+    """/admin: this module's routes and the registered sources' (widget.admin_sources), behind the admin key."""
+    from widget import admin_sources  # imported here: it uses this module's pieces
+
+    admin = APIRouter(
+        prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
+    )
+    admin.include_router(router)
+    admin.include_router(admin_sources.router)
+    return admin
 
 
 def _kb(kb: Annotated[str, Path(description="Knowledge base name")]) -> str:
@@ -229,10 +239,10 @@ class UrlsIn(BaseModel):
 
 
 @router.get("/kbs")
-async def list_kbs(assistant: AssistantDep) -> KBsOut:
+async def list_kbs(knowledge: KnowledgeDep) -> KBsOut:
     """Knowledge bases with their document and chunk counts and how they were built."""
     with _store_errors():
-        stats = await assistant.store.list_kbs()
+        stats = await knowledge.kbs()
     return KBsOut(kbs=[KBOut(name=s.name, documents=s.documents, chunks=s.chunks, **asdict(s.meta)) for s in stats])
 
 
@@ -253,7 +263,7 @@ _UPLOAD_BODY = {
 
 
 @router.post("/kbs/{kb}/uploads", status_code=202, openapi_extra=_UPLOAD_BODY, responses=_errors(400, 413, 415, 422))
-async def upload(kb: KB, request: Request, state: StateDep) -> JobOut:
+async def upload(kb: KB, request: Request, state: StateDep, knowledge: KnowledgeDep) -> JobOut:
     """Upload files (the repeatable multipart field `files`) to ingest into the KB, which is created if new.
 
     Every file is checked first (type, size, not empty, a plain name); one bad file refuses the batch and
@@ -276,19 +286,17 @@ async def submit_upload(kb: str, form: FormData, state: ServerState) -> JobOut:
     except UploadRejected as exc:
         raise HTTPException(400, str(exc)) from exc
     batch = await asyncio.to_thread(stage, state.settings, kb, [(f.filename or "", f.file) for f in files])
-    assistant = state.assistant
+    knowledge = state.assistant.knowledge
 
     async def work(progress: Progress) -> IngestReport:
-        return await ingest_staged(
-            assistant.store, assistant.embedder, batch, kb=kb, settings=state.settings, progress=progress
-        )
+        return await ingest_staged(knowledge, batch, kb=kb, progress=progress)
 
     names = [f.target.name for f in batch.files]
     return _job(await state.jobs.submit(kb=kb, kind="upload", inputs=names, work=work, cleanup=batch.discard))
 
 
 @router.post("/kbs/{kb}/urls", status_code=202, responses=_errors(400, 422))
-async def submit_urls(kb: KB, body: UrlsIn, state: StateDep) -> JobOut:
+async def submit_urls(kb: KB, body: UrlsIn, state: StateDep, knowledge: KnowledgeDep) -> JobOut:
     """Fetch and ingest web pages, files by URL, or every page of a sitemap, into the KB (created if new).
 
     The answer is the queued job: follow it at GET /admin/jobs/{id}."""
@@ -297,18 +305,9 @@ async def submit_urls(kb: KB, body: UrlsIn, state: StateDep) -> JobOut:
             check_url(url)
         except IngestError as exc:
             raise HTTPException(400, str(exc)) from exc
-    assistant = state.assistant
 
     async def work(progress: Progress) -> IngestReport:
-        return await ingest(
-            assistant.store,
-            assistant.embedder,
-            body.urls,
-            kb=kb,
-            settings=state.settings,
-            prune=body.prune,
-            progress=progress,
-        )
+        return await knowledge.ingest(body.urls, kb=kb, prune=body.prune, progress=progress)
 
     return _job(await state.jobs.submit(kb=kb, kind="urls", inputs=body.urls, work=work))
 
@@ -329,10 +328,10 @@ async def get_job(job_id: str, state: StateDep) -> JobOut:
 
 
 @router.get("/kbs/{kb}/documents", responses=_errors(404, 422))
-async def list_documents(kb: KB, assistant: AssistantDep) -> DocumentsOut:
+async def list_documents(kb: KB, knowledge: KnowledgeDep) -> DocumentsOut:
     """The KB's documents with their chunk counts, by source."""
     with _store_errors():
-        documents = await assistant.store.list_documents(kb)
+        documents = await knowledge.documents(kb)
     return DocumentsOut(kb=kb, documents=[DocumentOut(**asdict(d)) for d in documents])
 
 
@@ -340,13 +339,13 @@ DocId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="doc_id from 
 
 
 @router.delete("/kbs/{kb}/documents/{doc_id}", status_code=204, responses=_errors(404, 409, 422))
-async def delete_document(kb: KB, doc_id: DocId, state: StateDep) -> Response:
+async def delete_document(kb: KB, doc_id: DocId, state: StateDep, knowledge: KnowledgeDep) -> Response:
     """Delete a document's chunks (and its kept file when it was uploaded). Refused with 409 while an
     ingestion job is queued or running on the KB."""
     try:
         async with state.jobs.exclusive(kb):
             with _store_errors():
-                source = await state.assistant.store.delete_document(kb, doc_id)
+                source = await knowledge.delete_document(kb, doc_id)
             if source is None:
                 raise HTTPException(404, f"no document {doc_id} in knowledge base {kb!r}")
             await asyncio.to_thread(remove_upload, state.settings, kb, source)
@@ -370,7 +369,7 @@ async def list_feedback(
     """Feedback from every channel, newest first, each with the question, answer and sources it judges."""
     if bot is not None:
         _known_bot(state, bot)
-    rated = await state.assistant.answers.rated_answers(bot=bot, rating=rating, limit=limit)
+    rated = await state.assistant.rated_answers(bot=bot, rating=rating, limit=limit)
     return FeedbackListOut(
         feedback=[
             FeedbackOut(
@@ -397,7 +396,7 @@ async def list_feedback(
 async def list_conversations(state: StateDep, bot: str, limit: Limit = 100) -> ConversationsOut:
     """A bot's conversations on every channel, the most recently active first."""
     _known_bot(state, bot)
-    summaries = await state.assistant.answers.conversations(bot, limit)
+    summaries = await state.assistant.conversations(bot, limit)
     return ConversationsOut(bot=bot, conversations=[ConversationOut(**asdict(c)) for c in summaries])
 
 

@@ -99,7 +99,7 @@ def _out(c: Curated) -> CuratedOut:
 @router.post("/answers/{answer_id}/promote", status_code=201, responses=_errors(404, 422))
 async def promote(answer_id: AnswerId, body: PromoteIn, state: StateDep, curated: CuratedDep) -> CuratedOut:
     """Make the operator's answer the answer to this logged answer's question (and the paraphrases given)."""
-    record = await state.assistant.answers.get(answer_id)
+    record = await state.assistant.logged(answer_id)
     if record is None:
         raise HTTPException(404, f"no answer {answer_id} in the answer log")
     asked_by = None

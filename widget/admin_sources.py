@@ -1,5 +1,6 @@
 """The admin API's registered sources (/admin/kbs/{kb}/sources): list, add, remove, and sync one as a job.
-The same registry and sync as `switchboard source` and `switchboard sync` (core.ingest.registry, .sync)."""
+The same registry and sync as `switchboard source` and `switchboard sync` (core.ingest.registry, .sync). Its
+routes are served with admin's by widget.admin.api(): the same /admin prefix, key check and error responses."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from core.errors import IngestError
 from core.ingest.connectors import parse_target
@@ -15,13 +16,10 @@ from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
 from core.ingest.schedule import next_sync
 from core.ingest.sources import is_url
-from core.ingest.sync import sync_source
-from widget.admin import KB, JobOut, _errors, _job, require_admin
-from widget.deps import StateDep
+from widget.admin import KB, JobOut, _errors, _job
+from widget.deps import KnowledgeDep, StateDep
 
-router = APIRouter(
-    prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=_errors(401, 403, 503)
-)
+router = APIRouter()  # served under /admin by widget.admin.api()
 
 
 def get_registry(state: StateDep) -> Registry:
@@ -72,10 +70,11 @@ class SourceOut(BaseModel):
     every: str | None
     options: dict[str, Any] = Field(description="The kind's settings: a crawl's depth, max_pages and prefix")
     created_at: datetime
-    last_sync: SyncRunOut | None
+    last_sync: SyncRunOut | None = Field(validation_alias=AliasChoices("last_sync", "last"))  # Source.last
     next_sync: datetime | None = Field(
+        None,
         description="When the schedule syncs it (`every` after the last run started; in the past: as soon as a "
-        "server with SYNC_SCHEDULE or `switchboard sync --watch` looks); null: only when asked"
+        "server with SYNC_SCHEDULE or `switchboard sync --watch` looks); null: only when asked",
     )
 
 
@@ -93,12 +92,9 @@ def _run(run: SyncRun) -> SyncRunOut:
 
 
 def _source(source: Source) -> SourceOut:
-    fields = {f: getattr(source, f) for f in ("id", "kb", "kind", "target", "prune", "every", "options", "created_at")}
     due = next_sync(source)
-    return SourceOut(
-        **fields,
-        last_sync=None if source.last is None else _run(source.last),
-        next_sync=None if due is None else datetime.fromtimestamp(due, UTC),
+    return SourceOut.model_validate(source, from_attributes=True).model_copy(
+        update={"next_sync": None if due is None else datetime.fromtimestamp(due, UTC)}
     )
 
 
@@ -161,15 +157,12 @@ async def remove_source(kb: KB, source_id: SourceId, registry: RegistryDep) -> R
 
 
 @router.post("/kbs/{kb}/sources/{source_id}/sync", status_code=202, responses=_errors(404, 422))
-async def sync(kb: KB, source_id: SourceId, registry: RegistryDep, state: StateDep) -> JobOut:
+async def sync(kb: KB, source_id: SourceId, registry: RegistryDep, state: StateDep, knowledge: KnowledgeDep) -> JobOut:
     """Sync the source now, as a job (follow it at GET /admin/jobs/{id}); the run joins the source's history."""
     source = await _get(registry, source_id, kb)
-    assistant = state.assistant
 
     async def work(progress: Progress) -> IngestReport:
-        synced = await sync_source(
-            registry, assistant.store, assistant.embedder, source, settings=state.settings, progress=progress
-        )
+        synced = await knowledge.sync(registry, source, progress=progress)
         if synced.report is None:
             raise IngestError(synced.run.error or "the sync failed")
         return synced.report

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from core.answer.stats import Stats, answer_stats, parse_period
+from core.answer.stats import Stats, parse_period
 from core.errors import ConfigError
 from widget.admin import _errors, _known_bot, require_admin
 from widget.deps import ServerState, StateDep
@@ -31,8 +31,7 @@ async def read_stats(state: ServerState, since: str, bot: str | None) -> Stats:
         raise HTTPException(422, str(exc)) from exc
     if bot is not None:
         _known_bot(state, bot)
-    assistant = state.assistant
-    return await answer_stats(assistant.answers, assistant.embedder, period=period, bot=bot)
+    return await state.assistant.stats(period=period, bot=bot)
 
 
 @router.get("/stats", responses=_errors(404, 422))

@@ -26,7 +26,8 @@ from core.errors import StateError
 from core.ingest.lease import create_leases
 from core.ingest.registry import Registry
 from core.ingest.schedule import SyncScheduler
-from widget import admin, admin_curated, admin_sources, admin_stats, console, metrics, openai_api
+from core.shared_state import open_redis
+from widget import admin, admin_curated, admin_stats, console, metrics, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
 from widget.deps import ServerState
@@ -145,20 +146,24 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_assistant(settings) as assistant, mcp.serve(assistant, settings):
+        async with (
+            open_redis(settings) as redis,  # the process's shared state: the assistant's, and limits, jobs, secret
+            open_assistant(settings, redis=redis) as assistant,
+            mcp.serve(assistant, settings),
+        ):
             if prepare is not None:
                 await prepare(assistant)
             bots = load_tables(assistant.profiles, "widget", WidgetBot)
-            jobs = Jobs(settings, create_job_store(settings, assistant.redis))
+            jobs = Jobs(settings, create_job_store(settings, redis))
             app.state.switchboard = ServerState(
                 settings=settings,
                 assistant=assistant,
                 tokens=SessionTokens(
-                    await signing_secret(settings, assistant.redis),
+                    await signing_secret(settings, redis),
                     settings.session_ttl,
                     settings.session_renew_days * 86400,
                 ),
-                limits=create_rate_limits(settings, assistant.redis),
+                limits=create_rate_limits(settings, redis),
                 bots=bots,
                 api_keys=ApiKeys(settings.data_dir / "api-keys.sqlite3"),
                 jobs=jobs,
@@ -169,19 +174,19 @@ def create_app(
                 async with AsyncExitStack() as running:
                     await running.enter_async_context(webhooks.serve(assistant))  # the chat platforms' clients
                     if settings.sync_schedule:  # due syncs of registered sources; stopped before the store closes
-                        leases = create_leases(settings, assistant.redis)
+                        knowledge = assistant.knowledge
                         scheduler = SyncScheduler(
                             app.state.switchboard.sources,
-                            assistant.store,
-                            assistant.embedder,
-                            leases,
+                            knowledge.store,
+                            knowledge.embedder,
+                            create_leases(settings, redis),
                             settings=settings,
                         )
                         await running.enter_async_context(scheduler.running())
                     yield
             finally:
                 # Chat-bot webhook answers run after their request returned: uvicorn did not wait for them.
-                await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+                await assistant.drain()
                 await jobs.close()  # before the store they write to closes
 
     # /docs and /openapi.json map every endpoint: on in development, in production only if API_DOCS says so.
@@ -197,8 +202,7 @@ def create_app(
     if docs:
         install_docs(app)
     app.include_router(router)
-    app.include_router(admin.router)
-    app.include_router(admin_sources.router)
+    app.include_router(admin.api())
     app.include_router(admin_curated.router)
     app.include_router(admin_stats.router)
     console.install(app, settings.admin_api_key is not None)

@@ -77,7 +77,7 @@ async def feedback(request: Request, state: StateDep, session: SessionDep, bot: 
     """The 👎 queue: the latest thumbs-down first, with the question, answer, sources and comment."""
     if bot:
         _known_bot(state, bot)
-    rated = await state.assistant.answers.rated_answers(bot=bot or None, rating="down", limit=200)
+    rated = await state.assistant.rated_answers(bot=bot or None, rating="down", limit=200)
     return page(
         request,
         "console/feedback.html",
@@ -101,7 +101,7 @@ async def conversations(request: Request, state: StateDep, session: SessionDep, 
         "console/conversations.html",
         active="conversations",
         csrf=session["csrf"],
-        conversations=await state.assistant.answers.conversations(bot, 200),
+        conversations=await state.assistant.conversations(bot, 200),
         bot=bot,
         bots=bots,
         when=_when,
@@ -116,10 +116,10 @@ async def transcript(
     request: Request, state: StateDep, session: SessionDep, channel: Text, conversation: Text
 ) -> HTMLResponse:
     """One conversation's questions and answers, each with the sources it showed and its feedback."""
-    answers = await state.assistant.answers.conversation(channel, conversation)
+    answers = await state.assistant.transcript(channel, conversation)
     if not answers:
         raise HTTPException(404, "no answers in that conversation (erased, or expired)")
-    ratings = {a.id: await state.assistant.answers.feedback(a.id) for a in answers}
+    ratings = {a.id: await state.assistant.feedback(a.id) for a in answers}
     return page(
         request,
         "console/transcript.html",
@@ -143,7 +143,7 @@ async def forget(
 ) -> Response:
     """Erase the conversation (its answers, their feedback, its memory), as the widget's "new conversation"."""
     check_csrf(csrf, session["csrf"])
-    answers = await state.assistant.answers.conversation(channel, conversation)
+    answers = await state.assistant.transcript(channel, conversation)
     await privacy.forget_conversation(state.assistant, channel, conversation)
     bot = answers[0].bot if answers else ""
     return RedirectResponse(f"{PREFIX}/conversations?{urlencode({'bot': bot})}", status_code=303)

@@ -25,7 +25,7 @@ async def kbs(request: Request, state: StateDep, session: SessionDep, kb: str = 
     """The KBs with their counts; `?kb=name` opens (or starts) one."""
     if kb:
         return RedirectResponse(f"{PREFIX}/kbs/{admin._kb(kb)}", status_code=303)
-    listed = await admin.list_kbs(state.assistant)
+    listed = await admin.list_kbs(state.assistant.knowledge)
     return page(request, "console/kbs.html", active="kbs", csrf=session["csrf"], kbs=listed.kbs)
 
 
@@ -33,7 +33,7 @@ async def kbs(request: Request, state: StateDep, session: SessionDep, kb: str = 
 async def kb_page(request: Request, kb: admin.KB, state: StateDep, session: SessionDep) -> HTMLResponse:
     """A KB's documents (none yet: a KB that does not exist until its first ingestion) and its recent jobs."""
     try:
-        documents = (await admin.list_documents(kb, state.assistant)).documents
+        documents = (await admin.list_documents(kb, state.assistant.knowledge)).documents
     except HTTPException as exc:
         if exc.status_code != 404:
             raise
@@ -57,7 +57,7 @@ async def add_urls(
         body = admin.UrlsIn(urls=[u.strip() for u in urls.splitlines() if u.strip()], prune=prune)
     except ValidationError as exc:
         raise HTTPException(422, f"urls: {exc.errors()[0]['msg']}") from exc
-    await admin.submit_urls(kb, body, state)
+    await admin.submit_urls(kb, body, state, state.assistant.knowledge)
     return RedirectResponse(f"{PREFIX}/kbs/{kb}", status_code=303)
 
 
@@ -77,5 +77,5 @@ async def delete_document(
     kb: admin.KB, doc_id: admin.DocId, state: StateDep, session: SessionDep, csrf: Csrf = ""
 ) -> Response:
     check_csrf(csrf, session["csrf"])
-    await admin.delete_document(kb, doc_id, state)
+    await admin.delete_document(kb, doc_id, state, state.assistant.knowledge)
     return RedirectResponse(f"{PREFIX}/kbs/{kb}", status_code=303)

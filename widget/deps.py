@@ -9,6 +9,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from core.answer.assistant import Assistant
 from core.ingest.registry import Registry
+from core.knowledge import Knowledge
 from widget.apikeys import ApiKeys
 from widget.embeds import WidgetBot
 from widget.jobs import Jobs
@@ -42,6 +43,13 @@ def get_assistant(state: StateDep) -> Assistant:
 
 
 AssistantDep = Annotated[Assistant, Depends(get_assistant)]
+
+
+def get_knowledge(state: StateDep) -> Knowledge:
+    return state.assistant.knowledge
+
+
+KnowledgeDep = Annotated[Knowledge, Depends(get_knowledge)]
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -121,7 +121,7 @@ def _text(value: str, what: str, limit: int) -> str:
 async def _require_kb(assistant: Assistant, kb: str) -> None:
     """A KB a bot serves but nobody ingested: say so, as `search_knowledge` does, rather than "found nothing"."""
     try:
-        await assistant.store.counts(kb)
+        await assistant.knowledge.counts(kb)
     except KBNotFound as exc:
         raise ToolError(str(exc)) from None
     except SwitchboardError:
@@ -226,7 +226,7 @@ def build_server(assistant: Assistant, settings: WebSettings) -> MCPServer[Any]:
         rows = []
         for kb, bot in _reachable(assistant).items():
             try:
-                documents, chunks = await assistant.store.counts(kb)
+                documents, chunks = await assistant.knowledge.counts(kb)
             except KBNotFound:  # served by a bot but not ingested yet
                 documents, chunks = 0, 0
             except SwitchboardError as exc:

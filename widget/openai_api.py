@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -279,11 +279,18 @@ async def chat_completions(
     first = await anext(events)
     if isinstance(first, Failed):
         raise OpenAIError(503, first.reason, type="server_error", code="knowledge_base_unavailable")
-    envelope = _Envelope(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=body.model)
+    # What every object of one completion carries: the whole completion, or each chunk of its stream.
+    head: dict[str, Any] = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.model,
+    }
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunk_head = {**head, "object": "chat.completion.chunk"}
         return StreamingResponse(
-            _chunks(events, envelope, usage), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            _chunks(events, chunk_head, usage), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
     try:
         done = await collect(events)
@@ -291,20 +298,7 @@ async def chat_completions(
         raise OpenAIError(503, str(failed), type="server_error") from None
     message_out = {"role": "assistant", "content": done.text, "refusal": None, "annotations": _annotations(done)}
     choice = {"index": 0, "message": message_out, "finish_reason": done.finish_reason, "logprobs": None}
-    return JSONResponse(envelope("chat.completion", [choice], usage=_usage(done), switchboard=_extra(done)))
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Envelope:
-    """What every object of one completion carries: the whole completion, or each chunk of its stream."""
-
-    id: str
-    created: int
-    model: str
-
-    def __call__(self, kind: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        head = {"id": self.id, "object": kind, "created": self.created, "model": self.model}
-        return {**head, "choices": choices, **extra}
+    return JSONResponse({**head, "choices": [choice], "usage": _usage(done), "switchboard": _extra(done)})
 
 
 def _data(payload: dict[str, Any]) -> bytes:
@@ -312,9 +306,9 @@ def _data(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
 
-async def _chunks(events: AsyncIterator[Event], envelope: _Envelope, usage: bool) -> AsyncIterator[bytes]:
+async def _chunks(events: AsyncIterator[Event], head: dict[str, Any], usage: bool) -> AsyncIterator[bytes]:
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return _data(envelope("chat.completion.chunk", choices, **extra))
+        return _data({**head, "choices": choices, **extra})
 
     def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]

@@ -24,14 +24,14 @@ def check_ports(settings: WebSettings) -> None:
     if llm is not None and llm.model() is not None:  # without a model no local server starts
         ports["LLM_LOCAL_PORT"] = llm.port
     weaviate = None if settings.weaviate_url else LocalWeaviate.from_settings(settings)
-    if weaviate is not None:
-        ports |= weaviate.ports()
+    weaviate_ports = weaviate.ports() if weaviate is not None else {}
+    ports |= weaviate_ports
     _check_distinct(ports)
     running: set[str] = set()  # ports the kit's own servers hold: they are reused
     if "LLM_LOCAL_PORT" in ports and llm is not None and llm.process.ready():
         running.add("LLM_LOCAL_PORT")
     if weaviate is not None and weaviate.running():
-        running |= weaviate.ports().keys()
+        running |= weaviate_ports.keys()
     for what, port in ports.items():
         if what not in running:
             _check_free(what, settings.server_host if what == "SERVER_PORT" else "127.0.0.1", port)

@@ -134,7 +134,7 @@ async def create_session(body: SessionRequest, request: Request, state: StateDep
     }
     if user_id is not None:  # a verified user's latest conversation follows them to a new browser
         prefix = session.conversation_key("")
-        latest = await state.assistant.answers.latest_conversation("widget", prefix)
+        latest = await state.assistant.latest_conversation("widget", prefix)
         if latest is not None:
             reply["conversation_id"] = latest.removeprefix(prefix)
     return reply
@@ -208,7 +208,7 @@ async def history(
     conversation_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{8,64}$")],
 ) -> dict[str, Any]:
     await _limit_session(state, request, session)
-    records = await state.assistant.answers.conversation("widget", session.conversation_key(conversation_id))
+    records = await state.assistant.transcript("widget", session.conversation_key(conversation_id))
     return {
         "messages": [
             {
@@ -235,10 +235,9 @@ async def forget(conversation_id: ConversationId, request: Request, session: Ses
 @router.post("/api/feedback", status_code=204)
 async def feedback(body: FeedbackRequest, request: Request, session: SessionDep, state: StateDep) -> Response:
     await _limit_session(state, request, session)
-    record = await state.assistant.answers.get(body.answer_id)
-    if record is None or record.channel != "widget" or not record.conversation.startswith(session.conversation_key("")):
+    own = ("widget", session.conversation_key(""))
+    if not await state.assistant.rate(body.answer_id, body.rating, body.comment, within=own):
         raise HTTPException(404, "no such answer in this session")
-    await state.assistant.answers.add_feedback(body.answer_id, body.rating, body.comment)
     return Response(status_code=204)
 
 

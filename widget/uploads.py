@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.config import Settings
-from core.embed import Embedder
 from core.errors import IngestError
 from core.ingest.extract import check_type
-from core.ingest.pipeline import IngestReport, Progress, ingest_found
+from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.sources import Found, RawDoc
 from core.kb import validate_kb_name
-from core.store.client import Store
+from core.knowledge import Knowledge
 
 MAX_NAME_CHARS = 200
 
@@ -131,17 +130,11 @@ def _keep(batch: StagedBatch) -> None:
 
 
 async def ingest_staged(
-    store: Store,
-    embedder: Embedder,
-    batch: StagedBatch,
-    *,
-    kb: str,
-    settings: Settings,
-    progress: Progress | None = None,
+    knowledge: Knowledge, batch: StagedBatch, *, kb: str, progress: Progress | None = None
 ) -> IngestReport:
     """Ingest the staged files under their kept paths, then move them there; a failed ingest moves nothing."""
     docs = await asyncio.to_thread(_read, batch)
-    report = await ingest_found(store, embedder, Found(docs=docs), kb=kb, settings=settings, progress=progress)
+    report = await knowledge.ingest_found(Found(docs=docs), kb=kb, progress=progress)
     await asyncio.to_thread(_keep, batch)
     return report
 

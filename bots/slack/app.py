@@ -19,7 +19,6 @@ from bots.base import Responder
 from bots.settings import SlackSettings, SlackTable
 from bots.slack.listeners import SlackBot
 from core.answer.assistant import Assistant, open_assistant
-from core.answer.profiles import load_tables
 from core.config import Settings
 from core.errors import ConfigError
 from core.shutdown import sigterm
@@ -53,8 +52,7 @@ def slack_app(slack: SlackSettings, assistant: Assistant) -> AsyncApp:
         request_verification_enabled=False,
         logger=logger,
     )
-    tables = load_tables(assistant.profiles, "slack", SlackTable)
-    responder = Responder(assistant, platform="slack", default_bot=slack.bot, tables=tables)
+    responder = Responder(assistant, platform="slack", default_bot=slack.bot, table=SlackTable)
     SlackBot(responder, ask_ephemeral=slack.ask_ephemeral, native=slack.streaming == "native").register(app)
     return app
 
@@ -74,7 +72,7 @@ async def run(settings: Settings, slack: SlackSettings) -> None:
             await sigterm()
         finally:
             await handler.close_async()  # no new events; answers keep their own Web API client
-        await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+        await assistant.drain()
 
 
 async def _connect(handler: AsyncSocketModeHandler) -> None:

@@ -93,7 +93,7 @@ class SlackBot:
             thread = event.get("thread_ts")
             if not thread or f"<@{context.bot_user_id}" in text:  # not a thread reply, or app_mention's job
                 return
-            if not await self.responder.assistant.answers.engaged("slack", conversation_id(team, channel, thread)):
+            if not await self.responder.engaged(conversation_id(team, channel, thread)):
                 return
         await self.reply(client, team, event, _plain(text, context.bot_user_id))
 
@@ -113,7 +113,7 @@ class SlackBot:
     ) -> None:
         conversation = conversation_id(team, channel, thread)
         try:  # from now on follow-ups need no mention, even while this answer is still being written
-            await self.responder.assistant.answers.engage("slack", conversation)
+            await self.responder.engage(conversation)
         except Exception:
             logger.warning("could not note %s as a conversation the bot is in", conversation, exc_info=True)
         target = SlackThread(client, channel=channel, thread_ts=thread, footer=self.footer(bot))

@@ -18,7 +18,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bots.base import APOLOGY, INTERRUPTED, Followed, Reply, Stream
+from bots.base import Followed, Reply, Stream
 from bots.render import SLACK, split
 from bots.slack.blocks import SECTION_LIMIT, feedback_blocks, section
 from bots.slack.threads import SlackThread
@@ -151,9 +151,8 @@ class NativeStream(Stream):
 
     async def finish(self, result: Followed) -> None:
         answer, done = result.text, result.done
-        failure = INTERRUPTED if result.cancelled is not None else result.failure or APOLOGY
         if done is None:  # the stream cannot take back what it showed: the reason goes under it
-            answer = f"{answer}\n\n{failure}" if answer.strip() else failure
+            answer = f"{answer}\n\n{result.reason}" if answer.strip() else result.reason
         try:
             await self.messages.send(answer)
             await self.messages.stop(self.closing_blocks(done))

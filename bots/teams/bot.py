@@ -60,8 +60,7 @@ class TeamsBot:
         if value.get("actionName") != "feedback" or rating is None or answer_id is None:
             logger.info("teams feedback for an unknown message or rating: %s", value)
             return 200, {}
-        if await self.responder.assistant.answers.get(answer_id) is not None:
-            await self.responder.assistant.answers.add_feedback(answer_id, rating, _comment(action.get("feedback")))
+        await self.responder.assistant.rate(answer_id, rating, _comment(action.get("feedback")))
         return 200, {}
 
     async def message(self, activity: Activity) -> None:
@@ -72,7 +71,7 @@ class TeamsBot:
         value = activity.value if isinstance(activity.value, dict) else {}
         feedback = value.get(FEEDBACK_KEY)  # a click on the sources card's 👍/👎
         if not isinstance(feedback, str) and place.scope != STREAMING_SCOPE and not activity.mentions_bot():
-            followed = place.scope == "channel" and await self.responder.assistant.answers.engaged("teams", place.key)
+            followed = place.scope == "channel" and await self.responder.engaged(place.key)
             if not followed:
                 return
         if not await self.responder.first(f"{activity.conversation.id}:{activity.id}"):
@@ -107,7 +106,7 @@ class TeamsBot:
                 await target.post(render(self.responder.welcome(bot), TEAMS))
                 return
             if place.scope == "channel":  # follow-ups need no mention from now on, even while this one streams
-                await self.responder.assistant.answers.engage("teams", place.key)
+                await self.responder.engage(place.key)
             stream: Stream = NativeStream(target) if self.native and place.scope == STREAMING_SCOPE else Updates(target)
             await self.responder.answer(
                 target, text=text, conversation_id=place.key, bot=bot, user_id=user, streaming=stream

@@ -25,7 +25,6 @@ from bots.teams.bot import TeamsBot
 from bots.teams.connector import Connector
 from bots.webhooks import WebhookHandler, WebhookReply, refuse, unreadable
 from core.answer.assistant import Assistant
-from core.answer.profiles import load_tables
 from core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -48,8 +47,7 @@ class TeamsWebhook:
     async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
         teams = self.teams
         assert teams.app_password is not None  # checked in __init__
-        tables = load_tables(assistant.profiles, "teams", TeamsTable)
-        responder = Responder(assistant, platform="teams", default_bot=teams.bot, tables=tables)
+        responder = Responder(assistant, platform="teams", default_bot=teams.bot, table=TeamsTable)
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             token = BotToken(
                 http,
@@ -62,7 +60,7 @@ class TeamsWebhook:
             auth = InboundAuth(http, openid_url=teams.openid_url, app_id=self.app_id)
             yield partial(self.handle, auth, bot)
             # Answers run after Teams got its 200, outside any request the server waits for.
-            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
+            await assistant.drain()
             tasks = list(bot.tasks)
             for task in tasks:
                 task.cancel()

@@ -22,7 +22,6 @@ from bots.whatsapp.bot import WhatsAppBot
 from bots.whatsapp.graph import Graph
 from bots.whatsapp.payload import Inbound, parse, unsigned
 from core.answer.assistant import Assistant
-from core.answer.profiles import load_tables
 from core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -59,8 +58,7 @@ class WhatsAppWebhook:
 
     @asynccontextmanager
     async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
-        tables = load_tables(assistant.profiles, "whatsapp", WhatsAppTable)
-        responder = Responder(assistant, platform="whatsapp", default_bot=self.whatsapp.bot, tables=tables)
+        responder = Responder(assistant, platform="whatsapp", default_bot=self.whatsapp.bot, table=WhatsAppTable)
         graph = Graph.open(self.whatsapp.api_url, self.whatsapp.api_version, self.token)
         bot = WhatsAppBot(responder, graph, self.phone_number_id)
         tasks: set[asyncio.Task[None]] = set()
@@ -68,7 +66,7 @@ class WhatsAppWebhook:
             yield partial(self.handle, partial(self._answer, assistant, bot), tasks)
             # Messages are answered after Meta got its 200, outside any request the server waits for: each
             # task counts as in flight from its start, so none is cut off between its checks and its answer.
-            await assistant.in_flight.drain(assistant.settings.shutdown_grace_seconds)
+            await assistant.drain()
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             await graph.aclose()

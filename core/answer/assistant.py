@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
@@ -20,12 +20,23 @@ from core.answer.curated import CuratedAnswers, create_curated
 from core.answer.curated_data import Match
 from core.answer.history import HistoryStore, create_history, fit_history
 from core.answer.llm import LLM, Finish, extractive_answer, open_llm
-from core.answer.log import AnswerLog, Outcome, create_answer_log
+from core.answer.log import (
+    AnswerLog,
+    AnswerRecord,
+    ConversationSummary,
+    Feedback,
+    Outcome,
+    RatedAnswer,
+    Rating,
+    create_answer_log,
+)
 from core.answer.profiles import DEFAULT_BOT, BotProfile, load_profiles
 from core.answer.prompt import answer_messages, cited_numbers, condense_messages
+from core.answer.stats import Stats, answer_stats
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
+from core.knowledge import Knowledge
 from core.metrics import ANSWER_FIRST_TEXT, ANSWERS, LLM_SECONDS, RETRIEVAL
 from core.shared_state import open_redis, redis_check
 from core.shutdown import InFlight
@@ -64,6 +75,10 @@ def to_citations(sources: Sequence[Source]) -> tuple[Citation, ...]:
 
 
 class Assistant:
+    """What surfaces call: `answer`, and around it the conversation records (`transcript`, `rate`, `reset`), the
+    KB admin facade (`knowledge`), readiness and shutdown (`drain`). Its services are its own: a surface that needs
+    more is handed a narrow collaborator by the composition root, not this object's attributes."""
+
     def __init__(
         self,
         *,
@@ -86,6 +101,7 @@ class Assistant:
         self.answers = answers
         self.profiles = profiles
         self.reranker = reranker
+        self.knowledge = Knowledge(store, embedder, settings)
         self.curated = curated  # operators' own answers, given instead of generated ones when a question matches
         self.redis = redis  # the process's client for state shared with other replicas (rate limits, de-dup)
         self.in_flight = InFlight()  # every answer of this process, for a graceful shutdown
@@ -98,7 +114,7 @@ class Assistant:
 
     async def search(self, kb: str, query: str, *, top_k: int | None = None) -> list[Source]:
         """Retrieval as answers use it (the SEARCH_* settings, the reranker if any); `top_k` overrides."""
-        options = SearchOptions.from_settings(self.settings, top_k=top_k or self.settings.search_top_k)
+        options = SearchOptions.from_settings(self.settings, top_k=top_k)
         return await retrieve(self.store, self.embedder, kb, query, options, self.reranker)
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
@@ -118,15 +134,74 @@ class Assistant:
         except SwitchboardError as exc:
             checks["weaviate_nodes"] = f"unavailable: {exc}"
         if self.llm is None:  # a supported mode (the default compose file), not a fault: ready
-            checks["llm"] = "none: answers quote passages"
+            checks["llm"] = self.model
         else:
             checks["llm"] = "ok" if await self.llm.ping() else "unavailable"
         if self.redis is not None:
             checks["redis"] = await redis_check(self.redis)
         return all(v.startswith(("ok", "unknown", "none")) for v in checks.values()), checks
 
+    @property
+    def model(self) -> str:
+        """The model answers are written with, as a person reads it."""
+        return self.llm.model if self.llm else "none: answers quote passages"
+
+    async def drain(self) -> None:
+        """On shutdown: let the answers in flight finish, for at most SHUTDOWN_GRACE_SECONDS."""
+        await self.in_flight.drain(self.settings.shutdown_grace_seconds)
+
     async def reset(self, channel: str, conversation_id: str) -> None:
         await self.history.reset(channel, conversation_id)
+
+    async def logged(self, answer_id: str) -> AnswerRecord | None:
+        """One answer as the answer log keeps it (question, sources, who asked)."""
+        return await self.answers.get(answer_id)
+
+    async def transcript(self, channel: str, conversation_id: str) -> list[AnswerRecord]:
+        """A conversation's logged answers, oldest first."""
+        return await self.answers.conversation(channel, conversation_id)
+
+    async def latest_conversation(self, channel: str, prefix: str) -> str | None:
+        """The most recently active conversation whose key starts with `prefix` (a user's, across browsers)."""
+        return await self.answers.latest_conversation(channel, prefix)
+
+    async def feedback(self, answer_id: str) -> Feedback | None:
+        """The rating given to one answer, if any."""
+        return await self.answers.feedback(answer_id)
+
+    async def stats(self, *, period: float, bot: str | None) -> Stats:
+        """Analytics over the answer log (core.answer.stats), knowledge gaps clustered with the kit's embedder."""
+        return await answer_stats(self.answers, self.embedder, period=period, bot=bot)
+
+    async def rated_answers(self, *, bot: str | None, rating: Rating | None, limit: int) -> list[RatedAnswer]:
+        """The latest feedback first, from every channel, each with the answer it judges (the admin API)."""
+        return await self.answers.rated_answers(bot=bot, rating=rating, limit=limit)
+
+    async def conversations(self, bot: str, limit: int) -> list[ConversationSummary]:
+        """One bot's conversations on every channel, the most recently active first (the admin API)."""
+        return await self.answers.conversations(bot, limit)
+
+    async def engage(self, channel: str, conversation_id: str) -> None:
+        """Note a conversation the bot joined, before any answer is logged (Slack: a thread it was mentioned in
+        answers follow-ups without a mention)."""
+        await self.answers.engage(channel, conversation_id)
+
+    async def engaged(self, channel: str, conversation_id: str) -> bool:
+        return await self.answers.engaged(channel, conversation_id)
+
+    async def rate(
+        self, answer_id: str, rating: Rating, comment: str | None = None, *, within: tuple[str, str] | None = None
+    ) -> bool:
+        """Store a rating next to the answer it judges; False when there is no such answer. `within`
+        (channel, conversation key prefix): only an answer given there, for surfaces whose callers may rate only
+        their own answers."""
+        record = await self.answers.get(answer_id)
+        if record is None:
+            return False
+        if within is not None and (record.channel != within[0] or not record.conversation.startswith(within[1])):
+            return False
+        await self.answers.add_feedback(answer_id, rating, comment)
+        return True
 
     async def answer(self, message: Message) -> AsyncIterator[Event]:
         clock = _Clock()
@@ -313,17 +388,21 @@ class _Clock:
 
 
 @asynccontextmanager
-async def open_assistant(settings: Settings, *, keep_running: bool = False) -> AsyncIterator[Assistant]:
-    """Everything an answer needs, opened once per process (server lifespan, bot, CLI command)."""
+async def open_assistant(
+    settings: Settings, *, redis: Redis | None = None, keep_running: bool = False
+) -> AsyncIterator[Assistant]:
+    """Everything an answer needs, opened once per process (server lifespan, bot, CLI command). `redis`: the
+    process's shared-state client (core.shared_state.open_redis) when the caller opened it to build its own
+    shared state on it too (the web server's limits and jobs); else it is opened here."""
     profiles = load_profiles(settings)
     embedder = await asyncio.to_thread(create_embedder, settings)
     answers = create_answer_log(settings)
-    async with (
-        open_redis(settings) as redis,  # first: a wrong REDIS_URL fails before Weaviate and the LLM start
-        open_store(settings, keep_running=keep_running) as store,
-        open_llm(settings, keep_running=keep_running) as llm,
-        open_reranker(settings) as reranker,
-    ):
+    async with AsyncExitStack() as stack:
+        if redis is None:  # first: a wrong REDIS_URL fails before Weaviate and the LLM start
+            redis = await stack.enter_async_context(open_redis(settings))
+        store = await stack.enter_async_context(open_store(settings, keep_running=keep_running))
+        llm = await stack.enter_async_context(open_llm(settings, keep_running=keep_running))
+        reranker = await stack.enter_async_context(open_reranker(settings))
         history = create_history(settings, redis)
         await history.purge_expired()  # retention at startup, then on writes (at most hourly)
         await answers.purge_expired()

@@ -35,14 +35,15 @@ class SearchOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
-        """The configured retrieval (SEARCH_*), with per-call overrides such as top_k or a filter."""
+        """The configured retrieval (SEARCH_*), with per-call overrides such as top_k or a filter; an override of
+        None keeps the configured value."""
         configured = cls(
             top_k=settings.search_top_k,
             alpha=settings.search_alpha,
             keyword_fields=settings.search_keyword_fields,
             doc_cap=settings.search_doc_cap,
         )
-        return dataclasses.replace(configured, **overrides)
+        return dataclasses.replace(configured, **{name: v for name, v in overrides.items() if v is not None})
 
 
 async def retrieve(

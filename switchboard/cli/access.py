@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from switchboard.cli.base import (
     _fail,
     _run,
     _settings,
+    _when,
     app,
     err,
     keys_app,
@@ -55,17 +55,16 @@ def keys_create(
 def keys_list() -> None:
     """Keys with their bots and last use (never the keys themselves)."""
     table = Table("id", "name", "bots", "created", "last used", "status")
-
-    def stamp(moment: float | None) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment)) if moment else "never"
+    for column in (table.columns[0], *table.columns[3:5]):
+        column.no_wrap = True  # the id (copied into `keys revoke`) and moments stay whole; names and bots wrap
 
     for k in _api_keys().list():
         table.add_row(
             k.id,
             k.name,
             ", ".join(k.bots) or "all",
-            stamp(k.created_at),
-            stamp(k.last_used_at),
+            _when(k.created_at),
+            _when(k.last_used_at),
             "revoked" if k.revoked else "active",
         )
     out.print(table)

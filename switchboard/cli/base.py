@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from core.config import Settings, get_settings
 from core.errors import IngestStopped, SwitchboardError
+
+if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
+    from core.ingest.pipeline import IngestReport
+    from core.ingest.registry import SyncRun
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard: one RAG assistant, every channel.")
 kb_app = typer.Typer(no_args_is_help=True, help="Manage knowledge bases.")
@@ -131,3 +137,35 @@ class _RichProgress:
 
     def advance(self, count: int) -> None:
         self._progress.advance(self._task, count)
+
+
+@contextmanager
+def _progress() -> Iterator[_RichProgress]:
+    """A progress bar on stderr, one line per stage of a long write (ingest, reembed)."""
+    columns = TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    with Progress(*columns, console=err) as bar:
+        yield _RichProgress(bar)
+
+
+def _stop_on_sigterm() -> asyncio.Event:
+    """An event SIGTERM sets, inside the running loop: a long write stops between documents and closes as usual
+    (the next run repairs the rest)."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return stop
+
+
+def _counts(report: IngestReport | SyncRun) -> str:
+    """What an ingest or a sync did, in one line."""
+    skipped = f", {report.documents_skipped} not downloaded" if report.documents_skipped else ""
+    pruned = f", {report.documents_pruned} pruned" if report.documents_pruned else ""
+    return (
+        f"{report.documents} documents ({report.documents_unchanged} unchanged{skipped}{pruned}); chunks "
+        f"{report.added} added, "
+        f"{report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted"
+    )
+
+
+def _when(seconds: float | None) -> str:
+    """A moment as every command prints it: UTC (as the admin API gives it), to the minute; "never" for none."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%MZ") if seconds else "never"

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from core.errors import SwitchboardError
@@ -23,13 +20,15 @@ from switchboard.cli.base import (
     KBOption,
     MaxPagesOption,
     PrefixOption,
+    _counts,
     _crawl_options,
     _embedder,
     _fail,
     _kb,
-    _RichProgress,
+    _progress,
     _run,
     _settings,
+    _stop_on_sigterm,
     app,
     err,
     eval_app,
@@ -70,37 +69,29 @@ def ingest(
     embedder = _embedder(settings)
 
     async def go() -> Any:
-        stop = asyncio.Event()  # SIGTERM: stop between documents, then close the store as usual
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-        ) as bar:
+        stop = _stop_on_sigterm()
+        with _progress() as progress:
             async with open_store(settings) as store:
                 if crawl:  # streamed page by page (no validators kept: a registered source keeps them)
                     kind, target = "crawl", sources[0]
                     return await ingest_web(
-                        store, embedder, kb=name, kind=kind, target=target, options=options, prune=prune,
-                        settings=settings, progress=_RichProgress(bar), stop=stop,
-                    )  # fmt: skip
+                        store,
+                        embedder,
+                        kb=name,
+                        kind=kind,
+                        target=target,
+                        options=options,
+                        prune=prune,
+                        settings=settings,
+                        progress=progress,
+                        stop=stop,
+                    )
                 return await run_ingest(
-                    store,
-                    embedder,
-                    sources,
-                    kb=name,
-                    settings=settings,
-                    prune=prune,
-                    progress=_RichProgress(bar),
-                    stop=stop,
+                    store, embedder, sources, kb=name, settings=settings, prune=prune, progress=progress, stop=stop
                 )
 
     report = _run(go)
-    out.print(
-        f"[bold]{name}[/bold]: {report.documents} documents ({report.documents_unchanged} unchanged"
-        f"{f', {report.documents_pruned} pruned' if report.documents_pruned else ''}); chunks "
-        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted "
-        f"in {report.seconds:.1f}s",
-        highlight=False,
-    )
+    out.print(f"[bold]{name}[/bold]: {_counts(report)} in {report.seconds:.1f}s", highlight=False)
     for source, reason in report.failures:
         err.print(f"[yellow]skipped[/yellow] {escape(source)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if report.failures:
@@ -124,9 +115,7 @@ def search(
     settings = _settings()
     name = _kb(settings, kb)
     embedder = _embedder(settings)
-    options = SearchOptions.from_settings(
-        settings, top_k=k, alpha=settings.search_alpha if alpha is None else alpha, source_prefix=source_prefix
-    )
+    options = SearchOptions.from_settings(settings, top_k=k, alpha=alpha, source_prefix=source_prefix)
 
     async def go() -> Any:
         async with open_store(settings) as store, open_reranker(settings) as reranker:
@@ -172,7 +161,7 @@ def eval_command(
     first = EvalRun(
         kb=name,
         k=k,
-        options=SearchOptions.from_settings(settings, alpha=settings.search_alpha if alpha is None else alpha),
+        options=SearchOptions.from_settings(settings, alpha=alpha),
     )
     try:
         qa = load_qa(qa_file)
@@ -326,11 +315,9 @@ def kb_reembed(
     embedder = _embedder(new_settings)
 
     async def go() -> Any:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-        ) as bar:
+        with _progress() as progress:
             async with open_store(settings) as store:
-                return await reembed(store, embedder, kb=kb, settings=settings, progress=_RichProgress(bar))
+                return await reembed(store, embedder, kb=kb, settings=settings, progress=progress)
 
     report = _run(go)
     out.print(

@@ -7,7 +7,6 @@ import json
 import signal
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,12 +20,15 @@ from switchboard.cli.base import (
     KBOption,
     MaxPagesOption,
     PrefixOption,
+    _counts,
     _crawl_options,
     _embedder,
     _fail,
     _kb,
     _run,
     _settings,
+    _stop_on_sigterm,
+    _when,
     app,
     out,
 )
@@ -45,22 +47,12 @@ def _registry() -> Registry:
     return Registry.for_settings(_settings())
 
 
-def _when(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _outcome(run: SyncRun | None) -> str:
     if run is None:
         return "never synced"
-    skipped = f", {run.documents_skipped} not downloaded" if run.documents_skipped else ""
-    counts = (
-        f"{run.documents} documents ({run.documents_unchanged} unchanged{skipped}, {run.documents_pruned} pruned); "
-        "chunks "
-        f"{run.added} added, {run.updated} updated, {run.unchanged} unchanged, {run.deleted} deleted"
-    )
     if run.error and not run.documents:
         return f"failed: {run.error}"
-    return counts + (f"; {run.error}" if run.error else "")
+    return _counts(run) + (f"; {run.error}" if run.error else "")
 
 
 @source_app.command("add")
@@ -201,8 +193,7 @@ def sync(
     embedder = _embedder(settings)
 
     async def go() -> Any:
-        stop = asyncio.Event()  # SIGTERM: stop between documents; the next sync repairs the rest
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        stop = _stop_on_sigterm()
         async with open_store(settings) as store:
             return await sync_all(registry, store, embedder, sources, settings=settings, stop=stop)
 

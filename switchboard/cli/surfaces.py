@@ -166,7 +166,7 @@ def mcp_command(
         async with open_assistant(settings) as assistant:
             if await until_sigterm(serve_stdio(assistant, settings)) is None:
                 return  # the client closed stdin
-            await assistant.in_flight.drain(settings.shutdown_grace_seconds)
+            await assistant.drain()
             await asyncio.sleep(0.2)  # the transport's writer thread sends the last results
         # SIGTERM, and everything is closed. The SDK reads stdin in a thread that cancelling cannot interrupt,
         # so an orderly exit would wait for the client's next line: leave now.
@@ -200,18 +200,13 @@ def bot(platform: Platform) -> None:
 def demo() -> None:
     """The main job on the embedded defaults: local Weaviate, embedder and model, the sample docs, and the web
     widget over them at http://127.0.0.1:8000/."""
-    from core.ingest.pipeline import ingest as run_ingest
-
     settings = _load(WebSettings).model_copy(update={"default_kb": "demo"})
 
     async def prepare(assistant: Assistant) -> None:
-        report = await run_ingest(
-            assistant.store, assistant.embedder, [str(SAMPLE_DOCS)], kb="demo", settings=settings, prune=True
-        )
-        model = assistant.llm.model if assistant.llm else "none: answers quote passages"
+        report = await assistant.knowledge.ingest([str(SAMPLE_DOCS)], kb="demo", prune=True)
         out.print(
             f"Knowledge base 'demo': {report.documents} sample documents ({report.added} chunks added); "
-            f"model: {model}.",
+            f"model: {assistant.model}.",
             highlight=False,
         )
 

@@ -81,20 +81,26 @@ def test_tools_profile_ingests_the_sample_docs(single: Deployment) -> None:
     assert kbs == {"default": documents, "handbook": documents}, kbs
 
 
-async def test_the_demo_page_s_widget_streams_an_answer_with_sources(
-    single: Deployment,
-    page: Page,  # noqa: F811 (the browser tests' fixture)
-    bridge_llm: FakeOpenAI,
-) -> None:
+async def widget_streams_an_answer(page: Page, url: str, bridge_llm: FakeOpenAI) -> None:  # noqa: F811 (not the fixture)
+    """The demo page at `url`: its widget asks QUESTION and shows the answer's first part before the model sends
+    the rest (streamed, not buffered by anything on the way), then the whole answer."""
     bridge_llm.enqueue(
         Reply(chunks=["The dashboard ", "listens on port **8470** [1]."], stall_after=1, stall_seconds=2)
     )
-    await page.goto(f"{single.url}/")
+    await page.goto(f"{url}/")  # behind nginx, it passes the Host with its port: the page's origin check holds
     await page.get_by_test_id("sb-launcher").click()
     await ask(page, QUESTION)
     await expect(last_answer(page)).to_contain_text("The dashboard", timeout=30_000)  # streamed: the first part
     await expect(last_answer(page)).not_to_contain_text("8470")
     await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=15_000)
+
+
+async def test_the_demo_page_s_widget_streams_an_answer_with_sources(
+    single: Deployment,
+    page: Page,  # noqa: F811 (the browser tests' fixture)
+    bridge_llm: FakeOpenAI,
+) -> None:
+    await widget_streams_an_answer(page, single.url, bridge_llm)
     await page.get_by_test_id("sb-cite").first.click()
     await expect(page.get_by_test_id("sb-citation").first).to_contain_text("Kestrel")
 

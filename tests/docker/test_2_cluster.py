@@ -19,9 +19,9 @@ from playwright.async_api import Page, expect
 
 from core.answer.assistant import STORE_DOWN
 from tests.docker.conftest import CLUSTER, Deployment, Visitor, container
-from tests.docker.test_1_compose import QUESTION, image  # noqa: F401 (the image fixture)
+from tests.docker.test_1_compose import QUESTION, image, widget_streams_an_answer  # noqa: F401 (the image fixture)
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.test_widget_browser import ask, browser, last_answer, page  # noqa: F401 (fixtures)
+from tests.test_widget_browser import browser, page  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -64,15 +64,7 @@ async def test_the_widget_works_through_nginx(
     page: Page,  # noqa: F811 (the browser tests' fixture)
     bridge_llm: FakeOpenAI,
 ) -> None:
-    bridge_llm.enqueue(
-        Reply(chunks=["The dashboard ", "listens on port **8470** [1]."], stall_after=1, stall_seconds=2)
-    )
-    await page.goto(f"{cluster.url}/")  # nginx passes the Host with its port: the page's origin check holds
-    await page.get_by_test_id("sb-launcher").click()
-    await ask(page, QUESTION)
-    await expect(last_answer(page)).to_contain_text("The dashboard", timeout=30_000)
-    await expect(last_answer(page)).not_to_contain_text("8470")  # streamed through the proxy, unbuffered
-    await expect(last_answer(page)).to_contain_text("listens on port 8470", timeout=15_000)
+    await widget_streams_an_answer(page, cluster.url, bridge_llm)  # through the proxy
     await expect(page.get_by_test_id("sb-citation").first).to_be_attached()
 
 
