@@ -146,7 +146,8 @@ def test_metrics_need_their_token(server: RunningServer) -> None:
     assert 'http_requests_total{handler="/admin/stats",method="GET",status="2xx"}' in response.text
     assert httpx.get(f"{server.url}/made-up-{uuid.uuid4().hex}").status_code == 404
     again = httpx.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
-    assert "made-up" not in again and 'handler="none"' in again
+    assert [line for line in again.splitlines() if "made-up" in line] == []
+    assert 'handler="none"' in again
     for name in ("switchboard_answers_total", "switchboard_retrieval_seconds_bucket", "switchboard_ingests_total"):
         assert f"# TYPE {name.removesuffix('_total').removesuffix('_bucket')}" in response.text
 

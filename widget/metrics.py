@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from widget.deps import bearer
@@ -24,8 +24,10 @@ def install(app: FastAPI, settings: WebSettings) -> None:
     if settings.metrics_token is None:
         return
     token = settings.metrics_token.get_secret_value().encode()
-    # Unmatched paths are grouped as "none": a scanner's random URLs must not each become a time series.
-    Instrumentator(excluded_handlers=["/metrics"], should_group_untemplated=True).instrument(app)
+    # Unmatched paths are grouped as "none": a scanner's random URLs must not each become a time series. The
+    # HTTP metrics are this app's own (another app in the process, as in tests, would otherwise keep them).
+    http = CollectorRegistry()
+    Instrumentator(excluded_handlers=["/metrics"], should_group_untemplated=True, registry=http).instrument(app)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
@@ -36,4 +38,4 @@ def install(app: FastAPI, settings: WebSettings) -> None:
             )
         if not hmac.compare_digest(sent.encode(), token):
             raise HTTPException(403, "wrong metrics token")
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(REGISTRY) + generate_latest(http), media_type=CONTENT_TYPE_LATEST)
