@@ -228,6 +228,15 @@ def test_dockerfile_builds_the_image_from_registry_packages_with_the_right_extra
     assert "npm ci" in runs and "npm run build" in runs  # the widget, built as scripts/setup.sh builds it
 
 
+def test_every_extra_installed_is_defined() -> None:
+    """pip only warns about an extra the project does not define, and then installs none of its packages."""
+    defined = set(PROJECT["optional-dependencies"])
+    setup = re.search(r'^extras="([a-z,]+)"', (REPO / "scripts" / "setup.sh").read_text(), re.M)
+    image = re.search(r'"/src\[([a-z,]+)\]"', (REPO / "docker" / "Dockerfile").read_text())
+    assert setup and image
+    assert set(setup.group(1).split(",")) | set(image.group(1).split(",")) <= defined
+
+
 def test_dockerfile_pins_base_images_and_bakes_in_no_secret() -> None:
     stage_names: set[str] = set()
     for stage in _dockerfile():
