@@ -294,3 +294,10 @@ async def test_csrf_and_headers(
     forged = {"sb_console": cookies["sb_console"][:-4] + "AAAA"}
     with httpx.Client(base_url=server.url, cookies=forged, timeout=30) as forger:
         assert forger.get("/admin/ui/analytics").status_code == 303
+    # A sign-in form's nonce is signed too, but for signing in only: as a session cookie it opens nothing.
+    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+        nonce = re.search(r'name="csrf" value="([^"]+)"', anonymous.get("/admin/ui/signin").text)
+        assert nonce is not None
+    with httpx.Client(base_url=server.url, cookies={"sb_console": nonce[1]}, timeout=30) as replayer:
+        assert replayer.get("/admin/ui/analytics").status_code == 303
+        assert replayer.get("/admin/ui/transcript?channel=web&conversation=x").status_code == 303

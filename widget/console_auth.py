@@ -37,12 +37,13 @@ class SignedOut(Exception):
     """No valid session: pages redirect to the sign-in page."""
 
 
-def _serializer(state: ServerState) -> URLSafeTimedSerializer:
+def _serializer(state: ServerState, purpose: str) -> URLSafeTimedSerializer:
+    """One per purpose (the salt): a sign-in form's nonce must never pass as a session."""
     key = state.settings.admin_api_key
     if key is None:  # routes are only installed with a key; a settings object without one is a bug
         raise HTTPException(404, "not found")
     secret = hmac.new(key.get_secret_value().encode(), b"switchboard admin console", hashlib.sha256).hexdigest()
-    return URLSafeTimedSerializer(secret, salt="console")
+    return URLSafeTimedSerializer(secret, salt=f"console {purpose}")
 
 
 def _session(request: Request, state: StateDep) -> dict[str, str]:
@@ -50,9 +51,11 @@ def _session(request: Request, state: StateDep) -> dict[str, str]:
     if not cookie:
         raise SignedOut
     try:
-        session: dict[str, str] = _serializer(state).loads(cookie, max_age=SESSION_SECONDS)
+        session: dict[str, str] = _serializer(state, "session").loads(cookie, max_age=SESSION_SECONDS)
     except BadSignature:
         raise SignedOut from None
+    if not isinstance(session, dict) or not isinstance(session.get("csrf"), str):
+        raise SignedOut
     return session
 
 
@@ -76,7 +79,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 @router.get("/signin")
 def signin_page(request: Request, state: StateDep, error: str | None = None) -> HTMLResponse:
-    nonce = _serializer(state).dumps({"signin": secrets.token_urlsafe(16)})
+    nonce = _serializer(state, "signin").dumps({"signin": secrets.token_urlsafe(16)})
     return page(request, "console/signin.html", 401 if error else 200, csrf=nonce, error=error)
 
 
@@ -87,9 +90,8 @@ def signin(
     key: Annotated[str, Form(max_length=500)] = "",
     csrf: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    serializer = _serializer(state)
     try:
-        serializer.loads(csrf, max_age=SIGNIN_SECONDS)
+        _serializer(state, "signin").loads(csrf, max_age=SIGNIN_SECONDS)
     except BadSignature:
         raise HTTPException(403, "invalid or missing CSRF token: reload the sign-in page") from None
     admin_key = state.settings.admin_api_key
@@ -98,11 +100,12 @@ def signin(
     response = RedirectResponse(f"{PREFIX}/analytics", status_code=303)
     response.set_cookie(
         COOKIE,
-        serializer.dumps({"csrf": secrets.token_urlsafe(32)}),
+        _serializer(state, "session").dumps({"csrf": secrets.token_urlsafe(32)}),
         max_age=SESSION_SECONDS,
         path=PREFIX,
         httponly=True,
-        secure=request.url.scheme == "https",
+        # https as uvicorn sees it, or as the deployment says it is served (a TLS proxy uvicorn does not trust).
+        secure=request.url.scheme == "https" or any(u.startswith("https://") for u in state.settings.public_url),
         samesite="strict",
     )
     return response
