@@ -187,6 +187,46 @@ async def test_sitemap_lastmod_skips_without_a_request(
     assert len(counting.texts) == 1 and "storks" in counting.texts[0]
 
 
+async def test_a_failing_hub_or_sitemap_prunes_nothing(
+    site: Site, tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    """A page that fails once (503) keeps its document and its recorded links are followed, so the section below
+    it stays; a sitemap index whose child sitemap fails prunes nothing (what that child lists is unknown)."""
+    settings = loopback_allowed(settings).model_copy(update={"crawl_delay_seconds": 0})
+    registry = Registry(tmp_path / "sources.sqlite3")
+    site.put("/docs/", page("Docs home", "Welcome.", ["/docs/a", "/docs/b"]))
+    site.put("/docs/a", page("A", "Alpha pages mention owls."))
+    site.put("/docs/b", page("B", "Beta pages mention herons."))
+    crawl = await add_crawl(registry, kb, f"{site.base}/docs/", depth=2)
+    await sync_source(registry, store, embedder, crawl, settings=settings)
+    pages = {f"{site.base}/docs/", f"{site.base}/docs/a", f"{site.base}/docs/b"}
+    assert await stored_sources(store, kb) == pages
+    site.failing.add("/docs/")
+    hiccup = await sync_source(registry, store, embedder, crawl, settings=settings)
+    assert hiccup.run.documents_pruned == 0 and "503" in (hiccup.run.error or "")
+    assert await stored_sources(store, kb) == pages  # /docs/a and /docs/b were still reached, through its links
+
+    sitemap_kb = f"{kb}_map"
+    for name in ("one", "two"):
+        entry = f"<url><loc>{site.base}/{name}</loc></url>"
+        xml = f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entry}</urlset>'
+        site.put(f"/{name}.xml", xml, "application/xml")
+        site.put(f"/{name}", page(name.title(), f"Page {name} mentions storks."))
+    children = "".join(f"<sitemap><loc>{site.base}/{n}.xml</loc></sitemap>" for n in ("one", "two"))
+    index = f'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{children}</sitemapindex>'
+    site.put("/index.xml", index, "application/xml")
+    mapped = await registry.add(kb=sitemap_kb, target=f"{site.base}/index.xml", sitemap=True, prune=True, every=None)
+    try:
+        await sync_source(registry, store, embedder, mapped, settings=settings)
+        assert await stored_sources(store, sitemap_kb) == {f"{site.base}/one", f"{site.base}/two"}
+        site.failing.add("/two.xml")
+        partial = await sync_source(registry, store, embedder, mapped, settings=settings)
+        assert partial.run.documents_pruned == 0
+        assert await stored_sources(store, sitemap_kb) == {f"{site.base}/one", f"{site.base}/two"}
+    finally:
+        await store.delete_kb(sitemap_kb)
+
+
 def test_url_key_folds_variants() -> None:
     keys = {
         url_key(u)

@@ -115,6 +115,9 @@ class Batch:
     failures: list[tuple[str, str]] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)  # keys of pages that failed: fetched in full next time
+    # Part of the source could not be listed (a sitemap of an index failed): what it lists is unknown, so
+    # nothing may be pruned this time.
+    incomplete: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,11 @@ class WebReader:
                 if explicit:
                     raise
                 gone = isinstance(exc, FetchStatus) and exc.status in (404, 410)
-                # Any other failure (a timeout, a server error) keeps the stored document until the page answers.
-                return _Visit(key, kept=known.source if known and not gone else None, failure=(url, str(exc)))
+                # Any other failure (a timeout, a server error) keeps the stored document until the page answers,
+                # and the crawl follows the links recorded for it: a hub page's hiccup must not prune its section.
+                kept = known.source if known and not gone else None
+                links = await self._links(key) if kept and follow and self._links else ()
+                return _Visit(key, kept=kept, links=links, failure=(url, str(exc)))
         if got.not_modified and known is not None:
             links = await self._links(key) if follow and self._links else ()
             return _Visit(key, kept=known.source, links=links, seen=replace(known, lastmod=lastmod, links=links))
@@ -240,6 +246,8 @@ class WebReader:
                     _collect(out, visit, sources)
                     queued.update(url_key(s) for s in (visit.kept, visit.doc and visit.doc.source) if s)
                     for link in visit.links if depth < options.depth else ():
+                        if pages + len(level) - i - len(group) + len(following) >= options.max_pages:
+                            break  # enough pages queued for the cap: a page of 10,000 links must not grow the queue
                         if follows(link) and (key := url_key(link)) not in queued:
                             queued.add(key)
                             following.append(link)
@@ -262,16 +270,16 @@ class WebReader:
             visits = await asyncio.gather(
                 *(self._visit(e.url, explicit=False, follow=False, lastmod=e.lastmod) for e in group)
             )
-            out = Batch(failures=failures if i == 0 else [])
+            out = Batch(failures=failures if i == 0 else [], incomplete=bool(failures))
             for visit in visits:
                 _collect(out, visit, sources)
             yield out
         if not entries:
-            yield Batch(failures=failures)
+            yield Batch(failures=failures, incomplete=bool(failures))
 
     async def _robots(self, start: str) -> Protego:
-        """The site's robots.txt (RFC 9309): missing (4xx) allows everything, a server error (5xx) nothing; one
-        that cannot be fetched leaves it to the pages to fail, each with its reason."""
+        """The site's robots.txt (RFC 9309): missing (4xx) allows everything; a server error (5xx) or one that
+        cannot be fetched (unreachable, timed out) nothing."""
         url = urljoin(start, "/robots.txt")
         try:
             async with self._client.stream("GET", url) as response:
@@ -285,8 +293,8 @@ class WebReader:
                     if len(body) >= _ROBOTS_MAX_BYTES:
                         break
         except (httpx.HTTPError, IngestError) as exc:
-            logger.info("no robots.txt for %s (%s)", start, exc)
-            return Protego.parse("")
+            logger.info("robots.txt of %s unreachable (%s): crawling nothing", start, exc)
+            return Protego.parse("User-agent: *\nDisallow: /")
         return Protego.parse(bytes(body[:_ROBOTS_MAX_BYTES]).decode("utf-8", "replace"))
 
 

@@ -88,12 +88,14 @@ async def ingest_web(
         known = {k: seen for k, seen in known.items() if doc_id_for(seen.source) in present}
     total = IngestReport()
     keep: set[str] = set()
+    complete = True
     async with ingest_client(settings) as client:
         reader = WebReader(
             client, settings, origin=target, known=known, links=store_of.links if store_of is not None else None
         )
         batches = _ahead(reader.crawl(target, crawl) if crawl else reader.sitemap(target))
         async for batch in batches:
+            complete = complete and not batch.incomplete
             keep.update(doc_id_for(source) for source in (*batch.kept, *(d.source for d in batch.docs)))
             total.documents += batch.skipped  # unchanged pages are documents of the source too
             total.documents_unchanged += batch.skipped
@@ -114,7 +116,9 @@ async def ingest_web(
                     f"stopped after {total.documents} documents (each document stored is complete); "
                     "run the same sync again to finish"
                 )
-    if prune:
+    if prune and not complete:
+        logger.warning("%s: part of it could not be listed; nothing pruned this time", target)
+    elif prune:
         _add(total, await prune_except(store, kb, settings=settings, origins={target}, keep=keep))
     total.seconds = time.perf_counter() - started
     return total

@@ -27,6 +27,7 @@ class Site:
     pages: dict[str, Page] = field(default_factory=dict)  # by path (with the query, if any)
     redirects: dict[str, str] = field(default_factory=dict)  # path → Location
     log: list[tuple[str, int]] = field(default_factory=list)  # (path, status) of every request
+    failing: set[str] = field(default_factory=set)  # paths answering 503 for now
     base: str = ""
 
     def put(self, path: str, body: str | bytes, content_type: str = HTML, modified: float | None = None) -> None:
@@ -53,6 +54,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path
+        if path in self.site.failing:
+            self._answer(path, 503, b"busy")
+            return
         if path in self.site.redirects:
             self._answer(path, 302, headers={"Location": self.site.redirects[path]})
             return
