@@ -23,7 +23,7 @@ from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestError, IngestStopped
 from core.ingest.registry import Registry
-from core.ingest.sync import sync_source
+from core.ingest.sync import sync_all, sync_source
 from core.store.client import Store
 from tests.fakes import confluence_server, drive_server, notion_server
 from tests.fakes.confluence_server import FakeConfluence
@@ -209,6 +209,28 @@ async def test_bad_token_and_missing_permission_are_one_line_in_the_history(
     assert [r.error for r in await registry.history(source.id)] == [denied.run.error, refused.run.error]
 
 
+async def test_an_unreachable_service_is_recorded_and_the_next_source_still_syncs(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    """A timeout or a refused connection from a client library is one failed run in the history (not an error
+    that ends `sync_all` or leaves a scheduled source due on every tick)."""
+    case = _notion()
+    try:
+        registry = Registry(tmp_path / "sources.sqlite3")
+        down = await registry.add(kb=kb, target=case.target, sitemap=False, prune=None, every=None)
+        folder = tmp_path / "docs"
+        folder.mkdir()
+        (folder / "owls.md").write_text("# Owls\n\nOwls hunt at night.\n")
+        local = await registry.add(kb=kb, target=str(folder), sitemap=False, prune=False, every=None)
+        unreachable = settings.model_copy(update={**case.settings, "notion_base_url": "http://127.0.0.1:9"})
+        first, second = await sync_all(registry, store, embedder, [down, local], settings=unreachable)
+        assert first.report is None and first.run.error is not None and first.run.error.startswith("Notion: ")
+        assert second.report is not None and second.run.documents == 1
+        assert [r.error for r in await registry.history(down.id)] == [first.run.error]
+    finally:
+        case.fake.stop()
+
+
 async def test_missing_account_settings_are_named(
     tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
 ) -> None:
@@ -288,9 +310,9 @@ def test_cli_adds_and_syncs_a_connector(cli_env: dict[str, str], tmp_path: Path,
         assert "confluence confluence:ENG" in added.stdout
         synced = run(env, "sync", "--kb", kb, cwd=tmp_path)
         assert synced.returncode == 0, synced.stderr
-        assert "5 documents (0 unchanged, 0 pruned); chunks 5 added" in synced.stdout.replace("\n", " ")
+        assert "5 documents (0 unchanged); chunks 5 added" in synced.stdout.replace("\n", " ")
         again = run(env, "sync", "--kb", kb, cwd=tmp_path)
-        assert "5 documents (5 unchanged, 0 pruned)" in again.stdout.replace("\n", " ")
+        assert "5 documents (5 unchanged); chunks 0 added" in again.stdout.replace("\n", " ")
         listed = json.loads(run(env, "source", "list", "--kb", kb, "--json", cwd=tmp_path).stdout)["sources"]
         assert [(s["kind"], s["prune"], s["every"]) for s in listed] == [("confluence", True, "1h")]
 

@@ -43,6 +43,13 @@ def _failures(report: IngestReport) -> str | None:
     return f"{where}: {reason}{more}"
 
 
+async def _record_failure(registry: Registry, source: Source, started: float, error: str) -> SyncRun:
+    failed = SyncRun.of(started, None, error)
+    SYNCS.labels("failed").inc()
+    await registry.record(source.id, failed)
+    return failed
+
+
 async def sync_source(
     registry: Registry,
     store: Store,
@@ -88,13 +95,15 @@ async def sync_source(
                 stop=stop,
             )
     except SwitchboardError as exc:
-        failed = SyncRun.of(started, None, str(exc))
-        SYNCS.labels("failed").inc()
-        await registry.record(source.id, failed)
+        failed = await _record_failure(registry, source, started, str(exc))
         if isinstance(exc, IngestStopped):
             raise
         logger.warning("source %s (%s) failed: %s", source.id, source.target, exc)
         return Synced(source, failed, None)
+    except Exception as exc:  # a library's surprise: recorded like any failure, so the schedule moves on
+        logger.exception("source %s (%s) failed unexpectedly", source.id, source.target)
+        error = f"unexpected error ({exc.__class__.__name__}); see the log"
+        return Synced(source, await _record_failure(registry, source, started, error), None)
     run = SyncRun.of(started, report, _failures(report))
     SYNCS.labels("ok" if run.error is None else "partial").inc()  # partial: some pages of the source failed
     await registry.record(source.id, run)

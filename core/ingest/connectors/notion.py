@@ -65,6 +65,8 @@ class NotionConnector:
                 raise refused("Notion", exc.status, f"{self.ident}", "NOTION_TOKEN", str(exc)) from exc
             yield from self._page_tree(self.ident)
             return
+        except (NotionClientErrorBase, httpx.HTTPError) as exc:  # a timeout, a 502 page: the sync fails, recorded
+            raise ConnectorError(f"Notion: {self.ident}: {exc.__class__.__name__}: {exc}") from exc
         for source in database.get("data_sources", []):
             pages = iterate_paginated_api(
                 self._client.data_sources.query, data_source_id=source["id"], page_size=PAGE_SIZE
