@@ -218,6 +218,11 @@ async def relay(events: AsyncIterator[Event], channel: Channel, streaming: Strea
 RESET_PHRASES = frozenset({"reset", "start over", "new conversation", "forget"})
 
 
+# What a reset does: the conversation's memory is cleared, so later questions are not read against it. Its
+# answers stay in the answer log (the operator's record; erasure is forget-user / the widget's new conversation).
+RESET_DONE = "Starting a new conversation: earlier messages here are no longer used as context."
+
+
 def is_reset(text: str) -> bool:
     return text.strip().strip(".!").lower() in RESET_PHRASES
 

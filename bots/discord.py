@@ -30,7 +30,7 @@ from discord import app_commands
 from discord.utils import MISSING
 from pydantic import BeforeValidator, StringConstraints
 
-from bots.base import APOLOGY, THANKS, Channel, Responder, feedback_value, is_reset, parse_feedback
+from bots.base import APOLOGY, RESET_DONE, THANKS, Channel, Responder, feedback_value, is_reset, parse_feedback
 from bots.render import DISCORD, render
 from bots.settings import BotTable, DiscordSettings
 from core.answer.assistant import open_assistant
@@ -42,7 +42,6 @@ from core.shutdown import until_sigterm
 logger = logging.getLogger(__name__)
 
 NOT_ALLOWED = "Sorry, I can't answer you here."
-RESET_DONE = "Okay, I've forgotten this conversation. Ask me anything."
 UNKNOWN_ANSWER = "Sorry, I can't find that answer any more."
 _CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 _THREAD_NAME_CHARS = 90  # Discord allows 100

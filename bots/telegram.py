@@ -38,7 +38,7 @@ from telegram.ext import (
     filters,
 )
 
-from bots.base import THANKS, Channel, Responder, feedback_value, is_reset
+from bots.base import RESET_DONE, THANKS, Channel, Responder, feedback_value, is_reset
 from bots.render import TELEGRAM
 from bots.settings import TelegramSettings, TelegramTable
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
@@ -173,7 +173,7 @@ class TelegramBot:
         message = update.effective_message
         if message and await self._first(update, context):
             await self.responder.reset(conversation_id(message))
-            await message.reply_text("Starting a new conversation.")
+            await message.reply_text(RESET_DONE)
 
     async def ask(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -194,7 +194,7 @@ class TelegramBot:
             return
         if is_reset(question):
             await self.responder.reset(conversation_id(message))
-            await message.reply_text("Starting a new conversation.")
+            await message.reply_text(RESET_DONE)
         elif question.strip():
             await self._answer(message, question)
         else:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bots.base import RESET_DONE
 from bots.settings import TelegramSettings
 from bots.telegram import HELP, run
 from core.answer.history import SQLiteHistory
@@ -187,7 +188,7 @@ async def test_commands(polling: Settings, fake_tg: FakeTelegram, fake_llm: Fake
         Turn(role="assistant", content="".join(ANSWER)),
     ]
     fake_tg.push(fake_tg.message("/reset", chat_id=-404, chat_type="supergroup"))
-    await wait(fake_tg, lambda: "Starting a new conversation." in texts(fake_tg, -404))
+    await wait(fake_tg, lambda: RESET_DONE in texts(fake_tg, -404))
     assert await history.load("telegram", "-404") == []
 
 

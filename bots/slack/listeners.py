@@ -26,7 +26,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.base import APOLOGY, THANKS, THINKING, Channel, Responder, Stream, is_reset
+from bots.base import APOLOGY, RESET_DONE, THANKS, THINKING, Channel, Responder, Stream, is_reset
 from bots.render import SLACK, render
 from bots.slack.blocks import answer_blocks
 from bots.slack.streaming import NativeStream, NativeStreaming
@@ -35,7 +35,6 @@ from bots.slack.threads import PrivateReply, SlackThread
 logger = logging.getLogger(__name__)
 
 FEEDBACK_ACTION = re.compile(r"^feedback_(up|down)$")
-RESET_DONE = "Starting over: I have forgotten this conversation."
 ASK_USAGE = "Usage: `/ask QUESTION`, or `/ask reset` to start over."
 UNKNOWN_ANSWER = "Sorry, I could not find that answer any more."
 

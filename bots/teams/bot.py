@@ -20,7 +20,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from bots.base import APOLOGY, THANKS, Responder, Stream, is_reset
+from bots.base import APOLOGY, RESET_DONE, THANKS, Responder, Stream, is_reset
 from bots.render import TEAMS, render
 from bots.teams.activities import FEEDBACK_KEY, STREAMING_SCOPE, Activity, Place
 from bots.teams.answer_ids import AnswerIds
@@ -30,7 +30,6 @@ from core.answer.log import Rating
 
 logger = logging.getLogger(__name__)
 
-RESET_DONE = "Starting over: I have forgotten this conversation."
 UNKNOWN_ANSWER = "Sorry, I could not find that answer any more."
 FEEDBACK_INVOKE = "message/submitAction"
 REACTIONS: dict[str, Rating] = {"like": "up", "dislike": "down"}

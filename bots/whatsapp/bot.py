@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from bots.base import THANKS, Channel, Followed, Reply, Responder, Stream, ending, feedback_value, is_reset
+from bots.base import RESET_DONE, THANKS, Channel, Followed, Reply, Responder, Stream, ending, feedback_value, is_reset
 from bots.render import WHATSAPP
 from bots.whatsapp.graph import Graph
 from bots.whatsapp.payload import Inbound
@@ -30,7 +30,6 @@ HELP = (
     "Tap 👍 or 👎 under an answer to tell us whether it helped."
 )
 HELP_PHRASES = frozenset({"help", "/help", "?"})
-RESET_DONE = "Starting a new conversation."
 TEXT_ONLY = "Sorry, I can only read text messages for now. Please type your question."
 FEEDBACK_PROMPT = "Was this answer helpful?"
 UNKNOWN_ANSWER = "That answer is no longer available."
