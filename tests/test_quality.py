@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 from core.config import Settings
 from core.errors import ConfigError
 from core.evaluate import load_qa
-from core.quality.questions import rejection
+from core.quality.questions import REASONS, rejection
 from core.quality.raft import RaftOptions
 from core.quality.sample import KBChunk, stratified
 from tests.fakes.openai_server import FakeOpenAI, Reply
@@ -84,17 +84,20 @@ def test_generate_writes_checked_questions_and_counts_rejections(
     assert made.returncode == 0, made.stderr
     asked = [passage_of(b) for b in chat_calls(fake, QUESTION_PROMPT)]
     kinds = Counter(min(category(p), 3) for p in asked)  # 3: a good question
-    assert kinds[3] == 6  # it stopped at the sixth good one
+    # It stopped once six passed. Which chunks are drawn depends on the doc ids (hashes of the checkout's paths),
+    # and a good-looking question may still repeat an earlier one: then it was rejected as a repeat.
+    assert kinds[3] >= 6 and category(asked[-1]) >= 3
     qa = load_qa(tmp_path / "qa.jsonl")  # the format `switchboard eval` reads
     lines = [json.loads(line) for line in (tmp_path / "qa.jsonl").read_text().splitlines()]
     assert len(qa) == 6 and all(len(q.expected) == 1 and q.question.endswith("?") for q in qa)
     assert len({line["chunk"]["doc_id"] for line in lines}) == 6  # one chunk per document while documents last
     assert f"6 questions from 6 documents ({len(asked)} chunks tried" in made.stdout
-    reasons = {0: "the model found no question", 1: "copies 8+ words", 2: "content words are in the chunk"}
-    for kind, reason in reasons.items():
-        if kinds[kind]:
-            assert f"rejected {kinds[kind]}: {reason}" in made.stdout, made.stdout
-    assert sum(kinds[k] for k in reasons) > 0  # the run exercised at least one rejection
+    rejected = {reason: int(n) for n, reason in re.findall(r"rejected (\d+): ([^\n]+)", made.stdout)}
+    assert sum(rejected.values()) == len(asked) - 6, made.stdout  # every other chunk tried: a reason
+    assert rejected.get(REASONS["declined"], 0) == kinds[0], made.stdout
+    assert rejected.get(REASONS["copies_chunk"], 0) == kinds[1], made.stdout
+    # "About something else", and any generic question the fake built that the check finds off the chunk.
+    assert rejected.get(REASONS["off_chunk"], 0) >= kinds[2], made.stdout
 
     evaluated = run(env, "eval", "qa.jsonl", "--kb", widget_kb, "--json", cwd=tmp_path)
     assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["questions"] == 6
@@ -170,7 +173,7 @@ def test_raft_export_proportions_format_and_seed(env: dict[str, str], widget_kb:
     assert (counts["examples"], counts["with_oracle"], counts["distractors_only"]) == (10, 6, 4)
     assert (counts["train"], counts["validation"]) == (8, 2)
     assert manifest["kb"] == widget_kb and manifest["settings"]["distractors"] == 3 and manifest["embedder"]
-    assert sum(counts["rejected"].values()) == counts["chunks_tried"] - 10 > 0  # every other chunk tried: a reason
+    assert sum(counts["rejected"].values()) == counts["chunks_tried"] - 10  # every other chunk tried: a reason
 
     plain = [json.loads(line) for line in (tmp_path / "train.plain.jsonl").read_text().splitlines()]
     for example in plain:
@@ -182,7 +185,9 @@ def test_raft_export_proportions_format_and_seed(env: dict[str, str], widget_kb:
         for d in others:  # a distractor is never the oracle chunk, nor its text
             assert (d["source"], d.get("position")) != (oracle["source"], oracle["position"])
             assert oracle_text is None or " ".join(d["text"].split()) != oracle_text
-        cited = {int(n) for n in re.findall(r"\[(\d+)\]", example["answer"])}
+        # Citations outside the quoted evidence (a chunk's own text may hold "[1234]").
+        unquoted = re.sub(r"##begin_quote##.*?##end_quote##", "", example["answer"], flags=re.S)
+        cited = {int(n) for n in re.findall(r"\[(\d+)\]", unquoted)}
         if flagged:
             assert cited == {next(c["n"] for c in example["context"] if c["oracle"])}
         else:
