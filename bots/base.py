@@ -30,6 +30,7 @@ from core.answer.collect import collect
 from core.answer.log import Rating
 from core.answer.profiles import load_tables
 from core.errors import AnswerFailed, ConfigError
+from core.shared_state import SharedState
 from core.types import Done, Event, Message
 
 logger = logging.getLogger(__name__)
@@ -248,7 +249,14 @@ class Responder(Generic[Table]):
     `[bots.NAME.<platform>]` table, with `defaults` for keys a table leaves out."""
 
     def __init__(
-        self, assistant: Assistant, *, platform: str, default_bot: str, table: type[Table], **defaults: object
+        self,
+        assistant: Assistant,
+        state: SharedState,
+        *,
+        platform: str,
+        default_bot: str,
+        table: type[Table],
+        **defaults: object,
     ) -> None:
         # Every bot's table, validated at start-up (core.answer.profiles.load_tables).
         self.tables = load_tables(assistant.profiles, platform, table, **defaults)
@@ -256,7 +264,7 @@ class Responder(Generic[Table]):
             known = ", ".join(sorted(assistant.profiles))
             raise ConfigError(f"{platform.upper()}_BOT names an unknown bot {default_bot!r} (known: {known})")
         self.assistant = assistant
-        self.dedup = create_deduplicator(assistant.settings, assistant.redis)
+        self.dedup = create_deduplicator(state)
         self.platform = platform
         self.default_bot = default_bot
 

@@ -13,8 +13,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from core.config import Settings
-from core.shared_state import redis_errors, redis_key
+from core.shared_state import SharedState, redis_errors, redis_key
 from core.sqlite import connect, init_db
 
 _SCHEMA = """
@@ -60,7 +59,7 @@ class RedisDeduplicator:
             return bool(await self._redis.set(redis_key("seen", key), 1, nx=True, px=self._retention_ms))
 
 
-def create_deduplicator(settings: Settings, redis: Redis | None) -> Deduplicator:
-    if redis is None:
-        return SQLiteDeduplicator(settings.data_dir / "events.sqlite3")
-    return RedisDeduplicator(redis)
+def create_deduplicator(state: SharedState) -> Deduplicator:
+    if state.redis is None:
+        return SQLiteDeduplicator(state.data_dir / "events.sqlite3")
+    return RedisDeduplicator(state.redis)

@@ -37,6 +37,7 @@ from core.answer.assistant import open_assistant
 from core.answer.log import Rating
 from core.config import Settings
 from core.errors import ConfigError
+from core.shared_state import SharedState, open_redis
 from core.shutdown import until_sigterm
 
 logger = logging.getLogger(__name__)
@@ -365,9 +366,10 @@ async def run(settings: Settings, discord_settings: DiscordSettings) -> None:
     if discord_settings.bot_token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set: add your bot's token to .env (README: Chat bots › Discord)")
     token = discord_settings.bot_token.get_secret_value()
-    async with open_assistant(settings) as assistant:
+    async with open_redis(settings) as redis, open_assistant(settings, redis=redis) as assistant:
         responder = Responder(
             assistant,
+            SharedState(settings.data_dir, redis),
             platform="discord",
             default_bot=discord_settings.bot,
             table=DiscordRules,

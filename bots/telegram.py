@@ -45,6 +45,7 @@ from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same
 from core.answer.assistant import Assistant, open_assistant
 from core.config import Settings
 from core.errors import ConfigError
+from core.shared_state import SharedState, open_redis
 from core.shutdown import sigterm
 
 logger = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class TelegramBot:
             logger.error("telegram update failed", exc_info=context.error)
 
 
-def _application(telegram: TelegramSettings, assistant: Assistant, *, polling: bool) -> Application:
+def _application(telegram: TelegramSettings, assistant: Assistant, state: SharedState, *, polling: bool) -> Application:
     if telegram.bot_token is None:
         raise ConfigError("TELEGRAM_BOT_TOKEN is not set: get one from @BotFather (see README)")
     builder = (
@@ -237,7 +238,7 @@ def _application(telegram: TelegramSettings, assistant: Assistant, *, polling: b
     if not polling:
         builder = builder.updater(None)
     application = builder.build()
-    responder = Responder(assistant, platform="telegram", default_bot=telegram.bot, table=TelegramTable)
+    responder = Responder(assistant, state, platform="telegram", default_bot=telegram.bot, table=TelegramTable)
     TelegramBot(responder).install(application)
     return application
 
@@ -247,8 +248,8 @@ async def run(settings: Settings, telegram: TelegramSettings) -> None:
     Network drops are retried by PTB's updater."""
     if telegram.mode == "webhook":
         raise ConfigError(f"TELEGRAM_MODE=webhook: the webhook is served by `switchboard serve` at {WEBHOOK_PATH}")
-    async with open_assistant(settings) as assistant:
-        application = _application(telegram, assistant, polling=True)
+    async with open_redis(settings) as redis, open_assistant(settings, redis=redis) as assistant:
+        application = _application(telegram, assistant, SharedState(settings.data_dir, redis), polling=True)
         async with application:
             await application.bot.set_my_commands(COMMANDS)
             await application.bot.delete_webhook()
@@ -280,8 +281,8 @@ class TelegramWebhook:
         self.secret = telegram.webhook_secret.get_secret_value()
 
     @asynccontextmanager
-    async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
-        application = _application(self.telegram, assistant, polling=False)
+    async def open(self, assistant: Assistant, state: SharedState) -> AsyncIterator[WebhookHandler]:
+        application = _application(self.telegram, assistant, state, polling=False)
         async with application:
             await application.bot.set_my_commands(COMMANDS)
             if self.telegram.webhook_url:

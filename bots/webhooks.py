@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from core.answer.assistant import Assistant
+from core.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class Webhook(Protocol):
     # The largest request body it takes; None: the server's MAX_BODY_BYTES.
     max_body_bytes: int | None
 
-    def open(self, assistant: Assistant) -> AbstractAsyncContextManager[WebhookHandler]:
-        """The platform client, started from the assistant while the server runs, then stopped."""
+    def open(self, assistant: Assistant, state: SharedState) -> AbstractAsyncContextManager[WebhookHandler]:
+        """The platform client, started from the assistant and the process's shared state while the server runs,
+        then stopped."""
         ...
 
 

@@ -12,6 +12,8 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -22,6 +24,16 @@ from core.errors import ConfigError, StateError
 
 NAMESPACE = "switchboard"
 _TIMEOUT = 5.0  # seconds for a connection or a reply: a stalled Redis must not hang answers
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """Where this process keeps what its deployment shares: Redis with REDIS_URL, else SQLite files in the data
+    directory (one machine). The composition root opens it and hands it to the surfaces that keep such state
+    (chat-event de-duplication, Teams' message → answer map), next to the assistant rather than inside it."""
+
+    data_dir: Path
+    redis: Redis | None
 
 
 def redis_key(*parts: str) -> str:

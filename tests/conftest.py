@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from core.config import Settings
 from core.embed import Embedder, create_embedder, offline_minilm_dir
-from core.shared_state import open_redis
+from core.shared_state import SharedState, open_redis
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
 from tests.fakes.openai_server import FakeOpenAI
@@ -251,6 +251,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class StateBackend:
     settings: WebSettings  # REDIS_URL set or not; the web server's too (rate limits, the session secret)
     redis: Redis | None  # this process's client, as open_assistant opens it
+
+
+def shared(state: StateBackend) -> SharedState:
+    return SharedState(state.settings.data_dir, state.redis)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -50,13 +50,6 @@ def test_a_wrong_import_breaks_the_build(tmp_path: Path) -> None:
     assert "4 broken" in result.stdout
 
 
-# Responder still builds its redelivery de-duplicator from the assistant's settings and Redis client: handing them
-# to every adapter instead changes the Webhook protocol (bots.webhooks), left for a later step of #16.
-# The webhooks' shared-state helpers are built from the assistant's settings and Redis (Webhook.open(assistant)
-# is all a platform is handed): the de-duplicator and Teams' message → answer map.
-REACHING_IN = {"bots/base.py": 2, "bots/teams/webhook.py": 2}
-
-
 def test_surfaces_do_not_reach_into_the_assistant() -> None:
     """Surfaces call the Assistant's methods and are handed narrow collaborators (docs/architecture.md), not the
     assistant's services."""
@@ -67,4 +60,4 @@ def test_surfaces_do_not_reach_into_the_assistant() -> None:
             count = len(reach.findall(path.read_text(encoding="utf-8")))
             if count:
                 found[str(path.relative_to(REPO))] = count
-    assert found == REACHING_IN
+    assert found == {}

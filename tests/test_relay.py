@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from bots.base import APOLOGY, CURSOR, Channel, Followed, Stream, is_reset, parse_feedback, relay
 from bots.dedup import RedisDeduplicator, SQLiteDeduplicator, create_deduplicator
 from bots.render import DISCORD, TELEGRAM, Dialect
-from core.shared_state import open_redis
+from core.shared_state import SharedState, open_redis
 from core.types import Citation, Delta, Done, Event, Failed, Sources
-from tests.conftest import StateBackend
+from tests.conftest import StateBackend, shared
 
 
 @dataclass
@@ -170,7 +170,7 @@ def test_reset_phrases_and_feedback_values() -> None:
 
 async def test_deduplicator_answers_first_once_across_instances(state: StateBackend) -> None:
     async with open_redis(state.settings) as other:  # a second process (or replica) on the same store
-        one, two = create_deduplicator(state.settings, state.redis), create_deduplicator(state.settings, other)
+        one, two = create_deduplicator(shared(state)), create_deduplicator(SharedState(state.settings.data_dir, other))
         results = await asyncio.gather(*(d.first("slack:Ev1") for d in (one, two, one, two)))
         assert sorted(results) == [False, False, False, True]
         assert await one.first("slack:Ev2")

@@ -31,7 +31,7 @@ from bots.teams.channel import MESSAGE_LIMIT
 from core.answer.log import AnswerLog
 from core.config import Settings
 from core.errors import ConfigError
-from tests.conftest import StateBackend, real_errors, web_settings
+from tests.conftest import StateBackend, real_errors, shared, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.teams_server import APP_ID, APP_PASSWORD, BOT, TENANT, Call, FakeTeams, _key
 from tests.servers import RunningServer, run_server
@@ -363,7 +363,7 @@ def test_teams_feedback_invoke_and_card_buttons_are_stored_with_the_answer(
 
 async def test_which_message_holds_which_answer_is_shared_by_every_replica(state: StateBackend) -> None:
     """Teams' 👍/👎 name the message: any replica must find its answer (SQLite on one machine, or Redis)."""
-    mine, another_replicas = (create_answer_ids(state.settings, state.redis) for _ in range(2))
+    mine, another_replicas = (create_answer_ids(shared(state)) for _ in range(2))
     await mine.remember("1000000000001", "answer-a")
     await mine.remember("1000000000001", "answer-b")  # the same message updated to hold a later answer
     assert await another_replicas.get("1000000000001") == "answer-b"

@@ -26,7 +26,7 @@ from core.errors import StateError
 from core.ingest.lease import create_leases
 from core.ingest.registry import Registry
 from core.ingest.schedule import SyncScheduler
-from core.shared_state import open_redis
+from core.shared_state import SharedState, open_redis
 from widget import admin, admin_curated, admin_stats, console, metrics, openai_api
 from widget.apikeys import ApiKeys
 from widget.assets import STATIC, built_file, install_docs
@@ -172,7 +172,8 @@ def create_app(
             logger.info("serving bots %s", ", ".join(bots))
             try:
                 async with AsyncExitStack() as running:
-                    await running.enter_async_context(webhooks.serve(assistant))  # the chat platforms' clients
+                    shared = SharedState(settings.data_dir, redis)
+                    await running.enter_async_context(webhooks.serve(assistant, shared))  # the chat platforms' clients
                     if settings.sync_schedule:  # due syncs of registered sources; stopped before the store closes
                         knowledge = assistant.knowledge
                         scheduler = SyncScheduler(

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request, Response
 from bots.settings import SlackSettings, TeamsSettings, TelegramSettings, WhatsAppSettings
 from bots.webhooks import Verified, Webhook, WebhookHandler
 from core.answer.assistant import Assistant
+from core.shared_state import SharedState
 
 
 def configured(
@@ -82,11 +83,11 @@ class Webhooks:
                 app.add_api_route(webhook.path, _verification(webhook), methods=["GET"], include_in_schema=False)
 
     @asynccontextmanager
-    async def serve(self, assistant: Assistant) -> AsyncIterator[None]:
+    async def serve(self, assistant: Assistant, state: SharedState) -> AsyncIterator[None]:
         """Start every handler (in the app's lifespan); on shutdown stop them, the last started first."""
         async with AsyncExitStack() as stack:
             for webhook in self.webhooks:
-                self.handlers[webhook.path] = await stack.enter_async_context(webhook.open(assistant))
+                self.handlers[webhook.path] = await stack.enter_async_context(webhook.open(assistant, state))
             try:
                 yield
             finally:

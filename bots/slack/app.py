@@ -21,6 +21,7 @@ from bots.slack.listeners import SlackBot
 from core.answer.assistant import Assistant, open_assistant
 from core.config import Settings
 from core.errors import ConfigError
+from core.shared_state import SharedState, open_redis
 from core.shutdown import sigterm
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def required(secret: SecretStr | None, name: str, prefix: str = "") -> str:
     return value
 
 
-def slack_app(slack: SlackSettings, assistant: Assistant) -> AsyncApp:
+def slack_app(slack: SlackSettings, assistant: Assistant, state: SharedState) -> AsyncApp:
     """The bolt app with every listener. It verifies nothing itself: in HTTP mode `SlackWebhook` checks each
     request before bolt parses it; Socket Mode has no requests to verify (its websocket was opened with the
     app-level token)."""
@@ -52,7 +53,7 @@ def slack_app(slack: SlackSettings, assistant: Assistant) -> AsyncApp:
         request_verification_enabled=False,
         logger=logger,
     )
-    responder = Responder(assistant, platform="slack", default_bot=slack.bot, table=SlackTable)
+    responder = Responder(assistant, state, platform="slack", default_bot=slack.bot, table=SlackTable)
     SlackBot(responder, ask_ephemeral=slack.ask_ephemeral, native=slack.streaming == "native").register(app)
     return app
 
@@ -64,8 +65,8 @@ async def run(settings: Settings, slack: SlackSettings) -> None:
         raise ConfigError(f"SLACK_MODE=http: Slack's requests are served by `switchboard serve` at {EVENTS_PATH}")
     app_token = required(slack.app_token, "SLACK_APP_TOKEN", "xapp-")
     required(slack.bot_token, "SLACK_BOT_TOKEN", "xoxb-")  # before the slow part below
-    async with open_assistant(settings) as assistant:
-        handler = AsyncSocketModeHandler(slack_app(slack, assistant), app_token)
+    async with open_redis(settings) as redis, open_assistant(settings, redis=redis) as assistant:
+        handler = AsyncSocketModeHandler(slack_app(slack, assistant, SharedState(settings.data_dir, redis)), app_token)
         try:
             await _connect(handler)
             logger.info("slack bot connected (Socket Mode)")

@@ -19,6 +19,7 @@ from bots.settings import SlackSettings
 from bots.slack.app import EVENTS_PATH, required, slack_app
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.answer.assistant import Assistant
+from core.shared_state import SharedState
 
 MAX_REQUEST_AGE = 5 * 60  # seconds: Slack's advice, so a captured request cannot be replayed later
 
@@ -97,8 +98,8 @@ class SlackWebhook:
         self.verifier = SignatureVerifier(required(slack.signing_secret, "SLACK_SIGNING_SECRET"))
 
     @asynccontextmanager
-    async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
-        yield partial(self.handle, slack_app(self.slack, assistant))
+    async def open(self, assistant: Assistant, state: SharedState) -> AsyncIterator[WebhookHandler]:
+        yield partial(self.handle, slack_app(self.slack, assistant, state))
 
     async def handle(self, app: AsyncApp, body: bytes, headers: Mapping[str, str]) -> WebhookReply:
         reason = _unsigned(self.verifier, headers, body)

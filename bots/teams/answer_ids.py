@@ -13,8 +13,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from core.config import Settings
-from core.shared_state import redis_errors, redis_key
+from core.shared_state import SharedState, redis_errors, redis_key
 from core.sqlite import connect, init_db
 
 _SCHEMA = """
@@ -68,5 +67,5 @@ class RedisAnswerIds:
         return value.decode() if isinstance(value, bytes) else value
 
 
-def create_answer_ids(settings: Settings, redis: Redis | None) -> AnswerIds:
-    return SQLiteAnswerIds(settings.data_dir / "teams.sqlite3") if redis is None else RedisAnswerIds(redis)
+def create_answer_ids(state: SharedState) -> AnswerIds:
+    return SQLiteAnswerIds(state.data_dir / "teams.sqlite3") if state.redis is None else RedisAnswerIds(state.redis)

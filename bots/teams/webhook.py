@@ -26,6 +26,7 @@ from bots.teams.connector import Connector
 from bots.webhooks import WebhookHandler, WebhookReply, refuse, unreadable
 from core.answer.assistant import Assistant
 from core.errors import ConfigError
+from core.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ class TeamsWebhook:
         self.app_id = teams.app_id
 
     @asynccontextmanager
-    async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
+    async def open(self, assistant: Assistant, state: SharedState) -> AsyncIterator[WebhookHandler]:
         teams = self.teams
         assert teams.app_password is not None  # checked in __init__
-        responder = Responder(assistant, platform="teams", default_bot=teams.bot, table=TeamsTable)
+        responder = Responder(assistant, state, platform="teams", default_bot=teams.bot, table=TeamsTable)
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             token = BotToken(
                 http,
@@ -55,7 +56,7 @@ class TeamsWebhook:
                 app_id=self.app_id,
                 password=teams.app_password.get_secret_value(),
             )
-            answers = create_answer_ids(assistant.settings, assistant.redis)
+            answers = create_answer_ids(state)
             bot = TeamsBot(responder, Connector(http, token), answers, native=teams.streaming == "native")
             auth = InboundAuth(http, openid_url=teams.openid_url, app_id=self.app_id)
             yield partial(self.handle, auth, bot)

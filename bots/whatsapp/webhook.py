@@ -23,6 +23,7 @@ from bots.whatsapp.graph import Graph
 from bots.whatsapp.payload import Inbound, parse, unsigned
 from core.answer.assistant import Assistant
 from core.errors import ConfigError
+from core.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class WhatsAppWebhook:
         return WebhookReply(status=200, body=query.get("hub.challenge", "").encode(), content_type="text/plain")
 
     @asynccontextmanager
-    async def open(self, assistant: Assistant) -> AsyncIterator[WebhookHandler]:
-        responder = Responder(assistant, platform="whatsapp", default_bot=self.whatsapp.bot, table=WhatsAppTable)
+    async def open(self, assistant: Assistant, state: SharedState) -> AsyncIterator[WebhookHandler]:
+        responder = Responder(assistant, state, platform="whatsapp", default_bot=self.whatsapp.bot, table=WhatsAppTable)
         graph = Graph.open(self.whatsapp.api_url, self.whatsapp.api_version, self.token)
         bot = WhatsAppBot(responder, graph, self.phone_number_id)
         tasks: set[asyncio.Task[None]] = set()
