@@ -17,6 +17,7 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -24,13 +25,14 @@ from bots.dedup import create_deduplicator
 from bots.render import Dialect, split
 from bots.settings import BotTable
 from core import shutdown
-from core.answer.assistant import Assistant
+from core.answer.assistant import Assistant, open_assistant
 from core.answer.citations import final_markdown
 from core.answer.collect import collect
 from core.answer.log import Rating
 from core.answer.profiles import load_tables
+from core.config import Settings
 from core.errors import AnswerFailed, ConfigError
-from core.shared_state import SharedState
+from core.shared_state import SharedState, open_redis
 from core.types import Done, Event, Message
 
 logger = logging.getLogger(__name__)
@@ -238,6 +240,13 @@ def parse_feedback(value: str) -> tuple[Rating, str] | None:
     if rating not in ("up", "down") or not answer_id:
         return None
     return cast(Rating, rating), answer_id
+
+
+@asynccontextmanager
+async def open_bot(settings: Settings) -> AsyncIterator[tuple[Assistant, SharedState]]:
+    """A bot process's assistant and its shared state, on one Redis client (`switchboard bot PLATFORM`)."""
+    async with open_redis(settings) as redis, open_assistant(settings, redis=redis) as assistant:
+        yield assistant, SharedState(settings.data_dir, redis)
 
 
 Table = TypeVar("Table", bound=BotTable)

@@ -30,14 +30,22 @@ from discord import app_commands
 from discord.utils import MISSING
 from pydantic import BeforeValidator, StringConstraints
 
-from bots.base import APOLOGY, RESET_DONE, THANKS, Channel, Responder, feedback_value, is_reset, parse_feedback
+from bots.base import (
+    APOLOGY,
+    RESET_DONE,
+    THANKS,
+    Channel,
+    Responder,
+    feedback_value,
+    is_reset,
+    open_bot,
+    parse_feedback,
+)
 from bots.render import DISCORD, render
 from bots.settings import BotTable, DiscordSettings
-from core.answer.assistant import open_assistant
 from core.answer.log import Rating
 from core.config import Settings
 from core.errors import ConfigError
-from core.shared_state import SharedState, open_redis
 from core.shutdown import until_sigterm
 
 logger = logging.getLogger(__name__)
@@ -366,10 +374,10 @@ async def run(settings: Settings, discord_settings: DiscordSettings) -> None:
     if discord_settings.bot_token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set: add your bot's token to .env (README: Chat bots › Discord)")
     token = discord_settings.bot_token.get_secret_value()
-    async with open_redis(settings) as redis, open_assistant(settings, redis=redis) as assistant:
+    async with open_bot(settings) as (assistant, state):
         responder = Responder(
             assistant,
-            SharedState(settings.data_dir, redis),
+            state,
             platform="discord",
             default_bot=discord_settings.bot,
             table=DiscordRules,

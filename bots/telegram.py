@@ -38,14 +38,14 @@ from telegram.ext import (
     filters,
 )
 
-from bots.base import RESET_DONE, THANKS, Channel, Responder, feedback_value, is_reset
+from bots.base import RESET_DONE, THANKS, Channel, Responder, feedback_value, is_reset, open_bot
 from bots.render import TELEGRAM
 from bots.settings import TelegramSettings, TelegramTable
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
-from core.answer.assistant import Assistant, open_assistant
+from core.answer.assistant import Assistant
 from core.config import Settings
 from core.errors import ConfigError
-from core.shared_state import SharedState, open_redis
+from core.shared_state import SharedState
 from core.shutdown import sigterm
 
 logger = logging.getLogger(__name__)
@@ -248,8 +248,8 @@ async def run(settings: Settings, telegram: TelegramSettings) -> None:
     Network drops are retried by PTB's updater."""
     if telegram.mode == "webhook":
         raise ConfigError(f"TELEGRAM_MODE=webhook: the webhook is served by `switchboard serve` at {WEBHOOK_PATH}")
-    async with open_redis(settings) as redis, open_assistant(settings, redis=redis) as assistant:
-        application = _application(telegram, assistant, SharedState(settings.data_dir, redis), polling=True)
+    async with open_bot(settings) as (assistant, state):
+        application = _application(telegram, assistant, state, polling=True)
         async with application:
             await application.bot.set_my_commands(COMMANDS)
             await application.bot.delete_webhook()

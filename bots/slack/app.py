@@ -15,13 +15,13 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.base import Responder
+from bots.base import Responder, open_bot
 from bots.settings import SlackSettings, SlackTable
 from bots.slack.listeners import SlackBot
-from core.answer.assistant import Assistant, open_assistant
+from core.answer.assistant import Assistant
 from core.config import Settings
 from core.errors import ConfigError
-from core.shared_state import SharedState, open_redis
+from core.shared_state import SharedState
 from core.shutdown import sigterm
 
 logger = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ async def run(settings: Settings, slack: SlackSettings) -> None:
         raise ConfigError(f"SLACK_MODE=http: Slack's requests are served by `switchboard serve` at {EVENTS_PATH}")
     app_token = required(slack.app_token, "SLACK_APP_TOKEN", "xapp-")
     required(slack.bot_token, "SLACK_BOT_TOKEN", "xoxb-")  # before the slow part below
-    async with open_redis(settings) as redis, open_assistant(settings, redis=redis) as assistant:
-        handler = AsyncSocketModeHandler(slack_app(slack, assistant, SharedState(settings.data_dir, redis)), app_token)
+    async with open_bot(settings) as (assistant, state):
+        handler = AsyncSocketModeHandler(slack_app(slack, assistant, state), app_token)
         try:
             await _connect(handler)
             logger.info("slack bot connected (Socket Mode)")
