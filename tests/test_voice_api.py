@@ -4,7 +4,6 @@ audio, rate limited, the service failing, no speech-to-text at all) → 4xx/5xx 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,29 +12,11 @@ import pytest
 
 from core.config import Settings
 from core.voice import whisper
-from tests.conftest import WIDGET_KB, web_settings
+from tests.conftest import web_settings
 from tests.fakes.openai_audio_server import FakeOpenAIAudio
 from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import RunningServer, run_server
-
-ORIGIN_NAME = "host"
-MAX_SECONDS = 8
-
-
-def bots_file(tmp: Path, origin: str) -> Path:
-    path = tmp / "voice-bots.toml"
-    path.write_text(
-        f'[bots.docs]\nkb = "{WIDGET_KB}"\n[bots.docs.widget]\nallowed_origins = ["{origin}"]\nvoice = true\n'
-        f'[bots.quiet]\nkb = "{WIDGET_KB}"\n[bots.quiet.widget]\nallowed_origins = ["{origin}"]\n'
-    )
-    return path
-
-
-def recording(seconds: float, codec: str = "libopus", fmt: str = "webm") -> bytes:
-    """Speech as a browser's MediaRecorder sends it (WebM/Opus), padded to `seconds`."""
-    wav = subprocess.run(["espeak-ng", "--stdout", "How do I reset my password?"], capture_output=True, check=True)
-    command = ["ffmpeg", "-v", "error", "-i", "-", "-af", "apad", "-t", str(seconds), "-c:a", codec, "-f", fmt, "-"]
-    return subprocess.run(command, input=wav.stdout, capture_output=True, check=True, timeout=30).stdout
+from tests.support.voice import MAX_SECONDS, TTS_MAX_CHARS, recording, voice_bots, voice_server
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +37,8 @@ def voice_web(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("voice-web")
-    configured = web_settings(
-        settings, fake_llm, host_site[0], tmp, bots_file=bots_file(tmp, host_site[0]), stt_base_url=audio_api.v1,
-        voice_max_mb=1.0, voice_max_seconds=MAX_SECONDS, tts_max_chars=300, rate_limit_session="6/minute",
-    )  # fmt: skip
-    with run_server(configured) as running:
+    # A low session limit, so that the rate-limit test reaches it quickly.
+    with voice_server(settings, fake_llm, host_site[0], tmp, audio_api, rate_limit_session="6/minute") as running:
         yield running
 
 
@@ -140,7 +118,9 @@ def test_unusable_recordings_are_refused_with_a_reason(
     assert audio_api.uploads == []
 
 
-@pytest.mark.parametrize(("text", "reason"), [("x" * 301, "at most 300"), ("  ", "no text")])
+@pytest.mark.parametrize(
+    ("text", "reason"), [("x" * (TTS_MAX_CHARS + 1), f"at most {TTS_MAX_CHARS}"), ("  ", "no text")]
+)
 def test_unusable_text_is_refused(voice_web: RunningServer, host_site: tuple[str, Path], text: str, reason: str):
     bearer, _ = token(voice_web, host_site[0])
     response = post(voice_web, "/api/speech", host_site[0], bearer, json={"text": text})
@@ -171,7 +151,7 @@ def test_without_speech_to_text_the_mic_is_off_and_transcribe_says_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(whisper, "available", lambda: False)  # neither STT_BASE_URL nor the `voice` extra
-    configured = web_settings(settings, fake_llm, host_site[0], tmp_path, bots_file=bots_file(tmp_path, host_site[0]))
+    configured = web_settings(settings, fake_llm, host_site[0], tmp_path, bots_file=voice_bots(tmp_path, host_site[0]))
     with run_server(configured) as web:
         bearer, public = token(web, host_site[0])
         assert (public["voice"], public["speech"]) == (False, True)  # espeak-ng still reads aloud
