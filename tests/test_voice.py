@@ -130,6 +130,12 @@ async def test_espeak_speaks_offline(tmp_path: Path) -> None:
     assert (await decode(speech.audio, max_seconds=60, timeout=30)).seconds > 1.0
 
 
+async def test_a_voice_note_reply_is_ogg_opus(tmp_path: Path) -> None:
+    async with open_voice(voice_settings(tmp_path)) as voice:
+        speech = await voice.speak("Your order has shipped.", voice_note=True)
+    assert speech.content_type == "audio/ogg" and speech.audio.startswith(b"OggS") and b"OpusHead" in speech.audio[:100]
+
+
 async def test_a_missing_tool_is_a_voice_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, note: bytes) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # neither espeak-ng nor ffmpeg on it
     with pytest.raises(VoiceError, match=r"espeak-ng is not installed \(apt install espeak-ng\)"):

@@ -159,9 +159,9 @@ class Assistant:
         """A recording's words, within VOICE_MAX_MB / VOICE_MAX_SECONDS (core.voice.Voice.transcribe's errors)."""
         return await self._voice.transcribe(audio, filename=filename, content_type=content_type)
 
-    async def speak(self, text: str) -> Speech:
-        """`text` as audio, within TTS_MAX_CHARS (core.voice.Voice.speak's errors)."""
-        return await self._voice.speak(text)
+    async def speak(self, text: str, *, voice_note: bool = False) -> Speech:
+        """`text` as audio, within TTS_MAX_CHARS (core.voice.Voice.speak's errors); `voice_note`: OGG/Opus."""
+        return await self._voice.speak(text, voice_note=voice_note)
 
     async def drain(self) -> None:
         """On shutdown: let the answers in flight finish, for at most SHUTDOWN_GRACE_SECONDS."""

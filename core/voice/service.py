@@ -50,8 +50,9 @@ class Voice:
             )
         return await self._transcriber.transcribe(decoded.wav(), filename="audio.wav", content_type="audio/wav")
 
-    async def speak(self, text: str) -> Speech:
-        """`text` read aloud (TextTooLong over TTS_MAX_CHARS; VoiceError when the service fails)."""
+    async def speak(self, text: str, *, voice_note: bool = False) -> Speech:
+        """`text` read aloud (TextTooLong over TTS_MAX_CHARS; VoiceError when the service fails). `voice_note`:
+        as OGG/Opus, what chat apps play as a voice message (Telegram's sendVoice, WhatsApp audio)."""
         if self._speaker is None:
             raise VoiceNotConfigured(TTS_OFF)
         limit = self._settings.tts_max_chars
@@ -59,7 +60,11 @@ class Voice:
             raise TextTooLong(f"the text is {len(text)} characters; at most {limit} can be read aloud")
         if not text.strip():
             raise TextTooLong("there is no text to read aloud")
-        return await self._speaker.speak(text)
+        speech = await self._speaker.speak(text)
+        if not voice_note:
+            return speech
+        ogg = await audio.to_ogg_opus(speech.audio, timeout=self._settings.voice_timeout)
+        return Speech(audio=ogg, content_type="audio/ogg")
 
 
 @asynccontextmanager

@@ -64,6 +64,8 @@ class LocalWhisper:
         self._models_dir = models_dir
         self._model: Any = None
         self._lock = asyncio.Lock()
+        # One transcription at a time: each already uses every core, so parallel ones only slow each other down.
+        self._running = asyncio.Semaphore(1)
 
     @property
     def name(self) -> str:
@@ -84,7 +86,8 @@ class LocalWhisper:
 
     async def transcribe(self, audio: bytes, *, filename: str, content_type: str) -> str:
         model = await self._loaded()
-        return await asyncio.to_thread(_transcribe, model, audio)
+        async with self._running:
+            return await asyncio.to_thread(_transcribe, model, audio)
 
 
 def _transcribe(model: Any, wav: bytes) -> str:
