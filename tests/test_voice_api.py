@@ -17,14 +17,7 @@ from tests.fakes.openai_audio_server import FakeOpenAIAudio
 from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import RunningServer, run_server
 from tests.support.voice import MAX_SECONDS, TTS_MAX_CHARS, recording, voice_bots, voice_server
-
-
-@pytest.fixture(scope="module")
-def audio_api() -> Iterator[FakeOpenAIAudio]:
-    fake = FakeOpenAIAudio()
-    fake.start()
-    yield fake
-    fake.stop()
+from tests.test_voice import audio_api  # noqa: F401  (the fake speech-to-text server)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +26,7 @@ def voice_web(
     widget_kb: str,
     fake_llm: FakeOpenAI,
     host_site: tuple[str, Path],
-    audio_api: FakeOpenAIAudio,
+    audio_api: FakeOpenAIAudio,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("voice-web")
@@ -43,7 +36,7 @@ def voice_web(
 
 
 @pytest.fixture(autouse=True)
-def _healthy(audio_api: FakeOpenAIAudio) -> None:
+def _healthy(audio_api: FakeOpenAIAudio) -> None:  # noqa: F811
     audio_api.fail, audio_api.uploads[:] = False, []
 
 
@@ -67,7 +60,9 @@ def test_the_session_says_which_bots_have_voice(voice_web: RunningServer, host_s
 
 
 def test_transcribes_a_browser_recording(
-    voice_web: RunningServer, host_site: tuple[str, Path], audio_api: FakeOpenAIAudio
+    voice_web: RunningServer,
+    host_site: tuple[str, Path],
+    audio_api: FakeOpenAIAudio,  # noqa: F811
 ) -> None:
     bearer, _ = token(voice_web, host_site[0])
     audio = recording(3)
@@ -110,7 +105,12 @@ def test_voice_needs_a_session_of_a_bot_with_voice(
     ],
 )
 def test_unusable_recordings_are_refused_with_a_reason(
-    voice_web: RunningServer, host_site: tuple[str, Path], audio_api: FakeOpenAIAudio, audio, status, reason
+    voice_web: RunningServer,
+    host_site: tuple[str, Path],
+    audio_api: FakeOpenAIAudio,  # noqa: F811
+    audio,
+    status,
+    reason,
 ) -> None:
     bearer, _ = token(voice_web, host_site[0])
     response = post(voice_web, "/api/transcribe", host_site[0], bearer, content=audio())
@@ -128,7 +128,9 @@ def test_unusable_text_is_refused(voice_web: RunningServer, host_site: tuple[str
 
 
 def test_a_failing_speech_service_is_a_502(
-    voice_web: RunningServer, host_site: tuple[str, Path], audio_api: FakeOpenAIAudio
+    voice_web: RunningServer,
+    host_site: tuple[str, Path],
+    audio_api: FakeOpenAIAudio,  # noqa: F811
 ) -> None:
     bearer, _ = token(voice_web, host_site[0])
     audio_api.fail = True

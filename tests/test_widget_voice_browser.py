@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from core.config import Settings
 from tests.fakes.openai_audio_server import FakeOpenAIAudio
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.servers import RunningServer
-from tests.support.voice import spoken_wav, voice_server
+from tests.support.voice import spoken_wav
+from tests.test_voice import audio_api  # noqa: F401  (the fake speech-to-text server)
+from tests.test_voice_api import voice_web  # noqa: F401  (the server with a voice bot and a bot without)
 from tests.test_widget_browser import CHROMIUM_FLAGS, OUTPUT, host_page, last_answer
 
 # The sample docs answer this (the fake speech-to-text hears it, whatever the microphone said).
@@ -27,30 +28,9 @@ ANSWER = (
 )
 
 
-@pytest.fixture(scope="module")
-def audio_api() -> Iterator[FakeOpenAIAudio]:
-    fake = FakeOpenAIAudio(transcript=QUESTION)
-    fake.start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture(autouse=True)
-def _no_uploads_yet(audio_api: FakeOpenAIAudio) -> None:
-    audio_api.uploads[:] = []
-
-
-@pytest.fixture(scope="module")
-def voice_web(
-    settings: Settings,
-    widget_kb: str,
-    fake_llm: FakeOpenAI,
-    host_site: tuple[str, Path],
-    audio_api: FakeOpenAIAudio,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningServer]:
-    with voice_server(settings, fake_llm, host_site[0], tmp_path_factory.mktemp("voice-web"), audio_api) as running:
-        yield running
+def _hears_the_question(audio_api: FakeOpenAIAudio) -> None:  # noqa: F811
+    audio_api.transcript, audio_api.uploads[:] = QUESTION, []
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +68,11 @@ def seconds_of(audio: bytes) -> float:
 
 
 async def test_speak_a_question_then_hear_the_answer(
-    page: Page, voice_web: RunningServer, host_site: tuple[str, Path], audio_api: FakeOpenAIAudio, fake_llm: FakeOpenAI
+    page: Page,
+    voice_web: RunningServer,  # noqa: F811
+    host_site: tuple[str, Path],
+    audio_api: FakeOpenAIAudio,  # noqa: F811
+    fake_llm: FakeOpenAI,
 ) -> None:
     await page.goto(host_page(host_site, voice_web, "voice.html"))
     await page.get_by_test_id("sb-launcher").click()
@@ -133,7 +117,10 @@ async def test_speak_a_question_then_hear_the_answer(
 
 
 async def test_escape_discards_a_recording(
-    page: Page, voice_web: RunningServer, host_site: tuple[str, Path], audio_api: FakeOpenAIAudio
+    page: Page,
+    voice_web: RunningServer,  # noqa: F811
+    host_site: tuple[str, Path],
+    audio_api: FakeOpenAIAudio,  # noqa: F811
 ) -> None:
     await page.goto(host_page(host_site, voice_web, "voice-cancel.html"))
     await page.get_by_test_id("sb-launcher").click()
@@ -148,7 +135,10 @@ async def test_escape_discards_a_recording(
 
 
 async def test_a_bot_without_voice_shows_no_microphone(
-    page: Page, voice_web: RunningServer, host_site: tuple[str, Path], fake_llm: FakeOpenAI
+    page: Page,
+    voice_web: RunningServer,  # noqa: F811
+    host_site: tuple[str, Path],
+    fake_llm: FakeOpenAI,
 ) -> None:
     await page.goto(host_page(host_site, voice_web, "quiet.html", bot="quiet"))
     await page.get_by_test_id("sb-launcher").click()
