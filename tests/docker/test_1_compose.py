@@ -73,6 +73,34 @@ def test_the_image_is_the_dockerfile_s(image: str) -> None:
     assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
 
 
+# Inside the image, as its user: espeak-ng says a sentence, core.voice hears it with the offline Whisper (ffprobe
+# and ffmpeg measuring and converting it on the way) and reads an answer aloud.
+VOICE_CHECK = """
+import asyncio, pathlib
+from core.config import Settings
+from core.voice import open_voice
+async def main():
+    async with open_voice(Settings(_env_file=None)) as voice:
+        heard = await voice.transcribe(pathlib.Path('/tmp/q.wav').read_bytes(), filename='q.wav')
+        spoken = await voice.speak('The dashboard listens on port 8470.')
+        print(voice.info.stt, '|', voice.info.tts, '|', heard, '|', spoken.content_type, len(spoken.audio))
+asyncio.run(main())
+"""
+
+
+def test_the_image_transcribes_and_speaks_offline(image: str) -> None:
+    script = f"espeak-ng -w /tmp/q.wav 'Which port does the dashboard listen on?' && python -c \"{VOICE_CHECK}\""
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", script],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    stt, tts, heard, speech = (part.strip() for part in result.stdout.strip().splitlines()[-1].split("|"))
+    assert "offline" in stt and "espeak" in tts.lower(), result.stdout
+    assert "dashboard" in heard.lower() and "port" in heard.lower(), heard
+    assert int(speech.split()[1]) > 1000, speech
+
+
 def test_tools_profile_ingests_the_sample_docs(single: Deployment) -> None:
     single.timed("ingest examples/docs", lambda: single.run("# DOCS_DIR into SWITCHBOARD_KB"))
     single.run("ingest /docs --kb handbook --prune")
