@@ -228,6 +228,7 @@ async def test_knowledge_base_upload_add_url_and_delete(
     )
     await page.get_by_role("button", name="Upload").click()
     await expect(page).to_have_url(f"{server.url}/admin/ui/kbs/{kb}")
+    await expect(page.get_by_test_id("jobs")).to_contain_text("tomatoes.md")  # swapped in by htmx
     await until_jobs_done(page)
     await expect(documents).to_contain_text("Watering tomatoes")
     await expect(documents.locator("tbody tr")).to_have_count(2)

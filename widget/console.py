@@ -210,6 +210,8 @@ def install(app: FastAPI, admin_key_set: bool) -> None:
 
     @app.exception_handler(SignedOut)
     async def signed_out(request: Request, exc: SignedOut) -> Response:
+        if request.headers.get("HX-Request"):  # htmx: the whole page goes to sign-in, not just the swapped part
+            return Response(status_code=401, headers={"HX-Redirect": f"{PREFIX}/signin"})
         if request.method != "GET":
             return HTMLResponse("Signed out: sign in again.", status_code=401)
         return RedirectResponse(f"{PREFIX}/signin", status_code=303)

@@ -1,0 +1,94 @@
+"""The console's htmx paths in the real browser (Playwright + Chromium) against the real server: a KB's registered
+sources with their last sync and "re-sync now", conversation search and pagination, curated answers and promote.
+Each action must update the page in place (a marker set on `window` survives: no full reload) and still work as a
+plain form without JavaScript (httpx posts the same forms). The server and its answer log are test_admin_stats's."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from playwright.async_api import Page, expect
+
+from tests.servers import RunningServer
+from tests.test_admin_stats import KEY, server  # noqa: F401  (the server fixture, with its answer log)
+from tests.test_console_browser import axe_violations, context, signed_in, until_jobs_done  # noqa: F401
+from tests.test_widget_browser import browser  # noqa: F401  (the session's Chromium)
+
+ADMIN = {"Authorization": f"Bearer {KEY}"}
+
+
+async def mark(page: Page) -> None:
+    """Set a marker a full page load would lose."""
+    await page.evaluate("window.__noReload = true")
+
+
+async def still_marked(page: Page) -> None:
+    assert await page.evaluate("window.__noReload === true"), "the page was reloaded, not updated in place"
+
+
+@asynccontextmanager
+async def session_client(server: RunningServer, page: Page) -> AsyncIterator[tuple[httpx.Client, str]]:  # noqa: F811
+    """A plain HTTP client (no JavaScript) with the page's session, and the session's CSRF token."""
+    cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+    with httpx.Client(base_url=server.url, cookies=cookies, timeout=30) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin/ui/keys").text)
+        assert token is not None
+        yield client, token[1]
+
+
+async def test_sources_last_sync_and_resync(
+    signed_in: tuple[Page, list[str]],  # noqa: F811
+    server: RunningServer,  # noqa: F811
+    host_site: tuple[str, Path],
+) -> None:
+    origin, root = host_site
+    (root / "console-sync.html").write_text(
+        "<html><head><title>Repotting ferns</title></head><body><main><h1>Repotting ferns</h1>"
+        "<p>Repot ferns in spring into a pot one size larger.</p></main></body></html>"
+    )
+    kb = f"t_sources_{uuid.uuid4().hex[:8]}"
+    good = httpx.post(
+        f"{server.url}/admin/kbs/{kb}/sources", json={"target": f"{origin}/console-sync.html"}, headers=ADMIN
+    )
+    bad = httpx.post(f"{server.url}/admin/kbs/{kb}/sources", json={"target": f"{origin}/gone.html"}, headers=ADMIN)
+    assert good.status_code == bad.status_code == 201, (good.text, bad.text)
+    page, errors = signed_in
+    await page.goto(f"{server.url}/admin/ui/kbs/{kb}")
+    sources = page.get_by_test_id("sources")
+    await expect(sources.locator("tbody tr")).to_have_count(2)
+    await expect(sources.locator("tr", has_text="console-sync.html")).to_contain_text("never")
+    await mark(page)
+
+    await sources.get_by_role("button", name=f"Re-sync now: {origin}/console-sync.html").click()
+    await expect(page.get_by_test_id("jobs")).to_contain_text("sync")
+    await still_marked(page)
+    await sources.get_by_role("button", name=f"Re-sync now: {origin}/gone.html").click()
+    await expect(page.get_by_test_id("jobs").locator("tbody tr")).to_have_count(2)
+    await until_jobs_done(page)
+    synced = page.get_by_test_id("sources").locator("tr", has_text="console-sync.html")
+    await expect(synced).to_contain_text("ok: 1 documents")
+    await expect(page.get_by_test_id("documents")).to_contain_text("Repotting ferns")
+    await expect(page.get_by_test_id("sources").locator("tr", has_text="gone.html")).to_contain_text("failed")
+    assert await axe_violations(page) == {}
+    assert errors == []
+
+    # Without JavaScript: the same form, posted plainly, redirects back to the KB; a wrong token or a source of
+    # another KB (or an unknown one) is refused with its reason.
+    source_id = good.json()["id"]
+    async with session_client(server, page) as (client, csrf):
+        resync = client.post(f"/admin/ui/kbs/{kb}/sources/{source_id}/sync", data={"csrf": csrf})
+        assert resync.status_code == 303 and resync.headers["location"] == f"/admin/ui/kbs/{kb}"
+        assert client.post(f"/admin/ui/kbs/{kb}/sources/{source_id}/sync", data={}).status_code == 403
+        forged = client.post(f"/admin/ui/kbs/{kb}/sources/{source_id}/sync", data={"csrf": "forged"})
+        assert forged.status_code == 403 and "CSRF" in forged.json()["detail"]
+        other = client.post(f"/admin/ui/kbs/t_unknown_kb/sources/{source_id}/sync", data={"csrf": csrf})
+        assert other.status_code == 404 and source_id in other.json()["detail"]
+        assert client.post(f"/admin/ui/kbs/{kb}/sources/{'0' * 12}/sync", data={"csrf": csrf}).status_code == 404
+        assert client.post(f"/admin/ui/kbs/{kb}/sources/nothex/sync", data={"csrf": csrf}).status_code == 422
+        assert client.post(f"/admin/ui/kbs/Bad-KB/sources/{source_id}/sync", data={"csrf": csrf}).status_code == 422
+        await until_jobs_done(page)  # the plain re-sync's job, before the KB's Weaviate data is left behind
