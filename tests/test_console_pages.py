@@ -6,6 +6,7 @@ plain form without JavaScript (httpx posts the same forms). The server and its a
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,9 @@ from pathlib import Path
 import httpx
 from playwright.async_api import Page, expect
 
+from core.answer.log import AnswerLog
 from tests.servers import RunningServer
+from tests.support.answer_log import Row, insert
 from tests.test_admin_stats import KEY, server  # noqa: F401  (the server fixture, with its answer log)
 from tests.test_console_browser import axe_violations, context, signed_in, until_jobs_done  # noqa: F401
 from tests.test_widget_browser import browser  # noqa: F401  (the session's Chromium)
@@ -92,3 +95,73 @@ async def test_sources_last_sync_and_resync(
         assert client.post(f"/admin/ui/kbs/{kb}/sources/nothex/sync", data={"csrf": csrf}).status_code == 422
         assert client.post(f"/admin/ui/kbs/Bad-KB/sources/{source_id}/sync", data={"csrf": csrf}).status_code == 422
         await until_jobs_done(page)  # the plain re-sync's job, before the KB's Weaviate data is left behind
+
+
+async def test_conversation_search_and_pages(
+    signed_in: tuple[Page, list[str]],  # noqa: F811
+    server: RunningServer,  # noqa: F811
+) -> None:
+    # 60 more conversations of the docs bot (this module's own server and log): two pages of 50.
+    log = AnswerLog(server.settings.data_dir / "answers.sqlite3")
+    now = time.time()
+    insert(log, [Row(question=f"Paging question {i:02d}", created_at=now - 600 - i, bot="docs") for i in range(60)])
+    page, errors = signed_in
+    await page.get_by_role("link", name="Conversations").click()
+    await mark(page)
+    await page.get_by_label("Bot").select_option("docs")
+    await page.get_by_role("button", name="Show").click()
+    listed = page.get_by_test_id("conversations")
+    await expect(listed.locator("tbody tr")).to_have_count(50)
+    await expect(listed.locator("tbody tr").first).to_contain_text("Other")  # the latest
+    await page.get_by_role("link", name="Next page").click()
+    await expect(page).to_have_url(re.compile(r"page=2"))
+    await expect(listed.locator("tbody tr")).to_have_count(11)  # 61 in all
+    await expect(listed).to_contain_text("Paging question 59")
+    await expect(page.get_by_role("link", name="Next page")).to_have_count(0)
+    await still_marked(page)
+    assert await axe_violations(page) == {}
+
+    await page.get_by_label("Bot").select_option("closed")
+    await page.get_by_label("Text in a question or answer").fill("ENTERPRISE")
+    await page.get_by_role("button", name="Show").click()
+    await expect(listed.locator("tbody tr")).to_have_count(2)
+    await expect(listed).to_contain_text("How much is the enterprise price?")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    await page.get_by_label("Text in a question or answer").fill("")
+    await page.get_by_label("From").fill(time.strftime("%Y-%m-%d", time.gmtime(now - 10 * 86400)))
+    await page.get_by_label("to", exact=True).fill(today)
+    await page.get_by_role("button", name="Show").click()
+    await expect(listed).not_to_contain_text("Long ago")  # 30 days ago: outside the range
+    await expect(listed.locator("tbody tr")).to_have_count(4)
+    await still_marked(page)
+    assert errors == []
+
+    # A bad range is refused with its reason, shown on the page (htmx does not swap the refusal in).
+    await page.get_by_label("From").fill(today)
+    await page.get_by_label("to", exact=True).fill(time.strftime("%Y-%m-%d", time.gmtime(now - 3 * 86400)))
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#flash")).to_have_text("Refused (422): until: the range ends before it starts")
+    await expect(listed.locator("tbody tr")).to_have_count(4)  # the last results stay
+    # Chromium and htmx both log the refused request; nothing else logs an error.
+    assert errors == [
+        "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)",
+        "Response Status Error Code 422 from /admin/ui/conversations, [object HTMLDivElement]",
+    ]
+
+    # Without JavaScript: plain GETs; bad parameters are 4xx with a reason.
+    async with session_client(server, page) as (client, _):
+        plain = client.get("/admin/ui/conversations", params={"bot": "closed", "q": "install"})
+        assert plain.status_code == 200 and plain.text.count("How do I install it?") == 2
+        for params, status, reason in (
+            ({"bot": "nobody"}, 404, "nobody"),
+            ({"bot": "docs", "since": "06/12/2026"}, 422, "since"),
+            ({"bot": "docs", "since": "2026-02-30"}, 422, "not a date"),
+            ({"bot": "docs", "since": "2026-03-02", "until": "2026-03-01"}, 422, "ends before"),
+            ({"bot": "docs", "page": "0"}, 422, "page"),
+            ({"bot": "docs", "page": "x"}, 422, "page"),
+            ({"bot": "docs", "q": "x" * 201}, 422, "q"),
+        ):
+            refused = client.get("/admin/ui/conversations", params=params)
+            assert refused.status_code == status and reason in str(refused.json()["detail"]), (params, refused.text)
+        beyond = client.get("/admin/ui/conversations", params={"bot": "docs", "page": "99"})
+        assert beyond.status_code == 200 and "No conversations with this bot" in beyond.text

@@ -12,6 +12,7 @@ ADMIN_API_KEY is set.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from fastapi import FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.answer import privacy
+from core.answer.conversations import ConversationQuery
 from widget import console_kbs  # noqa: F401  (its pages are on the console's router, installed below)
 from widget.admin import _known_bot
 from widget.admin_stats import read_stats
@@ -90,20 +92,57 @@ async def feedback(request: Request, state: StateDep, session: SessionDep, bot: 
     )
 
 
+PER_PAGE = 50
+Day = Annotated[str, Query(pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD (UTC)")]
+
+
+def _day(text: str, name: str) -> float | None:
+    """The start of a UTC day, or None for no bound; a date that does not exist (2026-02-30) is a 422."""
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise HTTPException(422, f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
 @router.get("/conversations")
-async def conversations(request: Request, state: StateDep, session: SessionDep, bot: str = "") -> HTMLResponse:
-    """A bot's conversations, the most recently active first (GET /admin/conversations)."""
+async def conversations(
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    bot: str = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    since: Day = "",
+    until: Day = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    """A bot's conversations, the most recently active first, PER_PAGE a page; searchable by text in its
+    questions and answers and by a date range (both days included)."""
     bots = sorted(state.assistant.profiles)
     bot = bot or bots[0]
     _known_bot(state, bot)
+    start, end = _day(since, "since"), _day(until, "until")
+    end = end + 86400 if end is not None else None  # through the end of that day
+    if start is not None and end is not None and end <= start:
+        raise HTTPException(422, "until: the range ends before it starts")
+    query = ConversationQuery(
+        bot=bot, text=q.strip() or None, since=start, until=end, offset=(page_no - 1) * PER_PAGE, limit=PER_PAGE + 1
+    )
+    found = await state.assistant.conversations(query)
+    filters = {"bot": bot, "q": q, "since": since, "until": until}
     return page(
         request,
         "console/conversations.html",
         active="conversations",
         csrf=session["csrf"],
-        conversations=await state.assistant.conversations(bot, 200),
+        conversations=found[:PER_PAGE],
         bot=bot,
         bots=bots,
+        filters=filters,
+        page_no=page_no,
+        previous=urlencode({**filters, "page": page_no - 1}) if page_no > 1 else None,
+        next=urlencode({**filters, "page": page_no + 1}) if len(found) > PER_PAGE else None,
         when=_when,
     )
 

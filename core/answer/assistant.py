@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
+from core.answer.conversations import ConversationQuery
 from core.answer.curated import CuratedAnswers, create_curated
 from core.answer.curated_data import Match
 from core.answer.history import HistoryStore, create_history, fit_history
@@ -177,9 +178,10 @@ class Assistant:
         """The latest feedback first, from every channel, each with the answer it judges (the admin API)."""
         return await self.answers.rated_answers(bot=bot, rating=rating, limit=limit)
 
-    async def conversations(self, bot: str, limit: int) -> list[ConversationSummary]:
-        """One bot's conversations on every channel, the most recently active first (the admin API)."""
-        return await self.answers.conversations(bot, limit)
+    async def conversations(self, query: ConversationQuery) -> list[ConversationSummary]:
+        """One bot's conversations on every channel (those matching the query's text and dates), the most
+        recently active first (the admin API and console)."""
+        return await self.answers.conversations(query)
 
     async def engage(self, channel: str, conversation_id: str) -> None:
         """Note a conversation the bot joined, before any answer is logged (Slack: a thread it was mentioned in
