@@ -165,3 +165,76 @@ async def test_conversation_search_and_pages(
             assert refused.status_code == status and reason in str(refused.json()["detail"]), (params, refused.text)
         beyond = client.get("/admin/ui/conversations", params={"bot": "docs", "page": "99"})
         assert beyond.status_code == 200 and "No conversations with this bot" in beyond.text
+
+
+async def test_curated_answers_and_promote(
+    signed_in: tuple[Page, list[str]],  # noqa: F811
+    server: RunningServer,  # noqa: F811
+) -> None:
+    page, errors = signed_in
+    await page.get_by_role("link", name="Feedback").click()  # the header's links load whole pages
+    await mark(page)
+    await page.get_by_role("link", name="Promote: How much is the enterprise price?").click()
+    await expect(page.get_by_test_id("record")).to_contain_text("How much is the enterprise price?")
+    assert await axe_violations(page) == {}
+    await page.get_by_label("Correct answer (Markdown)").fill("Enterprise is 900 EUR a month.")
+    await page.get_by_label("Paraphrases, one a line").fill("What does enterprise cost?\nEnterprise pricing?")
+    await page.get_by_role("button", name="Promote").click()
+    await expect(page).to_have_url(f"{server.url}/admin/ui/curated?bot=closed")
+    table = page.get_by_test_id("curated")
+    row = table.locator("tr", has_text="How much is the enterprise price?")
+    await expect(row).to_contain_text("Enterprise is 900 EUR a month.")
+    await expect(row).to_contain_text("Enterprise pricing?")
+    await expect(row).to_contain_text("install.md")  # the sources the promoted answer cited, kept
+    await expect(row).to_contain_text("promoted from a logged answer")
+    await still_marked(page)
+    api = httpx.get(f"{server.url}/admin/curated", params={"bot": "closed"}, headers=ADMIN).json()["curated"]
+    assert [(c["question"], c["answer"], c["paraphrases"]) for c in api] == [
+        (
+            "How much is the enterprise price?",
+            "Enterprise is 900 EUR a month.",
+            ["What does enterprise cost?", "Enterprise pricing?"],
+        )
+    ]
+
+    await row.get_by_text("Edit").click()
+    await row.get_by_label("Answer (Markdown)").fill("Enterprise is 950 EUR a month.")
+    await row.get_by_label("Paraphrases, one a line").fill("Enterprise pricing?")
+    await row.get_by_role("button", name="Save").click()
+    await expect(table.locator("tr", has_text="How much is the enterprise price?")).to_contain_text("950 EUR")
+    await expect(table).not_to_contain_text("What does enterprise cost?")
+
+    await page.get_by_label("Question", exact=True).last.fill("Is there a free tier?")
+    await page.get_by_label("Answer (Markdown)").last.fill("Yes: up to 100 questions a day.")
+    await page.get_by_role("button", name="Add curated answer").click()
+    await expect(table.locator("tbody tr")).to_have_count(2)
+    assert await axe_violations(page) == {}
+    await table.get_by_role("button", name="Delete: How much is the enterprise price?").click()
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await expect(table).to_contain_text("Is there a free tier?")
+    await still_marked(page)
+    assert errors == []
+
+    # Without JavaScript, and the refusals: CSRF, unknown bot, answer or curated answer, an empty answer.
+    (left,) = httpx.get(f"{server.url}/admin/curated", headers=ADMIN).json()["curated"]
+    logged = "0" * 32
+    async with session_client(server, page) as (client, csrf):
+        added = client.post("/admin/ui/curated", data={"csrf": csrf, "bot": "docs", "question": "Q?", "answer": "A."})
+        assert added.status_code == 303 and added.headers["location"] == "/admin/ui/curated?bot=docs"
+        for path, data, status, reason in (
+            ("/admin/ui/curated", {"bot": "docs", "question": "Q", "answer": "A"}, 403, "CSRF"),
+            ("/admin/ui/curated", {"csrf": "forged", "bot": "docs", "question": "Q", "answer": "A"}, 403, "CSRF"),
+            (f"/admin/ui/curated/{left['id']}/delete", {}, 403, "CSRF"),
+            (f"/admin/ui/answers/{logged}/promote", {"answer": "A"}, 403, "CSRF"),
+            ("/admin/ui/curated", {"csrf": csrf, "bot": "nobody", "question": "Q", "answer": "A"}, 404, "nobody"),
+            ("/admin/ui/curated", {"csrf": csrf, "bot": "docs", "question": "Q", "answer": ""}, 422, "answer"),
+            (f"/admin/ui/curated/{left['id']}/edit", {"csrf": csrf, "question": "Q", "answer": ""}, 422, "answer"),
+            (f"/admin/ui/curated/{logged}/edit", {"csrf": csrf, "question": "Q", "answer": "A"}, 404, logged),
+            (f"/admin/ui/curated/{logged}/delete", {"csrf": csrf}, 404, logged),
+            (f"/admin/ui/answers/{logged}/promote", {"csrf": csrf, "answer": "A"}, 404, logged),
+            ("/admin/ui/answers/not-an-id/promote", {"csrf": csrf, "answer": "A"}, 422, "answer_id"),
+        ):
+            refused = client.post(path, data=data)
+            assert refused.status_code == status and reason in str(refused.json()["detail"]), (path, refused.text)
+        assert client.get(f"/admin/ui/answers/{logged}/promote").status_code == 404
+    assert len(httpx.get(f"{server.url}/admin/curated", headers=ADMIN).json()["curated"]) == 2  # nothing else

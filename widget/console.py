@@ -1,8 +1,8 @@
 """The operator's web page, /admin/ui: sign in with ADMIN_API_KEY (widget.console_auth), then pages over the
 kit's own code: Analytics (the stats of GET /admin/stats), Feedback (the 👎 queue of GET /admin/feedback),
-Conversations (GET /admin/conversations, and each one's transcript), Bots (read-only), API keys (the store
-`switchboard keys` uses); Knowledge bases are widget.console_kbs's. Every POST checks the session's CSRF token
-first.
+Conversations (searchable, paged, and each one's transcript), Bots (read-only), API keys (the store
+`switchboard keys` uses); Knowledge bases are widget.console_kbs's, curated answers widget.console_curated's.
+Every POST checks the session's CSRF token first.
 
 Server-rendered (Jinja2): every table reads without JavaScript; static/console.js (Chart.js from npm, bundled
 by esbuild like the widget) only draws charts from the numbers the page already shows. Off (404) unless
@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.answer import privacy
 from core.answer.conversations import ConversationQuery
-from widget import console_kbs  # noqa: F401  (its pages are on the console's router, installed below)
+from widget import console_curated, console_kbs  # noqa: F401  (their pages are on the console's router, below)
 from widget.admin import _known_bot
 from widget.admin_stats import read_stats
 from widget.assets import built_file
