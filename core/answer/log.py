@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core.answer import cited
 from core.answer.conversations import INDEX as CONVERSATIONS_INDEX
 from core.answer.conversations import ConversationQuery, ConversationSummary, find_conversations
 from core.config import Settings
@@ -172,6 +173,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             f"CREATE INDEX IF NOT EXISTS {name} ON answers ({lead}, channel, outcome, first_token_ms, total_ms, id)"
         )
     db.execute(CONVERSATIONS_INDEX)
+    cited.migrate(db)
     db.execute("COMMIT")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.answer import cited
 from core.answer.gaps import Gap, knowledge_gaps
 from core.answer.log import AnswerLog
 from core.embed import Embedder
@@ -117,11 +118,7 @@ def _counts(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
             )
         )
         timings = rows(f"SELECT a.first_token_ms, a.total_ms FROM answers a WHERE {where}")
-        sources = rows(
-            "SELECT json_extract(c.value, '$.source') AS src, max(json_extract(c.value, '$.title')), count(*) "
-            f"FROM answers a, json_each(a.citations) c WHERE {where} AND a.cited "
-            f"GROUP BY src ORDER BY 3 DESC, src LIMIT {TOP_SOURCES}"
-        )
+        sources = cited.top_sources(db, params, TOP_SOURCES)
         gap_questions = rows(
             "SELECT a.question FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
             f"WHERE {where} AND (a.outcome = 'dont_know' OR f.rating = 'down') "
