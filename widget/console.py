@@ -23,7 +23,7 @@ from core.answer import privacy
 from core.answer.conversations import ConversationQuery
 from widget import console_curated, console_kbs  # noqa: F401  (their pages are on the console's router, below)
 from widget.admin import _known_bot
-from widget.admin_stats import read_stats
+from widget.admin_stats import checked_period, read_stats
 from widget.assets import built_file
 from widget.console_auth import PREFIX, SessionDep, SignedOut, check_csrf, page, router
 from widget.deps import StateDep
@@ -41,7 +41,7 @@ def home(session: SessionDep) -> Response:
 async def analytics(
     request: Request, state: StateDep, session: SessionDep, since: str = "7d", bot: str = ""
 ) -> HTMLResponse:
-    stats = stats_out(await read_stats(state, since, bot or None))
+    stats = stats_out(await read_stats(state, since, bot or None, gaps=False))  # gaps: analytics_gaps
     channels = sorted({d.channel for d in stats.per_day})
     days: dict[str, dict[str, int]] = {}
     for d in stats.per_day:
@@ -58,6 +58,15 @@ async def analytics(
         channels=channels,
         days=days,
     )
+
+
+@router.get("/analytics/gaps")
+async def analytics_gaps(
+    request: Request, state: StateDep, session: SessionDep, since: str = "7d", bot: str = ""
+) -> HTMLResponse:
+    """The period's knowledge gaps, which the Analytics page loads after it is shown (clustering takes longest)."""
+    gaps = await state.assistant.gaps(period=checked_period(state, since, bot or None), bot=bot or None)
+    return page(request, "console/gaps.html", active="analytics", csrf=session["csrf"], gaps=gaps, since=since, bot=bot)
 
 
 @router.get("/console.js")
