@@ -23,6 +23,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.answer.conversations import ConversationQuery
 from core.answer.stats import answer_stats
 from core.config import Settings
 from core.embed import create_embedder, offline_minilm_dir
@@ -63,7 +64,7 @@ def main() -> None:
                 f"{len(with_gaps.gaps):>10}"
             )
         # What the console's other pages over the answer log read (the latest 200 of each).
-        conversations_s, conversations = timed(log.conversations("support", 200))
+        conversations_s, conversations = timed(log.conversations(ConversationQuery(bot="support", limit=200)))
         print(f"Conversations page query (one bot, latest 200 of its conversations): {conversations_s:.2f} s")
         feedback_s, rated = timed(log.rated_answers(rating="down", limit=200))
         print(f"Feedback page query (latest 200 thumbs-down, every bot): {feedback_s:.2f} s")

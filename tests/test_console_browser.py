@@ -228,6 +228,7 @@ async def test_knowledge_base_upload_add_url_and_delete(
     )
     await page.get_by_role("button", name="Upload").click()
     await expect(page).to_have_url(f"{server.url}/admin/ui/kbs/{kb}")
+    await expect(page.get_by_test_id("jobs")).to_contain_text("tomatoes.md")  # swapped in by htmx
     await until_jobs_done(page)
     await expect(documents).to_contain_text("Watering tomatoes")
     await expect(documents.locator("tbody tr")).to_have_count(2)
@@ -284,6 +285,11 @@ async def test_csrf_and_headers(
         csp = page_headers["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert client.get("/admin/ui/analytics?since=7y").status_code == 422
+        assert client.get("/admin/ui/analytics/gaps?since=7y").status_code == 422
+        assert client.get("/admin/ui/analytics/gaps?bot=nobody").status_code == 404
+        # Without JavaScript the gaps are a link away (htmx loads them into the Analytics page).
+        assert "/admin/ui/analytics/gaps?since=7d" in client.get("/admin/ui/analytics").text
+        assert "enterprise" in client.get("/admin/ui/analytics/gaps?since=7d&bot=closed").text
         assert client.get("/admin/ui/feedback?bot=nobody").status_code == 404
         assert client.get("/admin/ui/conversations?bot=nobody").status_code == 404
         assert client.get("/admin/ui/transcript?channel=web&conversation=none").status_code == 404

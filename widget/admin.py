@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.datastructures import FormData, UploadFile
 
+from core.answer.conversations import ConversationQuery
 from core.answer.log import Rating
 from core.answer.privacy import forget_user as erase_user
 from core.errors import ConfigError, IngestError, KBNotFound, StoreError, UnsupportedSource
@@ -396,7 +397,7 @@ async def list_feedback(
 async def list_conversations(state: StateDep, bot: str, limit: Limit = 100) -> ConversationsOut:
     """A bot's conversations on every channel, the most recently active first."""
     _known_bot(state, bot)
-    summaries = await state.assistant.conversations(bot, limit)
+    summaries = await state.assistant.conversations(ConversationQuery(bot=bot, limit=limit))
     return ConversationsOut(bot=bot, conversations=[ConversationOut(**asdict(c)) for c in summaries])
 
 

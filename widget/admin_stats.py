@@ -23,15 +23,20 @@ router = APIRouter(
 Since = Annotated[str, Query(max_length=10, description="The period before now: 24h, 7d, 4w")]
 
 
-async def read_stats(state: ServerState, since: str, bot: str | None) -> Stats:
-    """The period's stats, or a 422/404 that says what was wrong (the admin page calls this too)."""
+def checked_period(state: ServerState, since: str, bot: str | None) -> float:
+    """The period in seconds, or a 422/404 that says what was wrong with it or the bot."""
     try:
         period = parse_period(since)
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from exc
     if bot is not None:
         _known_bot(state, bot)
-    return await state.assistant.stats(period=period, bot=bot)
+    return period
+
+
+async def read_stats(state: ServerState, since: str, bot: str | None, gaps: bool = True) -> Stats:
+    """The period's stats, or a 422/404 that says what was wrong (the admin page calls this too)."""
+    return await state.assistant.stats(period=checked_period(state, since, bot), bot=bot, gaps=gaps)
 
 
 @router.get("/stats", responses=_errors(404, 422))

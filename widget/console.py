@@ -1,8 +1,8 @@
 """The operator's web page, /admin/ui: sign in with ADMIN_API_KEY (widget.console_auth), then pages over the
 kit's own code: Analytics (the stats of GET /admin/stats), Feedback (the 👎 queue of GET /admin/feedback),
-Conversations (GET /admin/conversations, and each one's transcript), Bots (read-only), API keys (the store
-`switchboard keys` uses); Knowledge bases are widget.console_kbs's. Every POST checks the session's CSRF token
-first.
+Conversations (searchable, paged, and each one's transcript), Bots (read-only), API keys (the store
+`switchboard keys` uses); Knowledge bases are widget.console_kbs's, curated answers widget.console_curated's.
+Every POST checks the session's CSRF token first.
 
 Server-rendered (Jinja2): every table reads without JavaScript; static/console.js (Chart.js from npm, bundled
 by esbuild like the widget) only draws charts from the numbers the page already shows. Off (404) unless
@@ -12,6 +12,7 @@ ADMIN_API_KEY is set.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -19,9 +20,10 @@ from fastapi import FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.answer import privacy
-from widget import console_kbs  # noqa: F401  (its pages are on the console's router, installed below)
+from core.answer.conversations import ConversationQuery
+from widget import console_curated, console_kbs  # noqa: F401  (their pages are on the console's router, below)
 from widget.admin import _known_bot
-from widget.admin_stats import read_stats
+from widget.admin_stats import checked_period, read_stats
 from widget.assets import built_file
 from widget.console_auth import PREFIX, SessionDep, SignedOut, check_csrf, page, router
 from widget.deps import StateDep
@@ -39,7 +41,7 @@ def home(session: SessionDep) -> Response:
 async def analytics(
     request: Request, state: StateDep, session: SessionDep, since: str = "7d", bot: str = ""
 ) -> HTMLResponse:
-    stats = stats_out(await read_stats(state, since, bot or None))
+    stats = stats_out(await read_stats(state, since, bot or None, gaps=False))  # gaps: analytics_gaps
     channels = sorted({d.channel for d in stats.per_day})
     days: dict[str, dict[str, int]] = {}
     for d in stats.per_day:
@@ -56,6 +58,15 @@ async def analytics(
         channels=channels,
         days=days,
     )
+
+
+@router.get("/analytics/gaps")
+async def analytics_gaps(
+    request: Request, state: StateDep, session: SessionDep, since: str = "7d", bot: str = ""
+) -> HTMLResponse:
+    """The period's knowledge gaps, which the Analytics page loads after it is shown (clustering takes longest)."""
+    gaps = await state.assistant.gaps(period=checked_period(state, since, bot or None), bot=bot or None)
+    return page(request, "console/gaps.html", active="analytics", csrf=session["csrf"], gaps=gaps, since=since, bot=bot)
 
 
 @router.get("/console.js")
@@ -90,20 +101,57 @@ async def feedback(request: Request, state: StateDep, session: SessionDep, bot: 
     )
 
 
+PER_PAGE = 50
+Day = Annotated[str, Query(pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD (UTC)")]
+
+
+def _day(text: str, name: str) -> float | None:
+    """The start of a UTC day, or None for no bound; a date that does not exist (2026-02-30) is a 422."""
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise HTTPException(422, f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
 @router.get("/conversations")
-async def conversations(request: Request, state: StateDep, session: SessionDep, bot: str = "") -> HTMLResponse:
-    """A bot's conversations, the most recently active first (GET /admin/conversations)."""
+async def conversations(
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    bot: str = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    since: Day = "",
+    until: Day = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    """A bot's conversations, the most recently active first, PER_PAGE a page; searchable by text in its
+    questions and answers and by a date range (both days included)."""
     bots = sorted(state.assistant.profiles)
     bot = bot or bots[0]
     _known_bot(state, bot)
+    start, end = _day(since, "since"), _day(until, "until")
+    end = end + 86400 if end is not None else None  # through the end of that day
+    if start is not None and end is not None and end <= start:
+        raise HTTPException(422, "until: the range ends before it starts")
+    query = ConversationQuery(
+        bot=bot, text=q.strip() or None, since=start, until=end, offset=(page_no - 1) * PER_PAGE, limit=PER_PAGE + 1
+    )
+    found = await state.assistant.conversations(query)
+    filters = {"bot": bot, "q": q, "since": since, "until": until}
     return page(
         request,
         "console/conversations.html",
         active="conversations",
         csrf=session["csrf"],
-        conversations=await state.assistant.conversations(bot, 200),
+        conversations=found[:PER_PAGE],
         bot=bot,
         bots=bots,
+        filters=filters,
+        page_no=page_no,
+        previous=urlencode({**filters, "page": page_no - 1}) if page_no > 1 else None,
+        next=urlencode({**filters, "page": page_no + 1}) if len(found) > PER_PAGE else None,
         when=_when,
     )
 
@@ -210,6 +258,8 @@ def install(app: FastAPI, admin_key_set: bool) -> None:
 
     @app.exception_handler(SignedOut)
     async def signed_out(request: Request, exc: SignedOut) -> Response:
+        if request.headers.get("HX-Request"):  # htmx: the whole page goes to sign-in, not just the swapped part
+            return Response(status_code=401, headers={"HX-Redirect": f"{PREFIX}/signin"})
         if request.method != "GET":
             return HTMLResponse("Signed out: sign in again.", status_code=401)
         return RedirectResponse(f"{PREFIX}/signin", status_code=303)

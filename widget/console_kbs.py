@@ -1,5 +1,5 @@
-"""The console's Knowledge bases pages: the KBs, a KB's documents and jobs, uploads, adding URLs, deleting a
-document.
+"""The console's Knowledge bases pages: the KBs, a KB's documents, registered sources (with their last sync) and
+jobs, uploads, adding URLs, deleting a document, re-syncing a source.
 
 Each action calls the admin API's own functions (widget.admin) with the same checks and refusals; this module
 adds only the session, the CSRF check and the HTML.
@@ -13,7 +13,7 @@ from fastapi import Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from widget import admin
+from widget import admin, admin_sources
 from widget.console_auth import PREFIX, SessionDep, check_csrf, page, router
 from widget.deps import StateDep
 
@@ -39,7 +39,27 @@ async def kb_page(request: Request, kb: admin.KB, state: StateDep, session: Sess
             raise
         documents = []
     jobs = [admin._job(job) for job in await state.jobs.recent(kb)][:20]
-    return page(request, "console/kb.html", active="kbs", csrf=session["csrf"], kb=kb, documents=documents, jobs=jobs)
+    sources = (await admin_sources.list_sources(kb, state.sources)).sources
+    return page(
+        request,
+        "console/kb.html",
+        active="kbs",
+        csrf=session["csrf"],
+        kb=kb,
+        documents=documents,
+        jobs=jobs,
+        sources=sources,
+    )
+
+
+@router.post("/kbs/{kb}/sources/{source_id}/sync")
+async def sync_source(
+    kb: admin.KB, source_id: admin_sources.SourceId, state: StateDep, session: SessionDep, csrf: Csrf = ""
+) -> Response:
+    """Re-sync a registered source now: the admin API's sync job (POST /admin/kbs/{kb}/sources/{id}/sync)."""
+    check_csrf(csrf, session["csrf"])
+    await admin_sources.sync(kb, source_id, state.sources, state, state.assistant.knowledge)
+    return RedirectResponse(f"{PREFIX}/kbs/{kb}", status_code=303)
 
 
 @router.post("/kbs/{kb}/urls")

@@ -16,8 +16,10 @@ from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 from redis.asyncio import Redis
 
+from core.answer.conversations import ConversationQuery
 from core.answer.curated import CuratedAnswers, create_curated
 from core.answer.curated_data import Match
+from core.answer.gaps import Gap
 from core.answer.history import HistoryStore, create_history, fit_history
 from core.answer.llm import LLM, Finish, extractive_answer, open_llm
 from core.answer.log import (
@@ -32,7 +34,7 @@ from core.answer.log import (
 )
 from core.answer.profiles import DEFAULT_BOT, BotProfile, load_profiles
 from core.answer.prompt import answer_messages, cited_numbers, condense_messages
-from core.answer.stats import Stats, answer_stats
+from core.answer.stats import Stats, answer_stats, period_gaps
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.errors import ConfigError, KBNotFound, LLMError, SwitchboardError
@@ -186,17 +188,23 @@ class Assistant:
         """The rating given to one answer, if any."""
         return await self.answers.feedback(answer_id)
 
-    async def stats(self, *, period: float, bot: str | None) -> Stats:
-        """Analytics over the answer log (core.answer.stats), knowledge gaps clustered with the kit's embedder."""
-        return await answer_stats(self.answers, self.embedder, period=period, bot=bot)
+    async def stats(self, *, period: float, bot: str | None, gaps: bool = True) -> Stats:
+        """Analytics over the answer log (core.answer.stats), knowledge gaps clustered with the kit's embedder
+        (without `gaps`: left out, see gaps())."""
+        return await answer_stats(self.answers, self.embedder if gaps else None, period=period, bot=bot)
+
+    async def gaps(self, *, period: float, bot: str | None) -> tuple[Gap, ...]:
+        """Only the knowledge gaps of stats()."""
+        return await period_gaps(self.answers, self.embedder, period=period, bot=bot)
 
     async def rated_answers(self, *, bot: str | None, rating: Rating | None, limit: int) -> list[RatedAnswer]:
         """The latest feedback first, from every channel, each with the answer it judges (the admin API)."""
         return await self.answers.rated_answers(bot=bot, rating=rating, limit=limit)
 
-    async def conversations(self, bot: str, limit: int) -> list[ConversationSummary]:
-        """One bot's conversations on every channel, the most recently active first (the admin API)."""
-        return await self.answers.conversations(bot, limit)
+    async def conversations(self, query: ConversationQuery) -> list[ConversationSummary]:
+        """One bot's conversations on every channel (those matching the query's text and dates), the most
+        recently active first (the admin API and console)."""
+        return await self.answers.conversations(query)
 
     async def engage(self, channel: str, conversation_id: str) -> None:
         """Note a conversation the bot joined, before any answer is logged (Slack: a thread it was mentioned in

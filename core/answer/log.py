@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core.answer import cited
+from core.answer.conversations import INDEX as CONVERSATIONS_INDEX
+from core.answer.conversations import ConversationQuery, ConversationSummary, find_conversations
 from core.config import Settings
 from core.sqlite import Periodic, connect, init_db, scrub
 from core.types import Citation
@@ -111,15 +114,6 @@ class RatedAnswer:
     rated_at: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class ConversationSummary:
-    channel: str
-    conversation: str
-    answers: int
-    last_question: str
-    last_at: float
-
-
 _COLUMNS = (
     "a.id, a.channel, a.conversation, a.bot, a.question, a.answer, a.citations, a.cited, a.fallback, a.created_at, "
     "a.user_id, a.outcome, a.first_token_ms, a.total_ms, a.curated"
@@ -178,6 +172,8 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute(
             f"CREATE INDEX IF NOT EXISTS {name} ON answers ({lead}, channel, outcome, first_token_ms, total_ms, id)"
         )
+    db.execute(CONVERSATIONS_INDEX)
+    cited.migrate(db)
     db.execute("COMMIT")
 
 
@@ -425,22 +421,9 @@ class AnswerLog:
         """The latest feedback first, each with the answer it judges."""
         return await asyncio.to_thread(self._rated, bot, rating, limit)
 
-    def _conversations(self, bot: str, limit: int) -> list[ConversationSummary]:
-        # SQLite takes bare columns (question) from the row that holds the single max(): the last question.
-        with connect(self._path) as db:
-            rows = db.execute(
-                "SELECT channel, conversation, count(*), question, max(created_at) FROM answers WHERE bot = ? "
-                "GROUP BY channel, conversation ORDER BY max(created_at) DESC LIMIT ?",
-                (bot, limit),
-            ).fetchall()
-        return [
-            ConversationSummary(channel=r[0], conversation=r[1], answers=r[2], last_question=r[3], last_at=r[4])
-            for r in rows
-        ]
-
-    async def conversations(self, bot: str, limit: int = 100) -> list[ConversationSummary]:
-        """One bot's conversations, the most recently active first."""
-        return await asyncio.to_thread(self._conversations, bot, limit)
+    async def conversations(self, query: ConversationQuery) -> list[ConversationSummary]:
+        """A bot's conversations (those matching the query), the most recently active first."""
+        return await asyncio.to_thread(find_conversations, self._path, query)
 
 
 def create_answer_log(settings: Settings) -> AnswerLog:

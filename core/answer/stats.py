@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.answer import cited
 from core.answer.gaps import Gap, knowledge_gaps
 from core.answer.log import AnswerLog
 from core.embed import Embedder
@@ -93,6 +94,20 @@ def _latency(values: list[float]) -> Latency:
     return Latency(p50=round(float(p50), 1), p95=round(float(p95), 1))
 
 
+# The period's latest unanswered and 👎 questions: what the gaps cluster.
+_GAP_QUESTIONS = (
+    "SELECT a.question FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
+    "WHERE {where} AND (a.outcome = 'dont_know' OR f.rating = 'down') "
+    f"ORDER BY a.created_at DESC LIMIT {GAP_QUESTIONS}"
+)
+
+
+def _gap_questions(path: Path, params: dict[str, Any]) -> list[str]:
+    where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
+    with connect(path) as db:
+        return [q for (q,) in db.execute(_GAP_QUESTIONS.format(where=where), params)]
+
+
 def _counts(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Everything but the gaps' clustering (the Stats fields), and the questions to cluster: SQL over one
     connection, run in a worker thread."""
@@ -117,16 +132,8 @@ def _counts(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
             )
         )
         timings = rows(f"SELECT a.first_token_ms, a.total_ms FROM answers a WHERE {where}")
-        sources = rows(
-            "SELECT json_extract(c.value, '$.source') AS src, max(json_extract(c.value, '$.title')), count(*) "
-            f"FROM answers a, json_each(a.citations) c WHERE {where} AND a.cited "
-            f"GROUP BY src ORDER BY 3 DESC, src LIMIT {TOP_SOURCES}"
-        )
-        gap_questions = rows(
-            "SELECT a.question FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
-            f"WHERE {where} AND (a.outcome = 'dont_know' OR f.rating = 'down') "
-            f"ORDER BY a.created_at DESC LIMIT {GAP_QUESTIONS}"
-        )
+        sources = cited.top_sources(db, params, TOP_SOURCES)
+        gap_questions = rows(_GAP_QUESTIONS.format(where=where))
     counts = {
         "questions": total,
         "per_day": tuple(DayCount(day=d, channel=c, questions=n) for d, c, n in per_day),
@@ -159,3 +166,14 @@ async def answer_stats(
     if embedder is not None and questions:
         gaps = await asyncio.to_thread(knowledge_gaps, questions, embedder.embed_documents)
     return Stats(since=end - period, until=end, bot=bot, gaps=tuple(gaps), **counts)
+
+
+async def period_gaps(
+    log: AnswerLog, embedder: Embedder, *, period: float, bot: str | None = None, until: float | None = None
+) -> tuple[Gap, ...]:
+    """Only the knowledge gaps of answer_stats (the console loads them after the rest of its page)."""
+    end = time.time() if until is None else until
+    questions = await asyncio.to_thread(_gap_questions, log.path, {"since": end - period, "until": end, "bot": bot})
+    if not questions:
+        return ()
+    return tuple(await asyncio.to_thread(knowledge_gaps, questions, embedder.embed_documents))
