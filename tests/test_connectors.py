@@ -346,7 +346,7 @@ async def test_a_stop_while_fetching_writes_nothing_and_is_recorded(
         source = await registry.add(kb=kb, target=case.target, sitemap=False, prune=None, every=None)
         stop = asyncio.Event()
         stop.set()  # SIGTERM arrived: the listing is read, no body is fetched
-        with pytest.raises(IngestStopped, match="before writing any"):
+        with pytest.raises(IngestStopped, match="stopped while fetching"):
             await sync_source(
                 registry, store, embedder, source, settings=settings.model_copy(update=case.settings), stop=stop
             )
