@@ -57,6 +57,8 @@ async def take_lease(leases: Leases, source: Source, holder: str) -> Lease:
 async def _either(stop: asyncio.Event | None, lost: asyncio.Event) -> AsyncIterator[asyncio.Event]:
     """One event, set as soon as `stop` (SIGTERM, a closing scheduler) or `lost` (the lease) is."""
     either = asyncio.Event()
+    if any(e is not None and e.is_set() for e in (stop, lost)):
+        either.set()
     waits = [asyncio.create_task(e.wait()) for e in (stop, lost) if e is not None]
     relay = asyncio.create_task(asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED))
     relay.add_done_callback(lambda _: either.set())

@@ -79,7 +79,7 @@ def _changed(listed: dict[str, DocRef], known: dict[str, Seen], stored: set[str]
     ]
 
 
-def _fetch(connector: Connector, refs: list[DocRef], max_bytes: int, halted: Callable[[], bool]) -> Found:
+def fetch_batch(connector: Connector, refs: list[DocRef], max_bytes: int, halted: Callable[[], bool]) -> Found:
     """One batch's bodies (blocking: the service's client libraries are synchronous). A document too large
     to ingest is skipped before download when the service says its size, else once downloaded."""
     found = Found()
@@ -165,7 +165,7 @@ async def _ingest_changed(
         def halted() -> bool:
             return halt.is_set() or (stop is not None and stop.is_set())
 
-        return _fetch(connector, refs, int(settings.fetch_max_mb * 1e6), halted)
+        return fetch_batch(connector, refs, int(settings.fetch_max_mb * 1e6), halted)
 
     batches = [changed[i : i + BATCH] for i in range(0, len(changed), BATCH)]
     failed: set[str] = set()
