@@ -12,7 +12,9 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,20 @@ def save(name: str, result: Any) -> None:
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+
+
+@contextmanager
+def local_weaviate(prefix: str) -> Iterator[tuple[Path, int, int]]:
+    """A dedicated local Weaviate for one bench run, in a temporary work directory: (work, port, gRPC port)."""
+    from core.store.local import LocalWeaviate
+    from tests.support.ports import free_port_block
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        port, grpc = free_port_block()
+        local = LocalWeaviate.from_settings(settings_for(work, port, grpc))
+        local.start()
+        try:
+            yield work, port, grpc
+        finally:
+            local.stop()

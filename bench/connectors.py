@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,16 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench._common import add_phase_arguments, machine, peak_rss_mb, print_table, run_phase, save, settings_for
+from bench._common import (
+    add_phase_arguments,
+    local_weaviate,
+    machine,
+    peak_rss_mb,
+    print_table,
+    run_phase,
+    save,
+    settings_for,
+)
 from bench.crawl import Counting, HashEmbedder
 from core.config import Settings
 from core.embed import Embedder, create_embedder
@@ -37,7 +45,6 @@ from core.ingest.pipeline import ingest_found
 from core.ingest.registry import Registry
 from core.ingest.sync import sync_source
 from core.store.client import open_store
-from core.store.local import LocalWeaviate
 from tests.fakes import confluence_server, drive_server, notion_server
 from tests.fakes.confluence_server import FakeConfluence
 from tests.fakes.drive_server import FakeDrive, Item
@@ -207,26 +214,14 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from tests.support.ports import free_port_block
-
-    with tempfile.TemporaryDirectory(prefix="switchboard-connectors-bench-") as tmp:
-        work = Path(tmp)
-        port, grpc = free_port_block()
-        local = LocalWeaviate.from_settings(settings_for(work, port, grpc))
-        local.start()
+    with local_weaviate("switchboard-connectors-bench-") as (work, port, grpc):
 
         def phase(name: str, extra: dict[str, Any]) -> dict[str, Any]:
             return run_phase("bench.connectors", name, work, port, grpc, extra)
 
-        try:
-            syncs = {
-                kind: phase("sync", {"kind": kind, "pages": args.pages}) for kind in ("confluence", "notion", "drive")
-            }
-            memory = {
-                mode: phase("memory", {"pages": args.big, "mode": mode}) for mode in ("batched", "held") if args.big
-            }
-        finally:
-            local.stop()
+        kinds = ("confluence", "notion", "drive")
+        syncs = {kind: phase("sync", {"kind": kind, "pages": args.pages}) for kind in kinds}
+        memory = {mode: phase("memory", {"pages": args.big, "mode": mode}) for mode in ("batched", "held") if args.big}
 
     rows = [("connector", "sync", "time", "fetched", "embedded", "other calls", "")]
     for kind, m in syncs.items():
