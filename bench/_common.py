@@ -1,6 +1,6 @@
-"""What the benchmark scripts share: the bench run's settings against a dedicated local Weaviate, running one
-phase in a child process (so peak RSS is per phase), percentiles, the machine line, and the result table
-printed and saved under bench/out/."""
+"""What the benchmark scripts share: a run's work directory and dedicated local Weaviate, each phase run in a
+child process (so peak RSS is per phase), percentiles, the machine line, and the result table printed and
+saved under bench/out/."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings
 from core.embed import offline_minilm_dir
+from core.store.local import LocalWeaviate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +41,7 @@ def peak_rss_mb() -> float:
 
 
 def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments `run_phase` passes to the child: which phase, the work directory, the Weaviate's ports."""
+    """The arguments `BenchRun.phase` passes to the child: which phase, the work directory, the Weaviate's ports."""
     parser.add_argument("--phase")
     parser.add_argument("--work", type=Path)
     parser.add_argument("--port", type=int)
@@ -47,14 +49,37 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra", default="{}")
 
 
-def run_phase(module: str, phase: str, work: Path, port: int, grpc: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """Runs `python -m module --phase phase …` and returns the JSON object it prints last; exits if it failed."""
-    args = [sys.executable, "-m", module, "--phase", phase, "--work", str(work)]
-    args += ["--port", str(port), "--grpc", str(grpc), "--extra", json.dumps(extra)]
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"phase {phase} failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+@dataclass(frozen=True)
+class BenchRun:
+    work: Path
+    settings: Settings
+    local: LocalWeaviate
+
+    def phase(self, module: str, phase: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Runs `python -m module --phase phase …` and returns the JSON object it prints last; exits if it failed."""
+        port, grpc = self.settings.weaviate_local_port, self.settings.weaviate_local_grpc_port
+        args = [sys.executable, "-m", module, "--phase", phase, "--work", str(self.work)]
+        args += ["--port", str(port), "--grpc", str(grpc), "--extra", json.dumps(extra)]
+        done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"phase {phase} failed:\n{done.stderr}")
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@contextmanager
+def bench_run(prefix: str) -> Iterator[BenchRun]:
+    """A temporary work directory and a local Weaviate of its own on free loopback ports, stopped at the end."""
+    from tests.support.ports import free_port_block
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        settings = settings_for(work, *free_port_block())
+        local = LocalWeaviate.from_settings(settings)
+        local.start()
+        try:
+            yield BenchRun(work, settings, local)
+        finally:
+            local.stop()
 
 
 def ms(seconds: list[float], q: int = 50) -> float:
@@ -78,20 +103,3 @@ def save(name: str, result: Any) -> None:
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-
-
-@contextmanager
-def local_weaviate(prefix: str) -> Iterator[tuple[Path, int, int]]:
-    """A dedicated local Weaviate for one bench run, in a temporary work directory: (work, port, gRPC port)."""
-    from core.store.local import LocalWeaviate
-    from tests.support.ports import free_port_block
-
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        work = Path(tmp)
-        port, grpc = free_port_block()
-        local = LocalWeaviate.from_settings(settings_for(work, port, grpc))
-        local.start()
-        try:
-            yield work, port, grpc
-        finally:
-            local.stop()

@@ -28,11 +28,10 @@ from pydantic import SecretStr
 
 from bench._common import (
     add_phase_arguments,
-    local_weaviate,
+    bench_run,
     machine,
     peak_rss_mb,
     print_table,
-    run_phase,
     save,
     settings_for,
 )
@@ -214,10 +213,10 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    with local_weaviate("switchboard-connectors-bench-") as (work, port, grpc):
+    with bench_run("switchboard-connectors-bench-") as run:
 
         def phase(name: str, extra: dict[str, Any]) -> dict[str, Any]:
-            return run_phase("bench.connectors", name, work, port, grpc, extra)
+            return run.phase("bench.connectors", name, extra)
 
         kinds = ("confluence", "notion", "drive")
         syncs = {kind: phase("sync", {"kind": kind, "pages": args.pages}) for kind in kinds}

@@ -21,14 +21,12 @@ import json
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from bench._common import REPO, add_phase_arguments, machine, peak_rss_mb, print_table, run_phase, save, settings_for
+from bench._common import REPO, add_phase_arguments, bench_run, machine, peak_rss_mb, print_table, save, settings_for
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.ingest.crawl import CrawlOptions, WebReader
@@ -37,7 +35,6 @@ from core.ingest.pipeline import ingest
 from core.ingest.registry import Registry
 from core.ingest.sync import sync_source
 from core.store.client import open_store
-from core.store.local import LocalWeaviate
 from tests.support.embedders import Wrapped
 from tests.support.site import Site, page, serve_site
 
@@ -238,24 +235,11 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from tests.support.ports import free_port_block
-
-    with tempfile.TemporaryDirectory(prefix="switchboard-crawl-bench-") as tmp:
-        work = Path(tmp)
-        port, grpc = free_port_block()
-        local = LocalWeaviate.from_settings(settings_for(work, port, grpc))
-        local.start()
-
-        def phase(name: str, extra: dict[str, Any]) -> dict[str, Any]:
-            return run_phase("bench.crawl", name, work, port, grpc, extra)
-
-        try:
-            sync = phase("sync", {"pages": args.pages, "polite": args.polite})
-            memory = {"pages": args.big}  # --big 0: the sync phase alone
-            stream = phase("memory", {**memory, "mode": "stream"}) if args.big else None
-            held = phase("memory", {**memory, "mode": "held"}) if args.big else None
-        finally:
-            local.stop()
+    with bench_run("switchboard-crawl-bench-") as run:
+        sync = run.phase("bench.crawl", "sync", {"pages": args.pages, "polite": args.polite})
+        memory = {"pages": args.big}  # --big 0: the sync phase alone
+        stream = run.phase("bench.crawl", "memory", {**memory, "mode": "stream"}) if args.big else None
+        held = run.phase("bench.crawl", "memory", {**memory, "mode": "held"}) if args.big else None
 
     first, again, changed = sync["first"], sync["unchanged"], sync["changed"]
     polite = sync["polite"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,11 @@ from typing import Any
 from bench._common import (
     REPO,
     add_phase_arguments,
+    bench_run,
     machine,
     ms,
     peak_rss_mb,
     print_table,
-    run_phase,
     save,
     settings_for,
 )
@@ -154,22 +153,13 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from tests.support.ports import free_port_block
-
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        work = Path(tmp)
-        files = build_corpus(work / "corpus")
-        port, grpc = free_port_block()
-        settings = settings_for(work, port, grpc)
-        local = LocalWeaviate.from_settings(settings)
-        local.start()
-        try:
-            raw = run_phase("bench.ingest_search", "raw", work, port, grpc, {})
-            ing = run_phase("bench.ingest_search", "ingest", work, port, grpc, {})
-            extra = {"queries": load_queries(args.queries), "repeat": args.repeat}
-            srch = run_phase("bench.ingest_search", "search", work, port, grpc, extra)
-        finally:
-            local.stop()
+    with bench_run("switchboard-bench-") as run:
+        files = build_corpus(run.work / "corpus")
+        raw = run.phase("bench.ingest_search", "raw", {})
+        ing = run.phase("bench.ingest_search", "ingest", {})
+        extra = {"queries": load_queries(args.queries), "repeat": args.repeat}
+        srch = run.phase("bench.ingest_search", "search", extra)
+        settings = run.settings
 
     raw_rate = raw["chunks"] / raw["seconds"]
     kit_rate = ing["chunks"] / ing["first"]

@@ -22,7 +22,6 @@ import json
 import math
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from weaviate.classes.data import DataObject
 from weaviate.classes.query import HybridFusion
 from weaviate.collections import CollectionAsync
 
-from bench._common import machine, save, settings_for
+from bench._common import bench_run, machine, save
 from bench.qa_sets import DEFAULT_OUT
 from core.config import Settings
 from core.embed import Embedder, create_embedder
@@ -297,17 +296,9 @@ def main() -> None:
     if not set_dirs:
         sys.exit(f"no QA sets under {args.sets}: run scripts/bench-data.sh (or python -m bench.qa_sets build)")
 
-    from tests.support.ports import free_port_block
-
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        settings = settings_for(Path(tmp), *free_port_block())
-        local = LocalWeaviate.from_settings(settings)
-        local.start()
-        try:
-            results = asyncio.run(run_all(set_dirs, settings, local))
-        finally:
-            local.stop()
+    with bench_run("switchboard-bench-") as run:
+        results = asyncio.run(run_all(set_dirs, run.settings, run.local))
     print(report(results, machine()))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     save("retrieval", {"machine": machine(), "sets": results})

@@ -1,7 +1,8 @@
 """A fake Microsoft Teams on loopback, speaking the real protocols: the Entra token endpoint (client
-credentials), the Bot Framework's OpenID metadata and JWKS (a locally generated RSA key, which also signs the
-activities tests send), and the Bot Connector REST API v3 (send an activity to a conversation, reply to one,
-update one). Every connector call is recorded with its bearer token; a wrong token gets a 401.
+credentials), the Bot Framework's OpenID metadata and JWKS (a locally generated RSA key endorsed for msteams,
+which also signs the activities tests send, and `webchat_key`, endorsed only for webchat), and the Bot
+Connector REST API v3 (send an activity to a conversation, reply to one, update one). Every connector call is
+recorded with its bearer token; a wrong token gets a 401.
 
 Teams' streaming protocol is checked as documented: streaming activities are typing activities with a
 streaminfo entity, the first informative without a stream id, later ones naming the stream with a growing
@@ -30,6 +31,7 @@ APP_PASSWORD = "test-app-password"
 TENANT = "11111111-2222-4333-8444-555555555555"
 ISSUER = "https://api.botframework.com"
 KEY_ID = "fake-key-1"
+WEBCHAT_KEY_ID = "fake-key-webchat"  # a Bot Framework key that signs only for another channel
 BOT = f"28:{APP_ID}"  # the bot's account in activities
 
 
@@ -49,6 +51,10 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def _jwk(key: rsa.RSAPrivateKey) -> dict[str, Any]:
+    return jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+
+
 @dataclass
 class FakeTeams(AioService):
     calls: list[Call] = field(default_factory=list)
@@ -57,6 +63,7 @@ class FakeTeams(AioService):
     keys_fetched: int = 0  # GETs of the JWKS
     rate_limited: int = 0  # how many Bot Connector calls are still to be answered 429 (Retry-After: 0)
     key: rsa.RSAPrivateKey = field(default_factory=_key)
+    webchat_key: rsa.RSAPrivateKey = field(default_factory=_key)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream id → sequence, finished
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -189,8 +196,11 @@ class FakeTeams(AioService):
 
     async def _keys(self, request: web.Request) -> web.Response:
         self.keys_fetched += 1
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return web.json_response({"keys": [{**jwk, "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]}]})
+        keys = [
+            {**_jwk(self.key), "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]},
+            {**_jwk(self.webchat_key), "kid": WEBCHAT_KEY_ID, "use": "sig", "endorsements": ["webchat"]},
+        ]
+        return web.json_response({"keys": keys})
 
     async def _activity(self, request: web.Request) -> web.Response:
         conversation, activity_id = request.match_info["conversation"], request.match_info.get("id")
