@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.embed import Embedder
+from core.ingest.lease import Lease
 from core.ingest.pipeline import IngestReport, Progress, ingest, ingest_found
 from core.ingest.registry import Registry, Source
 from core.ingest.sources import Found
@@ -57,6 +58,11 @@ class Knowledge:
         """Documents already read (uploads)."""
         return await ingest_found(self.store, self.embedder, found, kb=kb, settings=self.settings, progress=progress)
 
-    async def sync(self, registry: Registry, source: Source, *, progress: Progress | None = None) -> Synced:
-        """Re-ingest one registered source and record the run in `registry`."""
-        return await sync_source(registry, self.store, self.embedder, source, settings=self.settings, progress=progress)
+    async def sync(
+        self, registry: Registry, source: Source, lease: Lease, *, progress: Progress | None = None
+    ) -> Synced:
+        """Re-ingest one registered source under its `lease` (core.ingest.sync.take_lease) and record the run in
+        `registry`."""
+        return await sync_source(
+            registry, self.store, self.embedder, source, settings=self.settings, progress=progress, lease=lease
+        )

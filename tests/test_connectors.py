@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestError, IngestStopped
+from core.ingest.lease import SqliteLeases
 from core.ingest.registry import Registry
 from core.ingest.sync import sync_all, sync_source
 from core.store.client import Store
@@ -223,7 +224,10 @@ async def test_an_unreachable_service_is_recorded_and_the_next_source_still_sync
         (folder / "owls.md").write_text("# Owls\n\nOwls hunt at night.\n")
         local = await registry.add(kb=kb, target=str(folder), sitemap=False, prune=False, every=None)
         unreachable = settings.model_copy(update={**case.settings, "notion_base_url": "http://127.0.0.1:9"})
-        first, second = await sync_all(registry, store, embedder, [down, local], settings=unreachable)
+        leases = SqliteLeases(tmp_path / "leases.sqlite3")
+        (first, second), _ = await sync_all(
+            registry, store, embedder, [down, local], leases, holder="test", settings=unreachable
+        )
         assert first.report is None and first.run.error is not None and first.run.error.startswith("Notion: ")
         assert second.report is not None and second.run.documents == 1
         assert [r.error for r in await registry.history(down.id)] == [first.run.error]
@@ -342,7 +346,7 @@ async def test_a_stop_while_fetching_writes_nothing_and_is_recorded(
         source = await registry.add(kb=kb, target=case.target, sitemap=False, prune=None, every=None)
         stop = asyncio.Event()
         stop.set()  # SIGTERM arrived: the listing is read, no body is fetched
-        with pytest.raises(IngestStopped, match="before writing any"):
+        with pytest.raises(IngestStopped, match="stopped while fetching"):
             await sync_source(
                 registry, store, embedder, source, settings=settings.model_copy(update=case.settings), stop=stop
             )

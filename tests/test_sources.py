@@ -8,14 +8,17 @@ import json
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestError
+from core.ingest.lease import SqliteLeases
 from core.ingest.registry import Registry, SourceNotFound, every_seconds
-from core.ingest.sync import sync_all
+from core.ingest.sync import Synced
+from core.ingest.sync import sync_all as sync_sources
 from core.store.client import Store
 from tests.conftest import loopback_allowed
 from tests.servers import RunningServer
@@ -99,6 +102,12 @@ async def test_sync_is_incremental_prunes_and_survives_a_failing_source(
     folder = await registry.add(kb=kb, target=str(docs), sitemap=False, prune=True, every=None)
     page = await registry.add(kb=kb, target=f"{base}/{kb}.html", sitemap=False, prune=False, every=None)
     counting = CountingEmbedder(embedder)
+    leases = SqliteLeases(tmp_path / "leases.sqlite3")
+
+    async def sync_all(*args: Any, **kwargs: Any) -> list[Synced]:
+        synced, busy = await sync_sources(*args, leases, holder="test", **kwargs)
+        assert busy == []
+        return synced
 
     first = await sync_all(registry, store, counting, await registry.sources(kb), settings=settings)
     assert [(r.run.documents, r.run.added, r.run.error) for r in first] == [(3, 3, None), (1, 1, None)]

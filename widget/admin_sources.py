@@ -12,10 +12,12 @@ from pydantic import AliasChoices, BaseModel, Field
 
 from core.errors import IngestError
 from core.ingest.connectors import parse_target
+from core.ingest.lease import new_holder
 from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.registry import Registry, Source, SourceKind, SourceNotFound, SyncRun
 from core.ingest.schedule import next_sync
 from core.ingest.sources import is_url
+from core.ingest.sync import SourceBusy, take_lease
 from widget.admin import KB, JobOut, _errors, _job
 from widget.deps import KnowledgeDep, StateDep
 
@@ -156,13 +158,21 @@ async def remove_source(kb: KB, source_id: SourceId, registry: RegistryDep) -> R
     return Response(status_code=204)
 
 
-@router.post("/kbs/{kb}/sources/{source_id}/sync", status_code=202, responses=_errors(404, 422))
+@router.post("/kbs/{kb}/sources/{source_id}/sync", status_code=202, responses=_errors(404, 409, 422))
 async def sync(kb: KB, source_id: SourceId, registry: RegistryDep, state: StateDep, knowledge: KnowledgeDep) -> JobOut:
-    """Sync the source now, as a job (follow it at GET /admin/jobs/{id}); the run joins the source's history."""
+    """Sync the source now, as a job (follow it at GET /admin/jobs/{id}); the run joins the source's history.
+    409 while another process (a replica's schedule, `switchboard sync`, an earlier request) is syncing it."""
     source = await _get(registry, source_id, kb)
+    try:  # taken now, not when the job starts: the caller learns at once that the sync is someone else's
+        held = await take_lease(state.leases, source, new_holder())
+    except SourceBusy as exc:
+        raise HTTPException(409, str(exc)) from exc
 
     async def work(progress: Progress) -> IngestReport:
-        synced = await knowledge.sync(registry, source, progress=progress)
+        try:
+            synced = await knowledge.sync(registry, source, held, progress=progress)
+        finally:
+            await held.release()
         if synced.report is None:
             raise IngestError(synced.run.error or "the sync failed")
         return synced.report

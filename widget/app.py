@@ -170,6 +170,7 @@ def create_app(
                 api_keys=ApiKeys(settings.data_dir / "api-keys.sqlite3"),
                 jobs=jobs,
                 sources=Registry.for_settings(settings),
+                leases=create_leases(settings, redis),
             )
             logger.info("serving bots %s", ", ".join(bots))
             try:
@@ -182,7 +183,7 @@ def create_app(
                             app.state.switchboard.sources,
                             knowledge.store,
                             knowledge.embedder,
-                            create_leases(settings, redis),
+                            app.state.switchboard.leases,
                             settings=settings,
                         )
                         await running.enter_async_context(scheduler.running())

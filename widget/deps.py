@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from core.answer.assistant import Assistant
+from core.ingest.lease import Leases
 from core.ingest.registry import Registry
 from core.knowledge import Knowledge
 from widget.apikeys import ApiKeys
@@ -28,6 +29,7 @@ class ServerState:
     api_keys: ApiKeys
     jobs: Jobs
     sources: Registry  # each KB's registered sources (the admin API's /sources)
+    leases: Leases  # who syncs each source now: this server's schedule, the admin API's syncs, other processes
 
 
 def get_state(request: Request) -> ServerState:

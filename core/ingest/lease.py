@@ -120,32 +120,59 @@ def create_leases(settings: Settings, redis: Redis | None) -> Leases:
     return SqliteLeases(settings.data_dir / "leases.sqlite3") if redis is None else RedisLeases(redis)
 
 
-@asynccontextmanager
-async def lease(leases: Leases, name: str, holder: str, seconds: float = LEASE_SECONDS) -> AsyncIterator[bool]:
-    """True: `name` is held, renewed every third of `seconds` until the block ends, then released. False: another
-    holder has it, and the block should leave the work alone."""
-    if not await leases.take(name, holder, seconds):
-        yield False
-        return
-    renewer = asyncio.create_task(_renew(leases, name, holder, seconds))
-    try:
-        yield True
-    finally:
-        renewer.cancel()
+class Lease:
+    """A lease that is ours: renewed every third of its time from the moment it is taken until `release()`. If it
+    is lost meanwhile (another holder has it: we renewed too late, or renewals kept failing until it expired),
+    `lost` is set, so the work it guards can stop before writing more (another may be doing the same work)."""
+
+    def __init__(self, leases: Leases, name: str, holder: str, seconds: float):
+        self.name = name
+        self.holder = holder
+        self.lost = asyncio.Event()
+        self._leases = leases
+        self._seconds = seconds
+        self._renewer = asyncio.create_task(self._renew())
+
+    @classmethod
+    async def take(cls, leases: Leases, name: str, holder: str, seconds: float = LEASE_SECONDS) -> Lease | None:
+        """The lease, or None: another holder has it."""
+        if not await leases.take(name, holder, seconds):
+            return None
+        return cls(leases, name, holder, seconds)
+
+    async def release(self) -> None:
+        self._renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await renewer
-        await leases.release(name, holder)
+            await self._renewer
+        await self._leases.release(self.name, self.holder)
+
+    async def _renew(self) -> None:
+        renewed_at = time.monotonic()
+        while True:
+            await asyncio.sleep(self._seconds / 3)
+            try:
+                renewed = await self._leases.renew(self.name, self.holder, self._seconds)
+            except (StateError, sqlite3.Error):  # Redis down or SQLite busy for a moment: the next may be in time
+                logger.exception("could not renew the lease %r", self.name)
+                if time.monotonic() - renewed_at < self._seconds:
+                    continue
+                renewed = False  # expired by now: another may have taken it, so it is not ours to work under
+            if not renewed:
+                logger.error("lost the lease %r (renewed too late?); stopping the work it guards", self.name)
+                self.lost.set()
+                return
+            renewed_at = time.monotonic()
 
 
-async def _renew(leases: Leases, name: str, holder: str, seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds / 3)
-        try:
-            renewed = await leases.renew(name, holder, seconds)
-        except (StateError, sqlite3.Error):  # Redis down or SQLite busy for a moment: the next may be in time
-            logger.exception("could not renew the lease %r", name)
-            continue
-        if not renewed:
-            # Another may now do the same work; the KB write lock still keeps the two from writing at once.
-            logger.error("lost the lease %r (renewed too late?); another replica may repeat this work", name)
-            return
+@asynccontextmanager
+async def lease(leases: Leases, name: str, holder: str, seconds: float = LEASE_SECONDS) -> AsyncIterator[Lease | None]:
+    """The lease (see Lease) until the block ends, then released; None: another holder has it, and the block
+    should leave the work alone."""
+    held = await Lease.take(leases, name, holder, seconds)
+    if held is None:
+        yield None
+        return
+    try:
+        yield held
+    finally:
+        await held.release()

@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
@@ -65,6 +65,14 @@ class IngestReport:
     deleted: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def include(self, part: IngestReport) -> None:
+        """Add a batch's counts and failures (a streamed ingest's total; `seconds` is the caller's)."""
+        for f in fields(IngestReport):
+            if f.name == "failures":
+                self.failures.extend(part.failures)
+            elif f.name != "seconds":
+                setattr(self, f.name, getattr(self, f.name) + getattr(part, f.name))
 
 
 def count_summary(report: IngestReport | SyncRun) -> str:

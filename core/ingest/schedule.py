@@ -29,7 +29,7 @@ from core.errors import IngestStopped, SwitchboardError
 from core.ingest.lease import Leases, lease, new_holder
 from core.ingest.pipeline import count_summary
 from core.ingest.registry import Registry, Source, SourceNotFound, every_seconds
-from core.ingest.sync import Synced, sync_source
+from core.ingest.sync import Synced, lease_name, sync_source
 from core.store.client import Store
 
 logger = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ class SyncScheduler:
     async def sync_if_due(self, source_id: str) -> Synced | None:
         """Sync the source if it is still due once its lease is ours; None: another replica has it, it was
         removed, or it is no longer due (another replica's run was recorded since it was read)."""
-        async with lease(self._leases, f"sync:{source_id}", self.holder) as held:
-            if not held:
+        async with lease(self._leases, lease_name(source_id), self.holder) as held:
+            if held is None:
                 logger.debug("source %s is being synced by another replica", source_id)
                 return None
             try:
@@ -109,7 +109,13 @@ class SyncScheduler:
             if not is_due(source, time.time()):
                 return None
             synced = await sync_source(
-                self._registry, self._store, self._embedder, source, settings=self._settings, stop=self._stop
+                self._registry,
+                self._store,
+                self._embedder,
+                source,
+                settings=self._settings,
+                stop=self._stop,
+                lease=held,
             )
         run = synced.run
         logger.log(

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import fields
 from pathlib import Path
 
 from core.config import Settings
@@ -24,14 +23,6 @@ from core.ingest.validators import Validators
 from core.store.client import Store
 
 logger = logging.getLogger(__name__)
-
-
-def _add(total: IngestReport, part: IngestReport) -> None:
-    for f in fields(IngestReport):
-        if f.name == "failures":
-            total.failures.extend(part.failures)
-        elif f.name != "seconds":
-            setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
 
 
 async def _ahead(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
@@ -105,7 +96,7 @@ async def ingest_web(
                 part = await ingest_found(
                     store, embedder, found, kb=kb, settings=settings, progress=progress, stop=stop
                 )
-                _add(total, part)
+                total.include(part)
             else:
                 total.failures.extend(batch.failures)
             if store_of is not None:
@@ -119,6 +110,6 @@ async def ingest_web(
     if prune and not complete:
         logger.warning("%s: part of it could not be listed; nothing pruned this time", target)
     elif prune:
-        _add(total, await prune_except(store, kb, settings=settings, origins={target}, keep=keep))
+        total.include(await prune_except(store, kb, settings=settings, origins={target}, keep=keep))
     total.seconds = time.perf_counter() - started
     return total

@@ -171,7 +171,9 @@ def sync(
     ] = False,
 ) -> None:
     """Ingest registered sources again (all, a KB's, or one): only changed documents are embedded."""
+    from core.ingest.lease import create_leases, new_holder
     from core.ingest.sync import sync_all
+    from core.shared_state import open_redis
     from core.store.client import open_store
 
     settings = _settings()
@@ -195,10 +197,13 @@ def sync(
 
     async def go() -> Any:
         stop = _stop_on_sigterm()
-        async with open_store(settings) as store:
-            return await sync_all(registry, store, embedder, sources, settings=settings, stop=stop)
+        async with open_store(settings) as store, open_redis(settings) as redis:
+            leases = create_leases(settings, redis)  # the scheduler's: one process syncs a source at a time
+            return await sync_all(
+                registry, store, embedder, sources, leases, holder=new_holder(), settings=settings, stop=stop
+            )
 
-    results = _run(go)
+    results, busy = _run(go)
     failed = [r for r in results if r.run.error]  # as `ingest`: a source with unreadable documents fails too
     for r in results:
         colour = "red" if r.report is None else "yellow" if r.run.error else "green"
@@ -208,8 +213,12 @@ def sync(
             highlight=False,
             soft_wrap=True,
         )
+    problems = [str(b) for b in busy]
     if failed:
-        _fail(f"{len(failed)} of {len(results)} source(s) failed: " + ", ".join(r.source.id for r in failed))
+        total = len(results) + len(busy)
+        problems.insert(0, f"{len(failed)} of {total} source(s) failed: " + ", ".join(r.source.id for r in failed))
+    if problems:
+        _fail("; ".join(problems))
 
 
 def _watch(settings: Settings, kb: str | None) -> None:

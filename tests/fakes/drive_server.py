@@ -96,13 +96,16 @@ class FakeDrive(FakeService):
         item = self.items[item_id]
         kind = "document/d" if item.mime == DOC_TYPE else "file/d"
         host = "docs.google.com" if item.mime == DOC_TYPE else "drive.google.com"
-        return {
+        meta = {
             "id": item_id,
             "name": item.name,
             "mimeType": item.mime,
             "modifiedTime": item.modified,
             "webViewLink": f"https://{host}/{kind}/{item_id}/view?usp=drivesdk",
         }
+        if not item.mime.startswith("application/vnd.google-apps."):  # Drive sizes stored files only, as a string
+            meta["size"] = str(len(item.data))
+        return meta
 
     def _token(self, request: Request) -> Reply:
         form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}

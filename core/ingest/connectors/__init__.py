@@ -33,6 +33,7 @@ class DocRef:
     title: str
     url: str  # the page's web address, what a user can open: stored as the document's source and cited
     updated_at: str  # the service's own last-modified stamp, compared for equality only
+    size: int | None = None  # bytes, where the listing says (Drive's files): one too large is not downloaded
 
 
 @dataclass(frozen=True, kw_only=True)

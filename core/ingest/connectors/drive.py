@@ -25,7 +25,7 @@ SCOPES = ["https://www.googleapis.com/auth/drive.readonly"]
 FOLDER = "application/vnd.google-apps.folder"
 GOOGLE_DOC = "application/vnd.google-apps.document"
 PAGE_SIZE = 100
-_FIELDS = "nextPageToken, files(id, name, mimeType, modifiedTime, webViewLink)"
+_FIELDS = "nextPageToken, files(id, name, mimeType, modifiedTime, webViewLink, size)"
 _HINT = "GOOGLE_SERVICE_ACCOUNT_FILE"
 
 
@@ -85,7 +85,11 @@ class DriveConnector:
                 elif _readable(item["mimeType"]):
                     self._types[item["id"]] = item["mimeType"]
                     yield DocRef(
-                        id=item["id"], title=item["name"], url=item["webViewLink"], updated_at=item["modifiedTime"]
+                        id=item["id"],
+                        title=item["name"],
+                        url=item["webViewLink"],
+                        updated_at=item["modifiedTime"],
+                        size=int(item["size"]) if "size" in item else None,  # a Google Doc has none (exported)
                     )
 
     def _children(self, folder: str) -> Iterator[dict[str, Any]]:
