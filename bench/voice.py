@@ -3,8 +3,8 @@
     python -m bench.voice [--runs 5]
 
 The note: espeak-ng reading a support question, padded/cut to exactly 10.0 s and encoded as OGG/Opus (what
-Telegram and WhatsApp send). Paths, each through `core.voice.Voice.transcribe` (size check, ffprobe, ffmpeg
-decode, then the service):
+Telegram and WhatsApp send). Paths, each through `core.voice.Voice.transcribe` (size check, the PyAV
+decode in a child process, then the service):
 - the fake OpenAI-compatible server on loopback (tests/fakes/openai_audio_server.py): the kit's own overhead plus
   one multipart upload, with a server that answers at once;
 - the offline Whisper base model (the `voice` extra, faster-whisper int8 on the CPU): first call (joins the model
@@ -66,7 +66,7 @@ def row(path: str, seconds: list[float], note: str) -> str:
 async def main(runs: int) -> None:
     note = ten_second_note()
     seconds, _ = await timed(lambda: decode(note, max_seconds=120, timeout=60), runs)
-    rows = [row("ffprobe + ffmpeg decode only (every path)", seconds, "the limits' check")]
+    rows = [row("PyAV decode in a child process only (every path)", seconds, "the limits' check")]
     fake = FakeOpenAIAudio()
     fake.start()
     with tempfile.TemporaryDirectory() as tmp:

@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     tts_max_chars: int = Field(2000, ge=1, le=4096, validation_alias="TTS_MAX_CHARS")  # 4096: OpenAI's limit
     voice_max_mb: float = Field(10.0, gt=0, le=25, validation_alias="VOICE_MAX_MB")  # 25: OpenAI's upload limit
     voice_max_seconds: float = Field(120.0, gt=0, validation_alias="VOICE_MAX_SECONDS")
-    # The longest wait for a speech service, and for one ffmpeg/espeak-ng run.
+    # The longest wait for a speech service, and for one audio conversion or espeak-ng run.
     voice_timeout: float = Field(60.0, gt=0, validation_alias="VOICE_TIMEOUT")
 
     # Shared state for several replicas (history, rate limits, session secret, event de-duplication).

@@ -76,7 +76,7 @@ class VoiceRejected(VoiceError):
 
 
 class NotAudio(VoiceRejected):
-    """The upload is not audio ffprobe can read."""
+    """The upload is not audio FFmpeg can read."""
 
 
 class AudioTooLarge(VoiceRejected):

@@ -26,8 +26,8 @@ npm ci --prefix widget --no-audit --no-fund --loglevel=error
 npm run --prefix widget --silent build
 
 # Tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used), and run
-# every shared-state test against a real redis-server too. Voice (core.voice) converts audio with ffmpeg and
-# speaks offline with espeak-ng.
+# every shared-state test against a real redis-server too. Voice (core.voice) speaks offline with espeak-ng;
+# the tests make their recordings with ffmpeg.
 if $dev && ! { command -v chromium && command -v redis-server && command -v ffmpeg && command -v espeak-ng; } >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then sudo=""; else need sudo "installing chromium and redis-server"; sudo=sudo; fi
   $sudo apt-get update -qq

@@ -200,12 +200,12 @@ def test_dockerfile_final_stage_runs_the_cli_as_non_root_with_a_health_check() -
     for label in ("title", "description", "version", "licenses"):
         assert f"org.opencontainers.image.{label}=" in labels
     # No build tools in the runtime image: it copies the built venv; its only package install is the voice tools
-    # (ffmpeg, espeak-ng) from Debian, without recommends, the package lists removed in the same layer.
+    # (espeak-ng) from Debian, without recommends, the package lists removed in the same layer.
     runs = " ".join(a for k, a in final if k == "RUN")
     assert not re.search(r"\b(pip|npm|gcc|make)\b", runs), runs
     installs = re.findall(r"apt-get install ([^&]+)", runs)
     assert len(installs) == 1 and "--no-install-recommends" in installs[0], installs
-    assert sorted(w.split("=")[0] for w in installs[0].split() if not w.startswith("-")) == ["espeak-ng", "ffmpeg"]
+    assert sorted(w.split("=")[0] for w in installs[0].split() if not w.startswith("-")) == ["espeak-ng"]
     assert "rm -rf /var/lib/apt/lists/*" in runs
     assert any(k == "COPY" and a.startswith("--from=builder /opt/venv") for k, a in final)
 

@@ -1,28 +1,29 @@
-"""Audio inspection and conversion with ffprobe/ffmpeg (Debian packages) as subprocesses, each run bounded in time.
-Decoding everything to 16 kHz mono PCM is how the length is measured: browser recordings (WebM from MediaRecorder)
-carry no duration in their header, so ffprobe alone cannot enforce VOICE_MAX_SECONDS."""
+"""Audio inspection and conversion for core.voice: PyAV (FFmpeg's libraries from its wheel) in a child process
+(core/voice/transcode.py), each run bounded in time, so untrusted media never decodes inside the server. Decoding
+everything to 16 kHz mono PCM is how the length is measured: browser recordings (WebM from MediaRecorder) carry
+no duration in their header."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import io
-import json
 import shutil
-import tempfile
+import sys
 import wave
 from dataclasses import dataclass
-from pathlib import Path
 
 from core.errors import AudioTooLong, NotAudio, VoiceError
+from core.voice import transcode
 
-SAMPLE_RATE = 16_000  # what speech models are trained on; 16-bit mono PCM is 32,000 bytes a second
-_BYTES_PER_SECOND = SAMPLE_RATE * 2
+SAMPLE_RATE = transcode.SAMPLE_RATE
+_BYTES_PER_SECOND = SAMPLE_RATE * 2  # 16-bit mono PCM
 
 
 @dataclass(frozen=True, kw_only=True)
 class Decoded:
-    container: str  # ffprobe's first format name: ogg, webm (Matroska), wav, mp3, mov (mp4/m4a), …
+    container: str  # FFmpeg's first format name: ogg, matroska (WebM), wav, mp3, mov (mp4/m4a), …
     seconds: float
     pcm: bytes  # 16 kHz mono signed 16-bit little-endian
 
@@ -39,7 +40,7 @@ class Decoded:
 async def run(args: list[str], *, stdin: bytes = b"", timeout: float) -> tuple[int, bytes, bytes]:
     """One tool run: (exit code, stdout, stderr). Killed, and a VoiceError, when it outlives `timeout`."""
     if shutil.which(args[0]) is None:
-        raise VoiceError(f"{args[0]} is not installed (apt install {_PACKAGES.get(args[0], args[0])})")
+        raise VoiceError(f"{args[0]} is not installed")
     process = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -53,56 +54,33 @@ async def run(args: list[str], *, stdin: bytes = b"", timeout: float) -> tuple[i
     return process.returncode or 0, out, err
 
 
-_PACKAGES = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "espeak-ng": "espeak-ng"}
-
-
 async def decode(audio: bytes, *, max_seconds: float, timeout: float) -> Decoded:
     """Check that `audio` is a recording no longer than `max_seconds` and decode it (NotAudio, AudioTooLong)."""
-    # A file, not a pipe: MP4/M4A keep their index at the end, which ffprobe cannot seek to in a pipe.
-    with tempfile.TemporaryDirectory(prefix="switchboard-voice-") as tmp:
-        path = Path(tmp) / "input"
-        await asyncio.to_thread(path.write_bytes, audio)
-        container, declared = await _probe(path, timeout)
-        if declared is not None and declared > max_seconds:
-            raise AudioTooLong(f"the recording lasts {declared:.0f} s; the limit is {max_seconds:g} s")
-        # One second past the limit is enough to know it is too long, whatever the header said.
-        code, pcm, _ = await run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-t", f"{max_seconds + 1:g}", "-vn", "-ac", "1",
-             "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1"],
-            timeout=timeout,
-        )  # fmt: skip
-    if code != 0 or not pcm:
-        raise NotAudio("the upload is not audio that can be decoded")
+    code, out, err = await _transcode(["decode", f"{max_seconds:g}"], audio, timeout)
+    reason = err.decode(errors="replace").strip()
+    if code == transcode.NOT_AUDIO:
+        raise NotAudio(reason)
+    if code == transcode.TOO_LONG:
+        raise AudioTooLong(reason)
+    if code != 0:
+        raise VoiceError(f"audio decoding failed: {reason[-200:]}")
+    container, _, pcm = out.partition(b"\n")
     seconds = len(pcm) / _BYTES_PER_SECOND
     if seconds > max_seconds:
         raise AudioTooLong(f"the recording lasts more than {max_seconds:g} s, the limit")
-    return Decoded(container=container, seconds=seconds, pcm=pcm)
-
-
-async def _probe(path: Path, timeout: float) -> tuple[str, float | None]:
-    """The container's name and the duration its header declares (None when it declares none)."""
-    code, out, _ = await run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        timeout=timeout,
-    )
-    info = json.loads(out or b"{}") if code == 0 else {}
-    if not any(s.get("codec_type") == "audio" for s in info.get("streams", [])):
-        raise NotAudio("the upload is not audio (no audio stream found)")
-    fmt = info.get("format", {})
-    try:
-        duration: float | None = float(fmt["duration"])
-    except (KeyError, ValueError):
-        duration = None
-    return str(fmt.get("format_name", "")).split(",")[0], duration
+    return Decoded(container=container.decode(), seconds=seconds, pcm=pcm)
 
 
 async def to_ogg_opus(audio: bytes, *, timeout: float) -> bytes:
     """Any audio → OGG/Opus, what chat apps play as a voice note (Telegram's sendVoice, WhatsApp's audio)."""
-    code, out, err = await run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", "pipe:0", "-vn", "-ac", "1", "-c:a", "libopus", "-b:a", "32k",
-         "-f", "ogg", "pipe:1"],
-        stdin=audio, timeout=timeout,
-    )  # fmt: skip
+    code, out, err = await _transcode(["ogg-opus"], audio, timeout)
     if code != 0 or not out:
-        raise VoiceError(f"ffmpeg could not encode OGG/Opus: {err.decode(errors='replace').strip()[:200]}")
+        raise VoiceError(f"could not encode OGG/Opus: {err.decode(errors='replace').strip()[-200:]}")
     return out
+
+
+async def _transcode(args: list[str], audio: bytes, timeout: float) -> tuple[int, bytes, bytes]:
+    if importlib.util.find_spec("av") is None:
+        raise VoiceError("audio conversion needs PyAV: pip install 'switchboard[voice]'")
+    # -I: the child imports only the standard library and PyAV, not this package (a quick start).
+    return await run([sys.executable, "-I", transcode.__file__, *args], stdin=audio, timeout=timeout)

@@ -23,7 +23,7 @@ class VoiceInfo:
 
 
 class Transcriber(Protocol):
-    # Containers (ffprobe format names) it reads as they are; anything else is handed to it as 16 kHz mono WAV.
+    # Containers (FFmpeg format names) it reads as they are; anything else is handed to it as 16 kHz mono WAV.
     formats: frozenset[str]
 
     @property

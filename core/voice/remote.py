@@ -12,7 +12,7 @@ from core.voice.base import Speech
 
 logger = logging.getLogger(__name__)
 
-# OpenAI's documented input containers, by ffprobe's names (webm is "matroska", mp4/m4a "mov"); it reads the
+# OpenAI's documented input containers, by FFmpeg's names (webm is "matroska", mp4/m4a "mov"); it reads the
 # format from the file name's extension, so the name sent follows the container.
 _EXTENSIONS = {"ogg": "ogg", "matroska": "webm", "wav": "wav", "mp3": "mp3", "flac": "flac", "mov": "m4a"}
 
@@ -49,7 +49,7 @@ class RemoteTranscriber:
 
 
 def extension(container: str) -> str:
-    """The file extension the endpoint expects for an ffprobe container name (wav for what it would not read)."""
+    """The file extension the endpoint expects for an FFmpeg container name (wav for what it would not read)."""
     return _EXTENSIONS.get(container, "wav")
 
 

@@ -73,8 +73,8 @@ def test_the_image_is_the_dockerfile_s(image: str) -> None:
     assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
 
 
-# Inside the image, as its user: espeak-ng says a sentence, core.voice hears it with the offline Whisper (ffprobe
-# and ffmpeg measuring and converting it on the way) and reads an answer aloud.
+# Inside the image, as its user: espeak-ng says a sentence, core.voice hears it with the offline Whisper (PyAV
+# measuring and converting it on the way) and reads an answer aloud.
 VOICE_CHECK = """
 import asyncio, pathlib
 from core.config import Settings
