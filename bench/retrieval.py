@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,7 +36,7 @@ from weaviate.classes.data import DataObject
 from weaviate.classes.query import HybridFusion
 from weaviate.collections import CollectionAsync
 
-from bench.ingest_search import settings_for
+from bench._common import machine, save, settings_for
 from bench.qa_sets import DEFAULT_OUT
 from core.config import Settings
 from core.embed import Embedder, create_embedder
@@ -49,7 +47,6 @@ from core.store.local import LocalWeaviate
 from core.store.nodes import local_client
 from core.store.search import SearchOptions, retrieve
 
-REPO = Path(__file__).resolve().parent.parent
 K = 5
 FETCH = max(K, MRR_DEPTH) * 4  # naive chunks per query, as core.evaluate fetches them with no cap
 NAIVE_SIZE, NAIVE_OVERLAP = 1000, 200
@@ -311,12 +308,9 @@ def main() -> None:
             results = asyncio.run(run_all(set_dirs, settings, local))
         finally:
             local.stop()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(report(results, machine))
+    print(report(results, machine()))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "retrieval.json").write_text(json.dumps({"machine": machine, "sets": results}, indent=1))
+    save("retrieval", {"machine": machine(), "sets": results})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ answers every new stream with 403, as Teams does where streaming is not allowed.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
 import time
@@ -23,6 +22,8 @@ from typing import Any
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.rest import AioService, wait_until
 
 APP_ID = "00000000-0000-4000-8000-00000000b07a"
 APP_PASSWORD = "test-app-password"
@@ -49,7 +50,7 @@ def _key() -> rsa.RSAPrivateKey:
 
 
 @dataclass
-class FakeTeams:
+class FakeTeams(AioService):
     calls: list[Call] = field(default_factory=list)
     tokens_issued: list[str] = field(default_factory=list)
     refuse_streams: bool = False
@@ -59,22 +60,6 @@ class FakeTeams:
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream id → sequence, finished
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> FakeTeams:
-        self._loop = asyncio.new_event_loop()
-        started = threading.Event()
-        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
-        if not started.wait(10):
-            raise RuntimeError("the fake Teams did not start")
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def service_url(self) -> str:
@@ -163,32 +148,17 @@ class FakeTeams:
         ]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s; calls: {[(c.method, c.body) for c in self.calls]}")
+        return wait_until(predicate, timeout, lambda: [(c.method, c.body) for c in self.calls])
 
     # --- the server ---------------------------------------------------------------------------------------
 
-    def _serve(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get("/v1/.well-known/openidconfiguration", self._openid)
         app.router.add_get("/v1/.well-known/keys", self._keys)
         app.router.add_post("/teams/v3/conversations/{conversation}/activities", self._activity)
         app.router.add_post("/teams/v3/conversations/{conversation}/activities/{id}", self._activity)
         app.router.add_put("/teams/v3/conversations/{conversation}/activities/{id}", self._activity)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        started.set()
-        self._loop.run_forever()
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
