@@ -4,7 +4,8 @@ Private chats: every message is a question. Groups: only when the bot is @mentio
 with /ask; each forum topic is its own conversation. Answers stream by editing one message in Telegram HTML
 (fewer edits in groups, where Telegram allows ~20 messages a minute), with 👍/👎 buttons under the last part.
 Flood control (429 retry_after) is retried by PTB's AIORateLimiter; a user who blocked the bot, or an edit
-that changes nothing, is logged and skipped, never fatal.
+that changes nothing, is logged and skipped, never fatal. Voice notes (private chats, or replies to the bot in
+groups) are transcribed and answered like text (bots.voicenotes, bots.telegram_voice).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ the scripted fake LLM. Also WhatsApp's template outside the 24-hour window."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 
 from bots import voicenotes
-from bots.telegram import run
 from core.config import Settings
 from core.voice import Voice
 from tests.fakes import whatsapp_server as wa
@@ -25,7 +23,7 @@ from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.whatsapp_server import FakeWhatsApp
 from tests.servers import RunningServer, run_server
-from tests.test_telegram import final, has_final, tg_settings
+from tests.test_telegram import final, has_final, polling_bot
 from tests.test_voice import espeak_wav, ffmpeg
 from tests.test_whatsapp import OTHER_NUMBER, answered, deliver, wa_settings
 from widget.webhooks import Webhooks
@@ -105,12 +103,8 @@ async def polling(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Settings]:
     core = voice_settings(settings, fake_llm, audio_api, tmp_path_factory.mktemp("tgvoice"))
-    task = asyncio.create_task(run(core, tg_settings(fake_tg)))
-    await asyncio.to_thread(fake_tg.wait_for, lambda: fake_tg.of("setMyCommands"), 120)
-    yield core
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with polling_bot(core, fake_tg):
+        yield core
 
 
 @pytest.fixture(scope="module")

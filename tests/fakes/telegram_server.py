@@ -21,6 +21,7 @@ from tests.fakes.rest import FakeService, Reply, Request, wait_until
 BOT = {"id": 999, "is_bot": True, "first_name": "Kestrel", "username": "kestrel_bot"}
 TOKEN = "999:TEST-token"
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the Bot API's getFile limit
+_UPDATE_IDS = itertools.count(1000)
 
 
 @dataclass
@@ -46,7 +47,9 @@ class FakeTelegram(FakeService):
     voices: list[bytes] = field(default_factory=list)  # sendVoice uploads
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
-    _update_ids: itertools.count = field(default_factory=lambda: itertools.count(1000))  # type: ignore[type-arg]
+    # One sequence for every fake in the process: update ids are the bots' de-dup keys, and two modules' bots
+    # share the test session's state, so a second fake starting again at 1000 would look like redeliveries.
+    _update_ids: itertools.count = field(default_factory=lambda: _UPDATE_IDS)  # type: ignore[type-arg]
 
     def stop(self) -> None:
         with self._cond:  # wakes the long polls, so the server can shut down
@@ -218,7 +221,7 @@ class FakeTelegram(FakeService):
     def _send_voice(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         voice = params.get("voice")
         if not isinstance(voice, bytes) or not voice.startswith(b"OggS") or b"OpusHead" not in voice[:200]:
-            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: VOICE_MESSAGES_FORBIDDEN"}
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: not OGG/Opus"}
         self.voices.append(voice)
         sent = self._sent("sendMessage", params)
         del sent["text"]
