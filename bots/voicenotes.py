@@ -122,13 +122,13 @@ class VoiceNotes:
 
 
 _CITATION = re.compile(r"\s*\[\d+\]")
-_MARKUP = re.compile(r"[*_`#>~|]+|\[([^\]]*)\]\([^)]*\)")
+_MARKUP = re.compile(r"[*`#>~|]+|\[([^\]]*)\]\([^)]*\)")
 
 
 def spoken(markdown: str, limit: int) -> str:
     """An answer as it should be read aloud: no citation markers, no Markdown marks (a link reads as its text),
-    cut at the last sentence that fits in `limit` characters."""
-    text = _MARKUP.sub(lambda m: m.group(1) or "", _CITATION.sub("", markdown))
+    cut at the last sentence that fits in `limit` characters. Underscores (_italic_, SNAKE_CASE) read as spaces."""
+    text = _MARKUP.sub(lambda m: m.group(1) or "", _CITATION.sub("", markdown)).replace("_", " ")
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) <= limit:
         return text

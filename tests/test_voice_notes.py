@@ -130,6 +130,13 @@ async def until(predicate: Any, fake: FakeTelegram | FakeWhatsApp, timeout: floa
     await asyncio.to_thread(fake.wait_for, predicate, timeout)
 
 
+def test_answers_are_read_without_marks_and_cut_at_a_sentence() -> None:
+    answer = "Set `DASHBOARD_PORT` [1], see [the guide](https://kestrel.example/ports).\n\n- _Restart_ it [2]. Done."
+    assert voicenotes.spoken(answer, 1000) == "Set DASHBOARD PORT, see the guide. - Restart it. Done."
+    assert voicenotes.spoken(answer, 45) == "Set DASHBOARD PORT, see the guide."
+    assert voicenotes.spoken("one two three four", 10) == "one two", "no sentence end: cut between words"
+
+
 # --- Telegram ---------------------------------------------------------------------------------------------------
 
 
