@@ -108,6 +108,10 @@ class WhatsAppSettings(AdapterSettings):
     phone_number_id: str | None = None  # the business number answered (the bots file may map more)
     api_url: str = "https://graph.facebook.com"
     api_version: str = "v23.0"
+    # An approved message template (its name and language code) sent instead of an answer outside the 24-hour
+    # customer-service window, e.g. asking the user to write again; unset: such messages are only logged.
+    template: str | None = None
+    template_language: str = "en_US"
 
 
 class TeamsSettings(AdapterSettings):
@@ -162,11 +166,17 @@ class SlackTable(BotTable):
     teams: frozenset[SlackId] = frozenset()  # a whole workspace
 
 
-class TelegramTable(BotTable):
+class VoiceReplyTable(BotTable):
+    """A table of a platform with voice notes: `voice_reply = true` also sends the answer to one as speech."""
+
+    voice_reply: bool = False
+
+
+class TelegramTable(VoiceReplyTable):
     chats: frozenset[ChatId] = frozenset()
 
 
-class WhatsAppTable(BotTable):
+class WhatsAppTable(VoiceReplyTable):
     phone_numbers: frozenset[PhoneNumberId] = frozenset()  # business phone number ids (not the numbers)
 
 

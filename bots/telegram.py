@@ -4,7 +4,8 @@ Private chats: every message is a question. Groups: only when the bot is @mentio
 with /ask; each forum topic is its own conversation. Answers stream by editing one message in Telegram HTML
 (fewer edits in groups, where Telegram allows ~20 messages a minute), with 👍/👎 buttons under the last part.
 Flood control (429 retry_after) is retried by PTB's AIORateLimiter; a user who blocked the bot, or an edit
-that changes nothing, is logged and skipped, never fatal.
+that changes nothing, is logged and skipped, never fatal. Voice notes (private chats, or replies to the bot in
+groups) are transcribed and answered like text (bots.voicenotes, bots.telegram_voice).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from telegram.ext import (
 from bots.base import RESET_DONE, THANKS, Channel, Responder, feedback_value, is_reset, open_bot
 from bots.render import TELEGRAM
 from bots.settings import TelegramSettings, TelegramTable
+from bots.telegram_voice import file_url, voice_of
+from bots.voicenotes import answer_voice_note
 from bots.webhooks import UNREADABLE, WebhookHandler, WebhookReply, refuse, same_secret, unreadable
 from core.answer.assistant import Assistant
 from core.config import Settings
@@ -123,6 +126,17 @@ def conversation_id(message: TgMessage) -> str:
     return str(message.chat_id)
 
 
+def _replies_to_bot(message: TgMessage, username: str) -> bool:
+    reply = message.reply_to_message
+    return reply is not None and reply.from_user is not None and reply.from_user.username == username
+
+
+def _for_bot(message: TgMessage, username: str) -> bool:
+    """A message with no text to mention the bot in (a voice note) is for it in private chats, or as a reply
+    to one of its messages."""
+    return message.chat.type == ChatType.PRIVATE or _replies_to_bot(message, username)
+
+
 def _addressed_text(message: TgMessage, username: str) -> str | None:
     """The question in a message, or None when it is not for the bot (a group message without a mention
     or a reply to the bot)."""
@@ -134,9 +148,7 @@ def _addressed_text(message: TgMessage, username: str) -> str | None:
         entity.type == MessageEntity.MENTION and text[entity.offset : entity.offset + entity.length].lower() == mention
         for entity in message.entities
     )
-    reply = message.reply_to_message
-    replied = reply is not None and reply.from_user is not None and reply.from_user.username == username
-    if not (mentioned or replied):
+    if not (mentioned or _replies_to_bot(message, username)):
         return None
     return " ".join(word for word in text.split() if word.lower() != mention)
 
@@ -154,6 +166,7 @@ class TelegramBot:
         application.add_handler(CommandHandler("ask", self.ask))
         application.add_handler(CallbackQueryHandler(self.feedback))
         application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & ~filters.VIA_BOT, self.message))
+        application.add_handler(MessageHandler((filters.VOICE | filters.AUDIO) & ~filters.VIA_BOT, self.voice))
         application.add_error_handler(self.error)
 
     def bot_for(self, message: TgMessage) -> str:
@@ -201,6 +214,25 @@ class TelegramBot:
         else:
             await message.reply_text(self.responder.welcome(self.bot_for(message)))
 
+    async def voice(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A voice note: transcribed, quoted, answered as text (bots.voicenotes)."""
+        message = update.effective_message
+        note = voice_of(message) if message else None
+        if message is None or note is None or (message.from_user and message.from_user.is_bot):
+            return
+        if not _for_bot(message, context.bot.username) or not await self._first(update, context):
+            return
+        bot, user = self.bot_for(message), message.from_user
+        await answer_voice_note(
+            self.responder,
+            TelegramChannel(message),
+            note,
+            conversation_id=conversation_id(message),
+            bot=bot,
+            user_id=str(user.id) if user else None,
+            voice_reply=self.responder.tables[bot].voice_reply,
+        )
+
     async def _answer(self, message: TgMessage, question: str) -> None:
         user = message.from_user
         await self.responder.answer(
@@ -232,6 +264,7 @@ def _application(telegram: TelegramSettings, assistant: Assistant, state: Shared
         ApplicationBuilder()
         .token(telegram.bot_token.get_secret_value())
         .base_url(telegram.api_url)
+        .base_file_url(file_url(telegram.api_url))
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(True)  # answers in different chats stream side by side
     )

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,22 @@ async def polling(
     fake_tg: FakeTelegram,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Settings]:
-    """`bots.telegram.run`, the function behind `switchboard bot telegram`, polling the fake."""
     core = bot_settings(settings, fake_llm, tmp_path_factory.mktemp("tg"))
+    async with polling_bot(core, fake_tg):
+        yield core
+
+
+@asynccontextmanager
+async def polling_bot(core: Settings, fake_tg: FakeTelegram) -> AsyncIterator[None]:
+    """`bots.telegram.run`, the function behind `switchboard bot telegram`, polling the fake until the block ends."""
     task = asyncio.create_task(run(core, tg_settings(fake_tg)))
     await asyncio.to_thread(fake_tg.wait_for, lambda: fake_tg.of("setMyCommands"), 120)
-    yield core
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def wait(fake: FakeTelegram, predicate: Any, timeout: float = 20.0) -> None:

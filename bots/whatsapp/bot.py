@@ -3,9 +3,11 @@
 
 WhatsApp shows no streaming and cannot edit a sent message, so while the answer is written the user sees the
 question marked read and "typing…" (renewed before WhatsApp's 25 s expire), then the whole answer, split at
-4,096 characters between blocks, with 👍/👎 reply buttons on its last part. An answer goes out only inside the
-24-hour customer-service window that the user's message opened: a message delivered later (a redelivery after
-an outage) is logged and left unanswered, as the Cloud API would refuse the reply anyway.
+4,096 characters between blocks, with 👍/👎 reply buttons on its last part. Voice notes are transcribed, quoted
+and answered the same way (bots.voicenotes). An answer goes out only inside the 24-hour customer-service window
+that the user's message opened: for a message delivered later (a redelivery after an outage) the Cloud API
+would refuse it, so the approved template WHATSAPP_TEMPLATE is sent instead when there is one, else it is
+logged and left unanswered.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import time
 
 from bots.base import RESET_DONE, THANKS, Channel, Followed, Reply, Responder, Stream, ending, feedback_value, is_reset
 from bots.render import WHATSAPP
+from bots.voicenotes import answer_voice_note
 from bots.whatsapp.graph import Graph
 from bots.whatsapp.payload import Inbound
+from bots.whatsapp.voice import WhatsAppVoiceNote
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ HELP = (
     "Tap 👍 or 👎 under an answer to tell us whether it helped."
 )
 HELP_PHRASES = frozenset({"help", "/help", "?"})
-TEXT_ONLY = "Sorry, I can only read text messages for now. Please type your question."
+TEXT_ONLY = "Sorry, I can only read text and voice messages for now. Please type your question."
 FEEDBACK_PROMPT = "Was this answer helpful?"
 UNKNOWN_ANSWER = "That answer is no longer available."
 
@@ -92,10 +96,13 @@ class WholeAnswer(Stream):
 class WhatsAppBot:
     """Turns one user message into an answer, a reset, help or stored feedback."""
 
-    def __init__(self, responder: Responder, graph: Graph, phone_number_id: str):
+    def __init__(
+        self, responder: Responder, graph: Graph, phone_number_id: str, template: tuple[str, str] | None = None
+    ):
         self.responder = responder
         self.graph = graph
         self.phone_number_id = phone_number_id
+        self.template = template  # (name, language code) sent outside the 24-hour window
 
     def bot_for(self, message: Inbound) -> str | None:
         """The bot answering on the number the message was sent to; None for a number this server does not
@@ -115,17 +122,24 @@ class WhatsAppBot:
             return  # a redelivery, answered by whichever process saw it first
         age = time.time() - message.sent_at
         if age > WINDOW:
-            logger.warning(
-                "whatsapp: message %s is %.1f h old, outside the 24-hour customer-service window: not answered",
-                message.message_id,
-                age / 3600,
-            )
+            await self._outside_window(message, age)
             return
         channel = WhatsAppChannel(self.graph, message)
         if message.kind == "button":
             stored = await self.responder.feedback(message.text)
             await channel.post(THANKS if stored else UNKNOWN_ANSWER)
-        elif message.kind == "unsupported":  # voice notes will be transcribed here (#20)
+        elif message.kind == "audio":
+            await answer_voice_note(
+                self.responder,
+                channel,
+                WhatsAppVoiceNote(self.graph, message),
+                conversation_id=conversation_id(message),
+                bot=bot,
+                user_id=message.sender,
+                voice_reply=self.responder.tables[bot].voice_reply,
+                streaming=WholeAnswer(channel),
+            )
+        elif message.kind == "unsupported":
             await channel.post(TEXT_ONLY)
         elif is_reset(message.text):
             await self.responder.reset(conversation_id(message))
@@ -141,6 +155,21 @@ class WhatsAppBot:
                 user_id=message.sender,
                 streaming=WholeAnswer(channel),
             )
+
+    async def _outside_window(self, message: Inbound, age: float) -> None:
+        """No free-form reply is allowed any more: the approved template, or a log line."""
+        hours = age / 3600
+        if self.template is None:
+            logger.warning(
+                "whatsapp: message %s is %.1f h old, outside the 24-hour customer-service window: not answered "
+                "(set WHATSAPP_TEMPLATE to send a template instead)",
+                message.message_id,
+                hours,
+            )
+            return
+        name, language = self.template
+        logger.info("whatsapp: message %s is %.1f h old: sent the template %r instead", message.message_id, hours, name)
+        await self.graph.send_template(message.phone_number_id, message.sender, name, language)
 
 
 def conversation_id(message: Inbound) -> str:

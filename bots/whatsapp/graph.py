@@ -1,11 +1,13 @@
-"""The WhatsApp Cloud API calls the bot makes (POST /{phone-number-id}/messages on Meta's Graph API), over
-httpx. Rate limits are retried with exponential backoff (tenacity): HTTP 429 and the Graph error codes for
-throughput (4, 80007, 130429) and for the pair rate limit (131056: too many messages to one user in a short
-time). Any other refusal is a `GraphError` for the caller to log."""
+"""The WhatsApp Cloud API calls the bot makes on Meta's Graph API, over httpx: POST /{phone-number-id}/messages,
+and for voice notes GET /{media-id} (then its download URL, with the same token) and POST /{phone-number-id}/media.
+Rate limits are retried with exponential backoff (tenacity): HTTP 429 and the Graph error codes for throughput
+(4, 80007, 130429) and for the pair rate limit (131056: too many messages to one user in a short time). Any
+other refusal is a `GraphError` for the caller to log."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -43,6 +45,15 @@ def _error(response: httpx.Response) -> GraphError:
     return GraphError(response.status_code, int(error.get("code") or 0), str(error.get("message") or response.text))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Media:
+    """An uploaded recording, as GET /{media-id} describes it: where to download it (for 5 minutes), how big."""
+
+    url: str
+    size: int | None
+    mime_type: str
+
+
 class Graph:
     """One business account's client: `open()` in the webhook's lifespan, `aclose()` after."""
 
@@ -62,6 +73,11 @@ class Graph:
         await self._client.aclose()
 
     async def _post(self, phone_number_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = (await self._call("POST", f"{phone_number_id}/messages", json=payload)).json()
+        return body
+
+    async def _call(self, method: str, url: str, **request: Any) -> httpx.Response:
+        """One Graph API request, retried while rate limited; a GraphError for any other refusal."""
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, GraphError) and exc.rate_limited),
             wait=wait_exponential(multiplier=BACKOFF, max=30 * BACKOFF),
@@ -75,11 +91,10 @@ class Graph:
         )
         async for attempt in retrying:
             with attempt:
-                response = await self._client.post(f"{phone_number_id}/messages", json=payload)
+                response = await self._client.request(method, url, **request)
                 if response.is_error:
                     raise _error(response)
-                body: dict[str, Any] = response.json()
-                return body
+                return response
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send(self, phone_number_id: str, to: str, message: dict[str, Any], reply_to: str | None) -> str:
@@ -111,3 +126,31 @@ class Graph:
             "typing_indicator": {"type": "text"},
         }
         await self._post(phone_number_id, payload)
+
+    async def media(self, media_id: str) -> Media:
+        """What GET /{media-id} says of a received recording."""
+        info = (await self._call("GET", media_id)).json()
+        size = info.get("file_size")
+        return Media(
+            url=str(info["url"]), size=int(size) if size is not None else None, mime_type=info.get("mime_type", "")
+        )
+
+    async def download(self, media: Media) -> bytes:
+        """The recording's bytes: its URL wants the same bearer token as the API."""
+        return (await self._call("GET", media.url)).content
+
+    async def upload(self, phone_number_id: str, audio: bytes, mime_type: str) -> str:
+        """Upload a recording to send (POST /{phone-number-id}/media, multipart); its media id."""
+        data = {"messaging_product": "whatsapp", "type": mime_type}
+        files = {"file": ("answer.ogg", audio, mime_type)}
+        response = await self._call("POST", f"{phone_number_id}/media", data=data, files=files)
+        return str(response.json()["id"])
+
+    async def send_audio(self, phone_number_id: str, to: str, media_id: str, *, reply_to: str | None = None) -> str:
+        """Send an uploaded recording (OGG/Opus shows as a voice message)."""
+        return await self._send(phone_number_id, to, {"type": "audio", "audio": {"id": media_id}}, reply_to)
+
+    async def send_template(self, phone_number_id: str, to: str, name: str, language: str) -> str:
+        """Send an approved message template: the only message allowed outside the 24-hour window."""
+        template = {"name": name, "language": {"code": language}}
+        return await self._send(phone_number_id, to, {"type": "template", "template": template}, None)

@@ -47,6 +47,12 @@ class _Interactive(_Model):
     button_reply: _ButtonReply | None = None
 
 
+class _Audio(_Model):
+    id: str  # the media id: GET /{media-id} gives its download URL
+    mime_type: str = ""
+    voice: bool = False  # recorded in WhatsApp (a voice note), not a forwarded audio file
+
+
 class _Message(_Model):
     id: str
     sender: str = Field(alias="from")
@@ -54,6 +60,7 @@ class _Message(_Model):
     type: str
     text: _Text | None = None
     interactive: _Interactive | None = None
+    audio: _Audio | None = None
 
 
 class _Metadata(_Model):
@@ -79,12 +86,13 @@ class _Notification(_Model):
     entry: list[_Entry]
 
 
-Kind = Literal["text", "button", "unsupported"]
+Kind = Literal["text", "button", "audio", "unsupported"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Inbound:
-    """One user message: `text` is what was written, or a reply button's id."""
+    """One user message: `text` is what was written, or a reply button's id; `media_id` and `mime_type` an
+    audio message's recording."""
 
     phone_number_id: str  # the business number it was sent to (and the reply is sent from)
     sender: str  # the user's WhatsApp id
@@ -93,15 +101,19 @@ class Inbound:
     kind: Kind
     type: str  # the Cloud API's message type (text, interactive, audio, image, …)
     text: str = ""
+    media_id: str = ""
+    mime_type: str = ""
 
 
 def _inbound(phone_number_id: str, message: _Message) -> Inbound:
     kind: Kind = "unsupported"
-    text = ""
+    text = media_id = mime_type = ""
     if message.type == "text" and message.text is not None:
         kind, text = "text", message.text.body
     elif message.type == "interactive" and message.interactive and message.interactive.button_reply:
         kind, text = "button", message.interactive.button_reply.id
+    elif message.type == "audio" and message.audio is not None:
+        kind, media_id, mime_type = "audio", message.audio.id, message.audio.mime_type
     return Inbound(
         phone_number_id=phone_number_id,
         sender=message.sender,
@@ -110,6 +122,8 @@ def _inbound(phone_number_id: str, message: _Message) -> Inbound:
         kind=kind,
         type=message.type,
         text=text,
+        media_id=media_id,
+        mime_type=mime_type,
     )
 
 

@@ -61,7 +61,8 @@ class WhatsAppWebhook:
     async def open(self, assistant: Assistant, state: SharedState) -> AsyncIterator[WebhookHandler]:
         responder = Responder(assistant, state, platform="whatsapp", default_bot=self.whatsapp.bot, table=WhatsAppTable)
         graph = Graph.open(self.whatsapp.api_url, self.whatsapp.api_version, self.token)
-        bot = WhatsAppBot(responder, graph, self.phone_number_id)
+        template = (self.whatsapp.template, self.whatsapp.template_language) if self.whatsapp.template else None
+        bot = WhatsAppBot(responder, graph, self.phone_number_id, template)
         tasks: set[asyncio.Task[None]] = set()
         try:
             yield partial(self.handle, partial(self._answer, assistant, bot), tasks)

@@ -16,10 +16,15 @@ class Speech:
 
 @dataclass(frozen=True, kw_only=True)
 class VoiceInfo:
-    """What this process can do with speech: the service behind each direction, None where it is off."""
+    """What this process can do with speech: the service behind each direction, None where it is off, and the
+    limits (so a surface can refuse a recording before it downloads it, and cut a text to what can be read)."""
 
     stt: str | None
     tts: str | None
+    max_mb: float  # VOICE_MAX_MB
+    max_seconds: float  # VOICE_MAX_SECONDS
+    max_chars: int  # TTS_MAX_CHARS
+    timeout: float  # VOICE_TIMEOUT: the longest wait for one service call or conversion
 
 
 class Transcriber(Protocol):

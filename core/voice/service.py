@@ -29,8 +29,14 @@ class Voice:
 
     @property
     def info(self) -> VoiceInfo:
+        s = self._settings
         return VoiceInfo(
-            stt=self._transcriber.name if self._transcriber else None, tts=self._speaker.name if self._speaker else None
+            stt=self._transcriber.name if self._transcriber else None,
+            tts=self._speaker.name if self._speaker else None,
+            max_mb=s.voice_max_mb,
+            max_seconds=s.voice_max_seconds,
+            max_chars=s.tts_max_chars,
+            timeout=s.voice_timeout,
         )
 
     async def transcribe(self, data: bytes, *, filename: str = "audio", content_type: str = "") -> str:

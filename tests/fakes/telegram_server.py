@@ -1,6 +1,9 @@
 """A fake Telegram Bot API on loopback: `/bot<token>/<method>`, enough for python-telegram-bot's real polling
 loop and the calls the bot makes. It records every call, queues updates for getUpdates (honouring offset and
-timeout), builds realistic update JSON, and can be told to fail a method (429 with retry_after, 403, 502)."""
+timeout), builds realistic update JSON, and can be told to fail a method (429 with retry_after, 403, 502).
+Voice notes: `voice` stores a recording that getFile describes and /file/bot<token>/<file_path> serves (files
+over the Bot API's 20 MB download limit refused as the real one does), and sendVoice takes a multipart upload,
+refused unless it is OGG/Opus (what Telegram shows as a voice message)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
+from tests.fakes.openai_audio_server import parse_multipart
 from tests.fakes.rest import FakeService, Reply, Request, wait_until
 
 BOT = {"id": 999, "is_bot": True, "first_name": "Kestrel", "username": "kestrel_bot"}
 TOKEN = "999:TEST-token"
+DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the Bot API's getFile limit
+_UPDATE_IDS = itertools.count(1000)
 
 
 @dataclass
@@ -37,9 +43,13 @@ class FakeTelegram(FakeService):
     calls: list[Call] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # file_id → bytes, served under file_path = file_id
+    voices: list[bytes] = field(default_factory=list)  # sendVoice uploads
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
-    _update_ids: itertools.count = field(default_factory=lambda: itertools.count(1000))  # type: ignore[type-arg]
+    # One sequence for every fake in the process: update ids are the bots' de-dup keys, and two modules' bots
+    # share the test session's state, so a second fake starting again at 1000 would look like redeliveries.
+    _update_ids: itertools.count = field(default_factory=lambda: _UPDATE_IDS)  # type: ignore[type-arg]
 
     def stop(self) -> None:
         with self._cond:  # wakes the long polls, so the server can shut down
@@ -106,6 +116,25 @@ class FakeTelegram(FakeService):
             }
         return {"message": message}
 
+    def voice(
+        self, audio: bytes, *, duration: int, size: int | None = None, kind: str = "voice", **where: Any
+    ) -> dict[str, Any]:
+        """A voice-note update (`kind` voice, or audio for a music/audio file) in the chat `where` says, as
+        message() builds it; `size` is the file_size the update declares (the real one by default)."""
+        update = self.message("", **where)
+        message = update["message"]
+        del message["text"], message["entities"]
+        file_id = f"voice/note{next(self._ids)}.oga"
+        self.files[file_id] = audio
+        message[kind] = {
+            "file_id": file_id,
+            "file_unique_id": file_id,
+            "duration": duration,
+            "mime_type": "audio/ogg",
+            "file_size": len(audio) if size is None else size,
+        }
+        return update
+
     def callback(self, data: str, *, chat_id: int = 42) -> dict[str, Any]:
         return {
             "callback_query": {
@@ -134,8 +163,18 @@ class FakeTelegram(FakeService):
     # --- the Bot API ---------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Reply:
+        path = unquote(request.path)  # httpx sends the token's ":" as %3A
+        if path.startswith("/file/"):
+            data = self.files.get(path.removeprefix(f"/file/bot{TOKEN}/"))
+            return Reply(200, data, "audio/ogg") if data is not None else Reply.json(404, {"ok": False})
         method = request.path.rsplit("/", 1)[-1]
-        return Reply.json(*self._answer(method, _params(request.headers.get("content-type", ""), request.body)))
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):  # an upload: sendVoice
+            upload = parse_multipart(request)
+            params: dict[str, Any] = {k: _decoded(k, v) for k, v in upload.fields.items()}
+            params["voice"] = upload.audio
+            return Reply.json(*self._answer(method, params))
+        return Reply.json(*self._answer(method, _params(content_type, request.body)))
 
     def _answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self._cond:
@@ -154,6 +193,10 @@ class FakeTelegram(FakeService):
             return 200, {"ok": True, "result": {**BOT, "can_join_groups": True, "supports_inline_queries": False}}
         if method in ("sendMessage", "editMessageText"):
             return 200, {"ok": True, "result": self._sent(method, params)}
+        if method == "getFile":
+            return self._get_file(str(params.get("file_id")))
+        if method == "sendVoice":
+            return self._send_voice(params)
         return 200, {"ok": True, "result": True}
 
     def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -165,6 +208,25 @@ class FakeTelegram(FakeService):
                 if pending or time.monotonic() >= deadline:
                     return pending
                 self._cond.wait(deadline - time.monotonic())
+
+    def _get_file(self, file_id: str) -> tuple[int, dict[str, Any]]:
+        data = self.files.get(file_id)
+        if data is None:
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}
+        if len(data) > DOWNLOAD_LIMIT:
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: file is too big"}
+        file = {"file_id": file_id, "file_unique_id": file_id, "file_size": len(data), "file_path": file_id}
+        return 200, {"ok": True, "result": file}
+
+    def _send_voice(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        voice = params.get("voice")
+        if not isinstance(voice, bytes) or not voice.startswith(b"OggS") or b"OpusHead" not in voice[:200]:
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: not OGG/Opus"}
+        self.voices.append(voice)
+        sent = self._sent("sendMessage", params)
+        del sent["text"]
+        sent["voice"] = {"file_id": "sent", "file_unique_id": "sent", "duration": 1, "mime_type": "audio/ogg"}
+        return 200, {"ok": True, "result": sent}
 
     def _sent(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         message_id = int(params["message_id"]) if method == "editMessageText" else next(self._ids)
@@ -184,10 +246,11 @@ def _params(content_type: str, body: bytes) -> dict[str, Any]:
         return {}
     if content_type.startswith("application/json"):
         return dict(json.loads(body))
-    params: dict[str, Any] = {}
-    for key, value in parse_qsl(body.decode(), keep_blank_values=True):
-        try:
-            params[key] = json.loads(value) if key != "text" else value
-        except ValueError:
-            params[key] = value
-    return params
+    return {key: _decoded(key, value) for key, value in parse_qsl(body.decode(), keep_blank_values=True)}
+
+
+def _decoded(key: str, value: str) -> Any:
+    try:
+        return json.loads(value) if key != "text" else value
+    except ValueError:
+        return value

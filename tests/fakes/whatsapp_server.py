@@ -1,7 +1,9 @@
-"""A fake WhatsApp Cloud API (Meta's Graph API) on loopback: POST /{version}/{phone-number-id}/messages, the one
-endpoint the bot calls (text, interactive buttons, read receipt + typing indicator). It checks the bearer token
-and the payload's required fields as the real API does, records every call, can be told to fail the next sends
-(429, or error 131056, the pair rate limit), and builds signed webhook deliveries as Meta sends them."""
+"""A fake WhatsApp Cloud API (Meta's Graph API) on loopback: POST /{version}/{phone-number-id}/messages (text,
+interactive buttons, audio, template, read receipt + typing indicator), and for voice notes GET /{version}/{media-id}
+(a download URL, here on the fake), the download itself, and POST /{version}/{phone-number-id}/media (multipart
+upload). It checks the bearer token and the payload's required fields as the real API does, records every call,
+can be told to fail the next sends (429, or error 131056, the pair rate limit), refuses anything but a template
+to a user outside the 24-hour window (131047), and builds signed webhook deliveries as Meta sends them."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.openai_audio_server import parse_multipart
 from tests.fakes.rest import FakeService, Reply, Request, wait_until
 
 TOKEN = "EAAG-test-permanent-token"
@@ -22,6 +25,7 @@ VERIFY_TOKEN = "test-verify-token"
 VERSION = "v23.0"
 PHONE_NUMBER_ID = "106540352242922"
 DISPLAY_NUMBER = "15550783881"
+TEMPLATES = {("write_again", "en_US")}  # the approved templates: (name, language code)
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Call:
             return str(self.payload["text"]["body"])
         if self.kind == "interactive":
             return str(self.payload["interactive"]["body"]["text"])
+        if self.kind == "template":
+            return str(self.payload["template"]["name"])
         return ""
 
 
@@ -60,6 +66,9 @@ OUTSIDE_WINDOW = Failure(400, 131047, "(#131047) Re-engagement message")
 class FakeWhatsApp(FakeService):
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media id → (bytes, MIME type)
+    uploads: list[bytes] = field(default_factory=list)  # recordings the bot uploaded
+    outside_window: set[str] = field(default_factory=set)  # users whose 24-hour window has closed
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
 
@@ -69,6 +78,13 @@ class FakeWhatsApp(FakeService):
         """Fail the next `times` message sends (not read receipts) with `failure`."""
         with self._lock:
             self.failures.extend([failure] * times)
+
+    def add_media(self, audio: bytes, mime_type: str = "audio/ogg; codecs=opus") -> str:
+        """A recording a user sent: its media id, as an `audio` message carries it."""
+        media_id = f"{next(self._ids)}0000000000"
+        with self._lock:
+            self.media[media_id] = (audio, mime_type)
+        return media_id
 
     def to(self, user: str) -> list[Call]:
         return [c for c in list(self.calls) if c.payload.get("to") == user]
@@ -83,14 +99,52 @@ class FakeWhatsApp(FakeService):
     # --- the Graph API -------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Reply:
-        return Reply.json(*self._answer(request.path, request.headers.get("authorization", ""), request.body))
+        if request.headers.get("authorization", "") != f"Bearer {TOKEN}":
+            return Reply.json(401, _error(190, "Invalid OAuth access token - Cannot parse access token"))
+        parts = request.path.strip("/").split("/")
+        if request.method == "GET" and parts[0] == "download" and len(parts) == 2 and parts[1] in self.media:
+            audio, mime_type = self.media[parts[1]]
+            return Reply(200, audio, mime_type.split(";")[0])
+        if request.method == "GET" and len(parts) == 2 and parts[0] == VERSION:
+            return Reply.json(*self._media_info(parts[1]))
+        if len(parts) == 3 and parts[0] == VERSION and parts[2] == "media":
+            return Reply.json(*self._upload(request))
+        return Reply.json(*self._answer(request.path, request.body))
 
-    def _answer(self, path: str, authorization: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def _media_info(self, media_id: str) -> tuple[int, dict[str, Any]]:
+        if media_id not in self.media:
+            return 400, _error(100, f"Unsupported get request. Object with ID '{media_id}' does not exist")
+        audio, mime_type = self.media[media_id]
+        return 200, {
+            "messaging_product": "whatsapp",
+            "url": f"{self.base_url}/download/{media_id}",
+            "mime_type": mime_type,
+            "sha256": hashlib.sha256(audio).hexdigest(),
+            "file_size": len(audio),
+            "id": media_id,
+        }
+
+    def _upload(self, request: Request) -> tuple[int, dict[str, Any]]:
+        """POST /{phone-number-id}/media: messaging_product, type and the file are required; a voice message
+        must be OGG with the Opus codec."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return 400, _error(100, "(#100) The parameter file is required.")
+        upload = parse_multipart(request)
+        if upload.fields.get("messaging_product") != "whatsapp" or not upload.fields.get("type"):
+            return 400, _error(100, "(#100) The parameter messaging_product is required.")
+        if upload.fields["type"] == "audio/ogg" and not (
+            upload.audio.startswith(b"OggS") and b"OpusHead" in upload.audio[:200]
+        ):
+            return 400, _error(131053, "(#131053) Media upload error: audio/ogg must be Opus")
+        media_id = self.add_media(upload.audio, upload.fields["type"])
+        with self._lock:
+            self.uploads.append(upload.audio)
+        return 200, {"id": media_id}
+
+    def _answer(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != VERSION or parts[2] != "messages":
             return 400, _error(100, f"Unsupported post request: {path}")
-        if authorization != f"Bearer {TOKEN}":
-            return 401, _error(190, "Invalid OAuth access token - Cannot parse access token")
         payload = json.loads(body)
         if payload.get("messaging_product") != "whatsapp":
             return 400, _error(100, "(#100) The parameter messaging_product is required.")
@@ -102,6 +156,14 @@ class FakeWhatsApp(FakeService):
             return failure.status, _error(failure.code, failure.message)
         if call.kind == "status":
             return 200, {"success": True}
+        if call.kind != "template" and payload.get("to") in self.outside_window:
+            return OUTSIDE_WINDOW.status, _error(OUTSIDE_WINDOW.code, OUTSIDE_WINDOW.message)
+        if call.kind == "template":
+            template = payload.get("template") or {}
+            if (template.get("name"), (template.get("language") or {}).get("code")) not in TEMPLATES:
+                return 404, _error(132001, "(#132001) Template name does not exist in the translation")
+        if call.kind == "audio" and (payload.get("audio") or {}).get("id") not in self.media:
+            return 400, _error(131053, "(#131053) Media upload error: unknown media id")
         if call.kind == "text" and len(call.text) > 4096:
             return 400, _error(100, "(#100) Param text['body'] must be at most 4096 characters long.")
         if call.kind == "interactive":
@@ -150,6 +212,13 @@ def message(user: str, type_: str, content: dict[str, Any], *, age: float = 0.0)
 
 def text(user: str, body: str, *, age: float = 0.0) -> dict[str, Any]:
     return message(user, "text", {"body": body}, age=age)
+
+
+def audio(user: str, media_id: str, *, age: float = 0.0) -> dict[str, Any]:
+    """A voice note recorded in WhatsApp: the webhook gives its media id, not its bytes."""
+    return message(
+        user, "audio", {"mime_type": "audio/ogg; codecs=opus", "sha256": "x", "id": media_id, "voice": True}, age=age
+    )
 
 
 def button_reply(user: str, button_id: str, title: str = "👍") -> dict[str, Any]:
