@@ -118,3 +118,34 @@ async def test_a_drive_file_over_the_limit_is_not_downloaded(
         assert run.added == 1
     finally:
         fake.stop()
+
+
+async def test_an_updated_document_that_fails_to_extract_is_retried_on_the_next_sync(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    """Its stored state stays at the version still served, so the next sync fetches it again (not only a failed
+    download: a body that downloads but does not extract too)."""
+    fake = FakeDrive().start()
+    assert isinstance(fake, FakeDrive)
+    try:
+        fake.items["root"] = Item("Handbook", drive_server.FOLDER_TYPE, "")
+        fake.items["manual"] = Item("Manual", "application/pdf", "root", make_pdf(["Oil the hinges monthly."]))
+        synced = settings.model_copy(
+            update={
+                "google_drive_endpoint": fake.endpoint,
+                "google_service_account_file": fake.service_account_file(tmp_path),
+            }
+        )
+        registry = Registry(tmp_path / "sources.sqlite3")
+        source = await registry.add(kb=kb, target="drive:root", sitemap=False, prune=None, every=None)
+        assert (await sync_source(registry, store, embedder, source, settings=synced)).run.added == 1
+        fake.edit("manual", b"%PDF-1.7 this is not a readable PDF")
+        broken = (await sync_source(registry, store, embedder, source, settings=synced)).run
+        assert broken.error is not None and "drive.google.com/file/d/manual" in broken.error, broken.error
+        fetches = len(fake.content_fetches())
+        again = (await sync_source(registry, store, embedder, source, settings=synced)).run
+        assert len(fake.content_fetches()) == fetches + 1, "the failed version was recorded as synced"
+        assert again.error is not None  # still broken, still reported
+        assert (await store.counts(kb))[0] == 1  # the version that extracted is still served
+    finally:
+        fake.stop()

@@ -176,12 +176,12 @@ async def _ingest_changed(
             found = await fetching
             # The next batch is fetched while this one is embedded: two batches of bodies in memory at most.
             fetching = asyncio.ensure_future(asyncio.to_thread(fetch, batches[i + 1])) if i + 1 < len(batches) else None
-            total.include(
-                await ingest_found(
-                    store, embedder, found, kb=source.kb, settings=settings, progress=progress, stop=stop
-                )
+            part = await ingest_found(
+                store, embedder, found, kb=source.kb, settings=settings, progress=progress, stop=stop
             )
-            now_failed = {where for where, _ in found.failures}
+            total.include(part)
+            # Failed to download or to extract: either way its stored state stays, so the next sync retries it.
+            now_failed = {where for where, _ in part.failures}
             failed |= now_failed
             # Remembered once stored, so a sync stopped later does not fetch them again; a moved document only at
             # the end, as its old URL is what the prune below needs to know.
@@ -202,6 +202,8 @@ async def _ingest_changed(
             await asyncio.wait([fetching])
             if not fetching.cancelled():
                 fetching.exception()  # retrieved: the error that ended the sync is the one raised
+    if stop is not None and stop.is_set():  # set after the last batch (a lost lease): no prune, no state saved
+        raise IngestStopped(f"stopped after {total.documents} documents; run the same sync again to finish")
     if moved or deleted:
         keep = {doc_id_for(ref.url) for ref in listed.values()}
         total.include(await prune_except(store, source.kb, settings=settings, origins=moved | deleted, keep=keep))
