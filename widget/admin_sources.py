@@ -177,4 +177,8 @@ async def sync(kb: KB, source_id: SourceId, registry: RegistryDep, state: StateD
             raise IngestError(synced.run.error or "the sync failed")
         return synced.report
 
-    return _job(await state.jobs.submit(kb=kb, kind="sync", inputs=[source.id], work=work))
+    try:
+        return _job(await state.jobs.submit(kb=kb, kind="sync", inputs=[source.id], work=work))
+    except BaseException:  # never queued (the job store failed): `work` will not release the lease
+        await held.release()
+        raise
