@@ -3,8 +3,10 @@ offline paths (espeak-ng, the packaged Whisper model when installed), and every 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from core.errors import (
     VoiceRejected,
 )
 from core.voice import Voice, open_voice, whisper
-from core.voice.audio import decode, to_ogg_opus
+from core.voice.audio import decode, run, to_ogg_opus
 from core.voice.espeak import EspeakSpeaker
 from tests.fakes.openai_audio_server import FakeOpenAIAudio
 
@@ -147,6 +149,22 @@ async def test_a_missing_tool_is_a_voice_error(tmp_path: Path, monkeypatch: pyte
     )
     with pytest.raises(VoiceError, match=r"audio conversion needs PyAV: pip install 'switchboard\[voice\]'"):
         await decode(note, max_seconds=60, timeout=10)
+
+
+async def test_a_cancelled_conversion_kills_its_child_process(tmp_path: Path) -> None:
+    """Shutdown or a cancelled bot task must not leave a decoder running on its own."""
+    marker = tmp_path / "pid"
+    child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    task = asyncio.create_task(run([sys.executable, "-c", child], timeout=120))
+    for _ in range(200):
+        if marker.exists() and marker.read_text():
+            break
+        await asyncio.sleep(0.05)
+    pid = int(marker.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not Path(f"/proc/{pid}").exists(), "the child outlived its cancelled caller"
 
 
 async def test_too_large_is_refused_before_anything_runs(

@@ -47,10 +47,12 @@ async def run(args: list[str], *, stdin: bytes = b"", timeout: float) -> tuple[i
     try:
         out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
         raise VoiceError(f"{args[0]} took longer than {timeout:g} s") from None
+    finally:  # timed out, or the caller cancelled (shutdown, a cancelled bot task): the child goes too
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await asyncio.shield(process.wait())
     return process.returncode or 0, out, err
 
 
