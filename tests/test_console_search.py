@@ -66,3 +66,20 @@ def test_pages_use_the_covering_index(tmp_path: Path) -> None:
             ("docs", 0, 1),
         ).fetchall()
     assert "COVERING INDEX answers_by_bot_conversation" in str(plan)
+
+
+def test_a_conversation_shared_by_two_bots_counts_only_this_bot_s_answers(tmp_path: Path) -> None:
+    """A channel mapped to two bots carries both in one conversation id: each bot's page shows its own share."""
+    path = tmp_path / "answers.sqlite3"
+    log_with(
+        path,
+        [
+            ("t", "docs", "How do I install it?", "Run pip install.", 1 * DAY),
+            ("t", "sales", "What does it cost?", "Ask us.", 2 * DAY),
+            ("t", "sales", "And support?", "Included.", 3 * DAY),
+        ],
+    )
+    (docs,) = find_conversations(path, ConversationQuery(bot="docs"))
+    assert (docs.answers, docs.last_question) == (1, "How do I install it?")
+    (sales,) = find_conversations(path, ConversationQuery(bot="sales"))
+    assert (sales.answers, sales.last_question) == (2, "And support?")

@@ -51,9 +51,9 @@ WHERE bot = :bot AND created_at >= :since AND created_at < :until
   AND (:pattern IS NULL OR question LIKE :pattern ESCAPE '\\' OR answer LIKE :pattern ESCAPE '\\')
 ORDER BY created_at DESC
 """
-_SUMMARY = (
-    "SELECT count(*), (SELECT question FROM answers WHERE channel = :c AND conversation = :k "
-    "ORDER BY created_at DESC LIMIT 1) FROM answers WHERE channel = :c AND conversation = :k"
+_SUMMARY = (  # this bot's answers only: one conversation id can carry several bots (a channel mapped to two)
+    "SELECT count(*), (SELECT question FROM answers WHERE bot = :b AND channel = :c AND conversation = :k "
+    "ORDER BY created_at DESC LIMIT 1) FROM answers WHERE bot = :b AND channel = :c AND conversation = :k"
 )
 
 
@@ -72,7 +72,7 @@ def find_conversations(path: Path, query: ConversationQuery) -> list[Conversatio
                 break
         found = []
         for (channel, conversation), last_at in list(latest.items())[query.offset : query.offset + query.limit]:
-            answers, last_question = db.execute(_SUMMARY, {"c": channel, "k": conversation}).fetchone()
+            answers, last_question = db.execute(_SUMMARY, {"b": query.bot, "c": channel, "k": conversation}).fetchone()
             found.append(
                 ConversationSummary(
                     channel=channel,
