@@ -18,11 +18,11 @@ import json
 import os
 import platform
 import re
-import statistics
 import time
 
 import httpx
 
+from bench._common import ms
 from bench.widget_load import REPO, demo_setup, server_env
 from core.answer.curated import create_curated
 from core.answer.curated_data import CuratedInput
@@ -89,10 +89,6 @@ def pages(channel: str, conversation: str) -> list[tuple[str, str]]:
     ]
 
 
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--answers", type=int, default=100_000)
@@ -119,8 +115,8 @@ def main() -> None:
                     if i >= 2:
                         times.append(time.perf_counter() - started)
                     assert response.status_code == 200, (path, response.status_code, response.text[:300])
-                results.append((name, path, pct(times, 50), pct(times, 95)))
-                print(f"  {name}: p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms", flush=True)
+                results.append((name, path, ms(times, 50), ms(times, 95)))
+                print(f"  {name}: p50 {ms(times, 50):.0f} ms, p95 {ms(times, 95):.0f} ms", flush=True)
     print(
         f"\nConsole page loads over HTTP, {args.answers:,} answers, {args.requests} requests each; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
