@@ -15,9 +15,10 @@ from pathlib import Path
 
 from core.config import Settings
 from core.embed import Embedder
-from core.errors import IngestStopped, StoreError
+from core.errors import IngestStopped, KBNotFound, StoreError
 from core.ingest.crawl import Batch, CrawlOptions, WebReader
 from core.ingest.egress import ingest_client
+from core.ingest.lock import kb_write_lock
 from core.ingest.pipeline import IngestReport, Progress, doc_id_for, ingest_found, prune_except
 from core.ingest.sources import Found, check_url
 from core.ingest.validators import Validators
@@ -32,6 +33,18 @@ def _add(total: IngestReport, part: IngestReport) -> None:
             total.failures.extend(part.failures)
         elif f.name != "seconds":
             setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+
+
+async def _drop(store: Store, kb: str, settings: Settings, sources: list[str]) -> int:
+    """Remove the documents of pages that now say noindex, whether or not the sync prunes: the site asked."""
+    dropped = 0
+    async with kb_write_lock(settings, kb):
+        for source in sources:
+            try:
+                dropped += await store.delete_document(kb, doc_id_for(source)) is not None
+            except KBNotFound:  # a first crawl: nothing stored yet
+                return 0
+    return dropped
 
 
 async def _ahead(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
@@ -108,6 +121,8 @@ async def ingest_web(
                 _add(total, part)
             else:
                 total.failures.extend(batch.failures)
+            if batch.noindex:
+                total.documents_pruned += await _drop(store, kb, settings, batch.noindex)
             if store_of is not None:
                 await store_of.save(batch.seen)
                 await store_of.forget(batch.forget)
