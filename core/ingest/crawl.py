@@ -28,7 +28,7 @@ from core.config import Settings
 from core.errors import IngestError
 from core.ingest.extract import CONTENT_TYPES, EXTRACTORS, suffix_of
 from core.ingest.pagemeta import PageMeta, agent_token, header_robots, html_meta
-from core.ingest.sources import FetchStatus, RawDoc, fetch, sitemap_entries, sitemap_of, url_suffix
+from core.ingest.sources import Fetched, FetchStatus, RawDoc, fetch, sitemap_entries, sitemap_of, url_suffix
 from core.ingest.validators import Seen
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,12 @@ class WebReader:
                 kept = known.source if known and not gone else None
                 links = await self._links(key) if kept and follow and self._links else ()
                 return _Visit(key, kept=kept, links=links, failure=(url, str(exc)))
+        return await self._page(key, url, got, known, explicit=explicit, follow=follow, lastmod=lastmod)
+
+    async def _page(
+        self, key: str, url: str, got: Fetched, known: Seen | None, *, explicit: bool, follow: bool, lastmod: str | None
+    ) -> _Visit:
+        """What a fetched page (or a 304) becomes."""
         if got.not_modified and known is not None:
             links = await self._links(key) if follow and self._links else ()
             return _Visit(key, kept=known.source, links=links, seen=replace(known, lastmod=lastmod, links=links))
@@ -252,9 +258,26 @@ class WebReader:
                     return
             level = following
 
-    async def sitemap(self, url: str, batch: int = BATCH_PAGES) -> AsyncIterator[Batch]:
-        """The pages a sitemap (or sitemap index) lists, a batch at a time."""
-        got = await fetch(self._client, url, self._max_bytes)
+    async def url(self, url: str, batch: int = BATCH_PAGES) -> AsyncIterator[Batch]:
+        """A URL as `switchboard ingest` takes it: a sitemap's pages, or else the page (or file) itself, read as
+        the user named it (robots directives are for what a crawl finds)."""
+        key = url_key(url)
+        if key in self._known:  # a page last time: asked for conditionally
+            visit = await self._visit(url, explicit=True, follow=False)
+        else:
+            got = await fetch(self._client, url, self._max_bytes)
+            if sitemap_of(got) is not None:
+                async for part in self.sitemap(url, batch, got):
+                    yield part
+                return
+            visit = await self._page(key, url, got, None, explicit=True, follow=False, lastmod=None)
+        out = Batch()
+        _collect(out, visit, set())
+        yield out
+
+    async def sitemap(self, url: str, batch: int = BATCH_PAGES, got: Fetched | None = None) -> AsyncIterator[Batch]:
+        """The pages a sitemap (or sitemap index) lists, a batch at a time (`got`: the sitemap, if fetched)."""
+        got = got or await fetch(self._client, url, self._max_bytes)
         parsed = sitemap_of(got)
         if parsed is None:
             raise IngestError(f"{url}: not a sitemap (expected <urlset> or <sitemapindex> XML)")

@@ -23,7 +23,7 @@ from core.store.client import Store
 
 logger = logging.getLogger(__name__)
 
-WEB_KINDS = ("crawl", "sitemap")
+WEB_KINDS = ("crawl", "sitemap", "url")
 
 
 @dataclass(frozen=True)
