@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.ingest_search import REPO, peak_rss_mb, settings_for
+from bench._common import REPO, peak_rss_mb, print_table, save, settings_for
 from core.answer.assistant import open_assistant
 from core.answer.llm import LocalLLM
 from core.answer.prompt import answer_messages
@@ -122,16 +122,12 @@ def main() -> None:
             f"together {float(result['kit_rss_mb']) + float(result['llm_rss_mb']):.0f} MB",
         ),  # type: ignore[arg-type]
     ]
-    print(
+    title = (
         f"Switchboard answer benchmark: {platform.machine()}, {len(kit)} questions, max_tokens {args.max_tokens}, "
         "SmolLM2-135M Q4_1 on llama.cpp, temperature 0"
     )
-    width = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "answer.json").write_text(json.dumps(result, indent=1))
+    print_table(title, rows)
+    save("answer", result)
 
 
 if __name__ == "__main__":

@@ -18,20 +18,16 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
-import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from bench.ingest_search import REPO, peak_rss_mb, settings_for
+from bench._common import REPO, add_phase_arguments, bench_run, machine, peak_rss_mb, print_table, save, settings_for
 from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.ingest.crawl import CrawlOptions, WebReader
@@ -40,7 +36,6 @@ from core.ingest.pipeline import ingest
 from core.ingest.registry import Registry
 from core.ingest.sync import sync_source
 from core.store.client import open_store
-from core.store.local import LocalWeaviate
 from tests.support.embedders import Wrapped
 from tests.support.site import Site, page, serve_site
 
@@ -241,26 +236,13 @@ def phase_memory(settings: Settings, pages: int, mode: str) -> dict[str, Any]:
     return {**result, "rss_mb": peak_rss_mb()}
 
 
-def child(phase: str, work: Path, port: int, grpc: int, extra: dict[str, Any]) -> dict[str, Any]:
-    args = [sys.executable, "-m", "bench.crawl", "--phase", phase, "--work", str(work)]
-    args += ["--port", str(port), "--grpc", str(grpc), "--extra", json.dumps(extra)]
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"phase {phase} failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pages", type=int, default=500)
     parser.add_argument("--big", type=int, default=5000)
     parser.add_argument("--polite", type=int, default=40)
     parser.add_argument("--serve", type=int)
-    parser.add_argument("--phase")
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--grpc", type=int)
-    parser.add_argument("--extra", default="{}")
+    add_phase_arguments(parser)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
@@ -277,20 +259,11 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from tests.support.ports import free_port_block
-
-    with tempfile.TemporaryDirectory(prefix="switchboard-crawl-bench-") as tmp:
-        work = Path(tmp)
-        port, grpc = free_port_block()
-        local = LocalWeaviate.from_settings(settings_for(work, port, grpc))
-        local.start()
-        try:
-            sync = child("sync", work, port, grpc, {"pages": args.pages, "polite": args.polite})
-            memory = {"pages": args.big}  # --big 0: the sync phase alone
-            stream = child("memory", work, port, grpc, {**memory, "mode": "stream"}) if args.big else None
-            held = child("memory", work, port, grpc, {**memory, "mode": "held"}) if args.big else None
-        finally:
-            local.stop()
+    with bench_run("switchboard-crawl-bench-") as run:
+        sync = run.phase("bench.crawl", "sync", {"pages": args.pages, "polite": args.polite})
+        memory = {"pages": args.big}  # --big 0: the sync phase alone
+        stream = run.phase("bench.crawl", "memory", {**memory, "mode": "stream"}) if args.big else None
+        held = run.phase("bench.crawl", "memory", {**memory, "mode": "held"}) if args.big else None
 
     first, again, changed = sync["first"], sync["unchanged"], sync["changed"]
     polite = sync["polite"]
@@ -328,16 +301,8 @@ def main() -> None:
                 f"{m['documents']} documents in {m['seconds']:.0f} s, hashing embedder",
             )
         )
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"Switchboard crawl benchmark — {machine}")
-    width = [max(len(str(r[i])) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, width, strict=True)))
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "crawl.json").write_text(
-        json.dumps({"machine": machine, "sync": sync, "stream": stream, "held": held}, indent=1)
-    )
+    print_table(f"Switchboard crawl benchmark — {machine()}", rows)
+    save("crawl", {"machine": machine(), "sync": sync, "stream": stream, "held": held})
 
 
 if __name__ == "__main__":

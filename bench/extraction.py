@@ -17,8 +17,6 @@ Prints a table and writes bench/out/extraction.json.
 from __future__ import annotations
 
 import glob
-import json
-import platform
 import re
 import time
 import warnings
@@ -28,7 +26,7 @@ from typing import Any
 
 from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
-from bench.ingest_search import REPO
+from bench._common import machine, print_table, save
 from core.ingest.extract import html_to_markdown
 
 SETS = {  # name: (glob, CSS selector of the theme's navigation, at most this many pages)
@@ -141,19 +139,24 @@ def main() -> None:
     def pct(t: dict[str, int], part: str, whole: str) -> str:
         return f"{100 * t[part] / t[whole]:.0f}%" if t[whole] else "–"
 
-    print(f"{len(pages)} pages ({', '.join(SETS)}); {platform.machine()}, Python {platform.python_version()}")
-    head = f"{'extractor':<27}{'set':<22}{'boilerplate left':>17}{'headings (#)':>13}{'(text)':>8}"
-    print(head + f"{'content':>9}{'code fenced':>12}{'pages/s':>9}")
+    rows = [["extractor", "set", "boilerplate left", "headings (#)", "(text)", "content", "code fenced", "pages/s"]]
     for label, r in results.items():
         for where in (*SETS, "all"):
             t = r["totals"][where]
-            row = f"{label:<27}{where:<22}{pct(t, 'nav_left', 'nav'):>17}{pct(t, 'headings_md', 'headings'):>13}"
-            row += f"{pct(t, 'headings_text', 'headings'):>8}{pct(t, 'blocks_kept', 'blocks'):>9}"
-            row += f"{pct(t, 'pre_fenced', 'pre'):>12}"
-            print(row + (f"{r['pages_per_second']:>9.1f}" if where == "all" else ""))
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "extraction.json").write_text(json.dumps({"pages": len(pages), **results}, indent=1))
+            rows.append(
+                [
+                    label,
+                    where,
+                    pct(t, "nav_left", "nav"),
+                    pct(t, "headings_md", "headings"),
+                    pct(t, "headings_text", "headings"),
+                    pct(t, "blocks_kept", "blocks"),
+                    pct(t, "pre_fenced", "pre"),
+                    f"{r['pages_per_second']:.1f}" if where == "all" else "",
+                ]
+            )
+    print_table(f"{len(pages)} pages ({', '.join(SETS)}); {machine()}", rows)
+    save("extraction", {"machine": machine(), "pages": len(pages), **results})
 
 
 if __name__ == "__main__":

@@ -16,20 +16,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import resource
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench._common import (
+    REPO,
+    add_phase_arguments,
+    bench_run,
+    machine,
+    ms,
+    peak_rss_mb,
+    print_table,
+    save,
+    settings_for,
+)
 from bench.corpus import build_corpus
 from core.config import Settings
-from core.embed import create_embedder, offline_minilm_dir
+from core.embed import create_embedder
 from core.ingest.pipeline import chunks_for, embedding_text, ingest
 from core.ingest.sources import discover
 from core.kb import collection_name
@@ -39,22 +43,7 @@ from core.store.rerank import open_reranker
 from core.store.search import SearchOptions, retrieve
 from tests.fakes.rerank_server import FakeReranker
 
-REPO = Path(__file__).resolve().parent.parent
 KB = "bench"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def settings_for(work: Path, port: int, grpc: int) -> Settings:
-    return Settings(
-        _env_file=None,
-        data_dir=work / "data",
-        weaviate_local_port=port,
-        weaviate_local_grpc_port=grpc,
-        embed_model_path=offline_minilm_dir(work / "models"),
-    )
 
 
 async def corpus_chunks(settings: Settings, corpus: Path) -> list[str]:
@@ -136,19 +125,6 @@ def phase_search(settings: Settings, queries: list[str], repeat: int) -> dict[st
     return {"kit": kit, "raw": raw, "reranked": reranked, "rss_mb": peak_rss_mb()}
 
 
-def child(phase: str, work: Path, port: int, grpc: int, extra: dict[str, Any]) -> dict[str, Any]:
-    args = [sys.executable, "-m", "bench.ingest_search", "--phase", phase, "--work", str(work)]
-    args += ["--port", str(port), "--grpc", str(grpc), "--extra", json.dumps(extra)]
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"phase {phase} failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1]
-
-
 def load_queries(limit: int) -> list[str]:
     questions = []
     for name in ("pydoc.jsonl", "sample.jsonl"):
@@ -162,11 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--phase")
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--grpc", type=int)
-    parser.add_argument("--extra", default="{}")
+    add_phase_arguments(parser)
     args = parser.parse_args()
 
     if args.phase:
@@ -181,27 +153,19 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from tests.support.ports import free_port_block
-
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        work = Path(tmp)
-        files = build_corpus(work / "corpus")
-        port, grpc = free_port_block()
-        settings = settings_for(work, port, grpc)
-        local = LocalWeaviate.from_settings(settings)
-        local.start()
-        try:
-            raw = child("raw", work, port, grpc, {})
-            ing = child("ingest", work, port, grpc, {})
-            srch = child("search", work, port, grpc, {"queries": load_queries(args.queries), "repeat": args.repeat})
-        finally:
-            local.stop()
+    with bench_run("switchboard-bench-") as run:
+        files = build_corpus(run.work / "corpus")
+        raw = run.phase("bench.ingest_search", "raw", {})
+        ing = run.phase("bench.ingest_search", "ingest", {})
+        extra = {"queries": load_queries(args.queries), "repeat": args.repeat}
+        srch = run.phase("bench.ingest_search", "search", extra)
+        settings = run.settings
 
     raw_rate = raw["chunks"] / raw["seconds"]
     kit_rate = ing["chunks"] / ing["first"]
-    kit_p50, kit_p95 = percentile(srch["kit"], 50) * 1000, percentile(srch["kit"], 95) * 1000
-    raw_p50, raw_p95 = percentile(srch["raw"], 50) * 1000, percentile(srch["raw"], 95) * 1000
-    rerank_p50 = percentile(srch["reranked"], 50) * 1000
+    kit_p50, kit_p95 = ms(srch["kit"]), ms(srch["kit"], 95)
+    raw_p50, raw_p95 = ms(srch["raw"]), ms(srch["raw"], 95)
+    rerank_p50 = ms(srch["reranked"])
     options_note = f"{settings.rerank_top_n} candidates"
     rows = [
         ("corpus", f"{len(files)} files, {ing['documents']} documents, {ing['chunks']} chunks", "", ""),
@@ -232,16 +196,8 @@ def main() -> None:
             "",
         ),
     ]
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"Switchboard ingest/search benchmark — {machine}, {len(srch['kit'])} queries per side")
-    width = [max(len(str(r[i])) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, width, strict=True)))
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "ingest_search.json").write_text(
-        json.dumps({"machine": machine, "raw": raw, "ingest": ing, "search": srch}, indent=1)
-    )
+    print_table(f"Switchboard ingest/search benchmark — {machine()}, {len(srch['kit'])} queries per side", rows)
+    save("ingest_search", {"machine": machine(), "raw": raw, "ingest": ing, "search": srch})
 
 
 if __name__ == "__main__":

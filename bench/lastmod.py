@@ -18,19 +18,16 @@ import argparse
 import asyncio
 import json
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+from bench._common import bench_run, machine, print_table, save
 from bench.crawl import Counting, HashEmbedder, site_process
-from bench.ingest_search import REPO, settings_for
 from core.config import Settings
 from core.ingest.pipeline import IngestReport, ingest
 from core.ingest.registry import Registry
 from core.ingest.sync import sync_source
 from core.store.client import Store, open_store
-from core.store.local import LocalWeaviate
 
 MODES = ("lastmod", "validators", "download")
 
@@ -87,35 +84,33 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=5000)
     parser.add_argument("--changed", type=int, default=50)
     args = parser.parse_args()
-    from tests.support.ports import free_port_block
-
-    with tempfile.TemporaryDirectory(prefix="switchboard-lastmod-bench-") as tmp:
-        port, grpc = free_port_block()
-        base_settings = settings_for(Path(tmp), port, grpc)
-        local = LocalWeaviate.from_settings(base_settings)
-        local.start()
-        try:
-            # No delay between requests: the measure is the mechanism; at CRAWL_DELAY_SECONDS each request the
-            # sync makes costs that much more (reported as the floor at the default politeness).
-            update = {"ingest_allowed_hosts": ("127.0.0.1",), "crawl_delay_seconds": 0.0}
-            settings = base_settings.model_copy(update=update)
-            results = asyncio.run(run(settings, args.pages, args.changed))
-        finally:
-            local.stop()
+    with bench_run("switchboard-lastmod-bench-") as bench:
+        # No delay between requests: the measure is the mechanism; at CRAWL_DELAY_SECONDS each request the
+        # sync makes costs that much more (reported as the floor at the default politeness).
+        update = {"ingest_allowed_hosts": ("127.0.0.1",), "crawl_delay_seconds": 0.0}
+        results = asyncio.run(run(bench.settings.model_copy(update=update), args.pages, args.changed))
     delay = Settings(_env_file=None).crawl_delay_seconds
-    print(f"{args.pages}-URL sitemap, {args.changed} pages changed; hashing embedder; delay 0 (floor at {delay:g} s)")
-    print("mode        phase   seconds  floor s  requests (by status)            texts embedded  not downloaded")
+    rows = [["mode", "phase", "seconds", f"floor at {delay:g} s", "requests (by status)", "embedded", "not downloaded"]]
     for mode in MODES:
         for phase in ("first", "resync"):
             r = results[mode][phase]
-            requests = ", ".join(f"{n}×{s}" for s, n in sorted(r["requests"].items()))
             # The old path (`download`) is not paced at all; the sources' page requests are, the sitemap's not.
             paced = 0 if mode == "download" else sum(r["requests"].values()) - 1
-            row = f"{mode:<11} {phase:<7} {r['seconds']:7.1f}  {paced * delay:7.0f}  {requests:<32} "
-            print(row + f"{r['embedded']:>14}  {r['skipped']:>14}")
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "lastmod.json").write_text(json.dumps({"pages": args.pages, "changed": args.changed, **results}, indent=1))
+            requests = ", ".join(f"{n}×{s}" for s, n in sorted(r["requests"].items()))
+            rows.append(
+                [
+                    mode,
+                    phase,
+                    f"{r['seconds']:.1f}",
+                    f"{paced * delay:.0f}",
+                    requests,
+                    str(r["embedded"]),
+                    str(r["skipped"]),
+                ]
+            )
+    title = f"{args.pages}-URL sitemap, {args.changed} pages changed; hashing embedder, delay 0 — {machine()}"
+    print_table(title, rows)
+    save("lastmod", {"machine": machine(), "pages": args.pages, "changed": args.changed, **results})
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.widget_load import REPO, demo_setup, over_http, pct, server_env
+from bench._common import ms, print_table, save
+from bench.widget_load import demo_setup, over_http, server_env
 from tests.support.cli import serve_process
 from tests.support.redis_server import redis_server
 
@@ -34,8 +34,8 @@ def run(env: dict[str, str], work: Path, replicas: int, n: int, turns: int) -> d
         wall = time.perf_counter() - started
     return {
         "answers_per_s": len(first) / wall,
-        "first_p50": pct(first, 50),
-        "first_p95": pct(first, 95),
+        "first_p50": ms(first, 50),
+        "first_p95": ms(first, 95),
         "errors": errors,
         "wall_s": wall,
     }
@@ -68,16 +68,12 @@ def main() -> None:
             for name, r in (("1 replica + SQLite", single), ("2 replicas + Redis", shared))
         ),
     ]
-    print(
+    title = (
         f"Switchboard replicas: {platform.machine()}, {os.cpu_count()} cores, {n} concurrent conversations × "
         f"{turns} turns over the widget SSE API, fast fake LLM"
     )
-    width = [max(len(r[i]) for r in rows) for i in range(5)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "replicas.json").write_text(json.dumps({"single": single, "replicas": shared, "n": n, "turns": turns}))
+    print_table(title, rows)
+    save("replicas", {"single": single, "replicas": shared, "n": n, "turns": turns})
 
 
 if __name__ == "__main__":

@@ -20,11 +20,8 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,7 +35,7 @@ from weaviate.classes.data import DataObject
 from weaviate.classes.query import HybridFusion
 from weaviate.collections import CollectionAsync
 
-from bench.ingest_search import settings_for
+from bench._common import bench_run, machine, save
 from bench.qa_sets import DEFAULT_OUT
 from core.config import Settings
 from core.embed import Embedder, create_embedder
@@ -49,7 +46,6 @@ from core.store.local import LocalWeaviate
 from core.store.nodes import local_client
 from core.store.search import SearchOptions, retrieve
 
-REPO = Path(__file__).resolve().parent.parent
 K = 5
 FETCH = max(K, MRR_DEPTH) * 4  # naive chunks per query, as core.evaluate fetches them with no cap
 NAIVE_SIZE, NAIVE_OVERLAP = 1000, 200
@@ -300,23 +296,12 @@ def main() -> None:
     if not set_dirs:
         sys.exit(f"no QA sets under {args.sets}: run scripts/bench-data.sh (or python -m bench.qa_sets build)")
 
-    from tests.support.ports import free_port_block
-
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        settings = settings_for(Path(tmp), *free_port_block())
-        local = LocalWeaviate.from_settings(settings)
-        local.start()
-        try:
-            results = asyncio.run(run_all(set_dirs, settings, local))
-        finally:
-            local.stop()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(report(results, machine))
+    with bench_run("switchboard-bench-") as run:
+        results = asyncio.run(run_all(set_dirs, run.settings, run.local))
+    print(report(results, machine()))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "retrieval.json").write_text(json.dumps({"machine": machine, "sets": results}, indent=1))
+    save("retrieval", {"machine": machine(), "sets": results})
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
 import time
 
 import httpx
 
+from bench._common import ms
 from bench.widget_load import demo_setup, over_http, server_env
 from tests.fakes.teams_server import APP_ID, APP_PASSWORD, TENANT, FakeTeams
 from tests.support.cli import serve_process
@@ -57,10 +57,6 @@ def teams_answer(url: str, teams: FakeTeams, scope: str) -> tuple[float, float]:
     first, total, typing = teams.wait_for(finished)
     TYPING.append(typing)
     return first, total
-
-
-def ms(values: list[float], q: int = 50) -> float:
-    return (statistics.median(values) if q == 50 else statistics.quantiles(values, n=100)[q - 1]) * 1000
 
 
 def main() -> None:

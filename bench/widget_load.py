@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from bench._common import REPO, ms, print_table, save, settings_for
 from bench.answer import vm_hwm_mb
-from bench.ingest_search import REPO, settings_for
 from core.answer.assistant import open_assistant
 from core.config import Settings
 from core.embed import create_embedder
@@ -41,10 +39,6 @@ from widget.apikeys import ApiKeys
 
 QUESTION = "Which port does the Kestrel dashboard listen on?"
 ANSWER = [f"token{i} " for i in range(20)] + ["[1]."]
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000
 
 
 async def direct(n: int, settings: Settings) -> list[float]:
@@ -166,29 +160,24 @@ def main() -> None:
         ("conversations / errors", f"{n} concurrent", f"{errors} errors", ""),
         (
             "time to first event p50",
-            f"server {pct(first, 50):.0f} ms",
-            f"direct answer() {pct(direct_first, 50):.0f} ms",
-            f"added {pct(first, 50) - pct(direct_first, 50):+.0f} ms",
+            f"server {ms(first, 50):.0f} ms",
+            f"direct answer() {ms(direct_first, 50):.0f} ms",
+            f"added {ms(first, 50) - ms(direct_first, 50):+.0f} ms",
         ),
         (
             "time to first event p95",
-            f"server {pct(first, 95):.0f} ms",
-            f"direct answer() {pct(direct_first, 95):.0f} ms",
-            f"added {pct(first, 95) - pct(direct_first, 95):+.0f} ms",
+            f"server {ms(first, 95):.0f} ms",
+            f"direct answer() {ms(direct_first, 95):.0f} ms",
+            f"added {ms(first, 95) - ms(direct_first, 95):+.0f} ms",
         ),
-        ("total per answer p50 / p95", f"{pct(total, 50):.0f} / {pct(total, 95):.0f} ms", "", ""),
+        ("total per answer p50 / p95", f"{ms(total, 50):.0f} / {ms(total, 95):.0f} ms", "", ""),
         ("server peak RSS", f"{rss:.0f} MB", "", ""),
     ]
     surface = "OpenAI-compatible API" if args.surface == "api" else "widget SSE API"
-    print(f"Switchboard {surface} load: {platform.machine()}, {os.cpu_count()} cores, fast fake LLM (21 chunks)")
-    width = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / f"{args.surface}_load.json").write_text(
-        json.dumps({"first": first, "total": total, "direct_first": direct_first, "errors": errors, "rss_mb": rss})
-    )
+    title = f"Switchboard {surface} load: {platform.machine()}, {os.cpu_count()} cores, fast fake LLM (21 chunks)"
+    print_table(title, rows)
+    result = {"first": first, "total": total, "direct_first": direct_first, "errors": errors, "rss_mb": rss}
+    save(f"{args.surface}_load", result)
 
 
 async def ingest_demo(settings: Settings) -> None:

@@ -114,6 +114,23 @@ class Settings(BaseSettings):
     # Questions, answers and feedback older than this are purged from the answer log (empty: kept).
     answer_log_retention_days: int | None = Field(None, ge=1, validation_alias="ANSWER_LOG_RETENTION_DAYS")
 
+    # Voice (core.voice). Speech-to-text: any OpenAI-compatible /v1/audio/transcriptions endpoint; without
+    # STT_BASE_URL, the offline Whisper base model of the `voice` extra if installed, else speech-to-text is off.
+    stt_base_url: str | None = Field(None, validation_alias="STT_BASE_URL")
+    stt_model: str = Field("whisper-1", validation_alias="STT_MODEL")
+    stt_api_key: SecretStr | None = Field(None, validation_alias="STT_API_KEY")
+    # Text-to-speech: any OpenAI-compatible /v1/audio/speech endpoint; without TTS_BASE_URL, espeak-ng (offline).
+    tts_base_url: str | None = Field(None, validation_alias="TTS_BASE_URL")
+    tts_model: str = Field("tts-1", validation_alias="TTS_MODEL")
+    tts_voice: str = Field("alloy", validation_alias="TTS_VOICE")
+    tts_api_key: SecretStr | None = Field(None, validation_alias="TTS_API_KEY")
+    tts_espeak_voice: str = Field("en-us", validation_alias="TTS_ESPEAK_VOICE")
+    tts_max_chars: int = Field(2000, ge=1, le=4096, validation_alias="TTS_MAX_CHARS")  # 4096: OpenAI's limit
+    voice_max_mb: float = Field(10.0, gt=0, le=25, validation_alias="VOICE_MAX_MB")  # 25: OpenAI's upload limit
+    voice_max_seconds: float = Field(120.0, gt=0, validation_alias="VOICE_MAX_SECONDS")
+    # The longest wait for a speech service, and for one ffmpeg/espeak-ng run.
+    voice_timeout: float = Field(60.0, gt=0, validation_alias="VOICE_TIMEOUT")
+
     # Shared state for several replicas (history, rate limits, session secret, event de-duplication).
     # Empty: SQLite files and in-memory limits under the data directory (one machine).
     redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
@@ -215,6 +232,8 @@ _OPTIONAL_KEYS = (
     "embed_api_key",
     "llm_api_key",
     "rerank_api_key",
+    "stt_api_key",
+    "tts_api_key",
     "confluence_api_token",
     "notion_token",
 )

@@ -61,3 +61,31 @@ class AnswerFailed(SwitchboardError):
 
 class CuratedError(SwitchboardError):
     """A curated answer (or a file of them) is invalid: empty, too long, or a bad line."""
+
+
+class VoiceError(SwitchboardError):
+    """Speech could not be transcribed or synthesised: the speech service failed, timed out or is not set up."""
+
+
+class VoiceNotConfigured(VoiceError):
+    """No speech-to-text (or text-to-speech) service is available: STT_BASE_URL / TTS_BASE_URL is not set."""
+
+
+class VoiceRejected(VoiceError):
+    """The input itself is unusable (a surface answers 4xx with this message): see the subclasses."""
+
+
+class NotAudio(VoiceRejected):
+    """The upload is not audio ffprobe can read."""
+
+
+class AudioTooLarge(VoiceRejected):
+    """The upload is over VOICE_MAX_MB."""
+
+
+class AudioTooLong(VoiceRejected):
+    """The recording lasts longer than VOICE_MAX_SECONDS."""
+
+
+class TextTooLong(VoiceRejected):
+    """The text to speak is over TTS_MAX_CHARS."""

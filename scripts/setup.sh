@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="offline,local,web,slack,telegram,discord,whatsapp,teams,connectors"
+extras="offline,local,web,slack,telegram,discord,whatsapp,teams,connectors,voice"
 dev=false
 if [ "${1:-}" = "--dev" ]; then extras="$extras,dev"; dev=true; fi
 
@@ -26,11 +26,12 @@ npm ci --prefix widget --no-audit --no-fund --loglevel=error
 npm run --prefix widget --silent build
 
 # Tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used), and run
-# every shared-state test against a real redis-server too.
-if $dev && ! { command -v chromium && command -v redis-server; } >/dev/null 2>&1; then
+# every shared-state test against a real redis-server too. Voice (core.voice) converts audio with ffmpeg and
+# speaks offline with espeak-ng.
+if $dev && ! { command -v chromium && command -v redis-server && command -v ffmpeg && command -v espeak-ng; } >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then sudo=""; else need sudo "installing chromium and redis-server"; sudo=sudo; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium redis-server ffmpeg espeak-ng >/dev/null
 fi
 
 # The Weaviate server: reuse a built or cached binary; else build it from the Go module proxy where Go is

@@ -294,6 +294,8 @@ def test_cli_source_history_and_sync_watch(cli_env: dict[str, str], tmp_path: Pa
         watching.kill()
     assert watching.returncode == 0, stderr.decode()
     assert "stopped" in stdout.decode() and "synced source" in stderr.decode()
+    # The scheduler logs the counts as the CLI prints them (core.ingest.pipeline.count_summary).
+    assert "2 documents (0 unchanged); chunks 2 added, 0 updated, 0 unchanged, 0 deleted" in stderr.decode()
     listed = json.loads(run(cli_env, "source", "history", source_id, "--json", cwd=tmp_path).stdout)
     [run_] = listed["history"]
     assert (run_["documents"], run_["added"], run_["error"]) == (2, 2, None)

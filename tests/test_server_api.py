@@ -77,6 +77,8 @@ def test_sessions_follow_the_origin_policy(web: RunningServer, host_site: tuple[
         "color": "#0f766e",
         "avatar": None,
         "position": "right",
+        "voice": False,  # no `voice = true` in its widget table
+        "speech": False,
     }
     assert session(web, web.url).status_code == 200  # the server's own pages
     refused = session(web, "https://evil.example")

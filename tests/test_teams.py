@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import struct
+import subprocess
+import tarfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import jwt
 import pytest
 from pydantic import SecretStr
@@ -33,7 +37,7 @@ from core.config import Settings
 from core.errors import ConfigError
 from tests.conftest import StateBackend, real_errors, shared, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.teams_server import APP_ID, APP_PASSWORD, BOT, TENANT, Call, FakeTeams, _key
+from tests.fakes.teams_server import APP_ID, APP_PASSWORD, BOT, TENANT, WEBCHAT_KEY_ID, Call, FakeTeams, _key
 from tests.servers import RunningServer, run_server
 from tests.support import REPO
 from tests.support.adapters import adapter_settings
@@ -162,6 +166,23 @@ def test_unsigned_wrongly_signed_expired_or_misaddressed_tokens_are_refused_befo
     time.sleep(1)
     assert teams.of(event["conversation"]["id"]) == [], "nothing answered"
     assert not real_errors(caplog.records)
+
+
+def test_an_activity_from_a_channel_its_signing_key_is_not_endorsed_for_is_refused(
+    server: RunningServer, teams: FakeTeams, fake_llm: FakeOpenAI
+) -> None:
+    """The fake's webchat key is a published Bot Framework key, endorsed only for webchat: it signs for that
+    channel, not for msteams."""
+    webchat = teams.token(key=teams.webchat_key, kid=WEBCHAT_KEY_ID)
+    event = teams.activity(QUESTION)
+    refused = send(server, teams, event, token=webchat)
+    assert refused.status_code == 401
+    assert "not endorsed for channel 'msteams'" in refused.json()["detail"]
+    fake_llm.enqueue(Reply(chunks=["".join(ANSWER)]))
+    own = teams.activity(QUESTION, channelId="webchat")
+    assert send(server, teams, own, token=webchat).status_code == 200
+    wait_final(teams, own["conversation"]["id"])
+    assert teams.of(event["conversation"]["id"]) == [], "the refused activity is not answered"
 
 
 # --- answering ------------------------------------------------------------------------------------------------
@@ -448,6 +469,46 @@ def test_the_app_manifest_matches_what_the_bot_does() -> None:
     assert "ChannelMessage.Read.Group" in permissions
     assert _png_size(folder / manifest["icons"]["color"]) == (192, 192)
     assert _png_size(folder / manifest["icons"]["outline"]) == (32, 32)
+
+
+# Microsoft's JSON schemas for the app manifest ship in the npm package @microsoft/app-manifest (MIT): fetched
+# once with npm at test setup into the ignored tests/output/, not committed.
+SCHEMA_PACKAGE = "@microsoft/app-manifest@1.1.2"
+SCHEMA_CACHE = REPO / "tests" / "output" / "app-manifest-schemas"
+
+
+@pytest.fixture(scope="module")
+def manifest_schema() -> dict[str, Any]:
+    manifest = json.loads((REPO / "docs" / "teams" / "manifest.json").read_text())
+    version = manifest["manifestVersion"]
+    path = SCHEMA_CACHE / "package" / "build" / "json-schemas" / "teams" / f"v{version}" / "MicrosoftTeams.schema.json"
+    if not path.exists():
+        npm = shutil.which("npm")
+        # Fail, not skip: scripts/setup.sh installs npm, so a missing one is a broken setup.
+        assert npm is not None, f"npm is needed to fetch the manifest schema ({SCHEMA_PACKAGE})"
+        SCHEMA_CACHE.mkdir(parents=True, exist_ok=True)
+        packed = subprocess.run(
+            [npm, "pack", SCHEMA_PACKAGE, "--pack-destination", str(SCHEMA_CACHE), "--json", "--loglevel=error"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        tarball = SCHEMA_CACHE / json.loads(packed.stdout)[0]["filename"]
+        with tarfile.open(tarball) as archive:
+            archive.extractall(SCHEMA_CACHE, filter="data")
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def test_the_app_manifest_is_valid_against_microsofts_schema(manifest_schema: dict[str, Any]) -> None:
+    """As the Teams Toolkit does, the ${{TEAMS_APP_ID}} placeholder is filled in before validating."""
+    text = (REPO / "docs" / "teams" / "manifest.json").read_text().replace("${{TEAMS_APP_ID}}", APP_ID)
+    manifest = json.loads(text)
+    validator = jsonschema.validators.validator_for(manifest_schema)(manifest_schema)
+    assert [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(manifest)] == []
+    broken = {**manifest, "bots": [{**manifest["bots"][0], "scopes": ["everywhere"]}]}
+    assert not validator.is_valid(broken), "the schema checks what the manifest says"
 
 
 def test_the_endpoint_is_mounted_only_when_teams_is_configured(teams: FakeTeams) -> None:

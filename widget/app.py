@@ -39,6 +39,8 @@ from widget.ratelimit import create_rate_limits
 from widget.routes import router
 from widget.sessions import SessionTokens, signing_secret
 from widget.settings import WebSettings
+from widget.voice import TRANSCRIBE_PATH
+from widget.voice import router as voice_router
 from widget.webhooks import Webhooks
 
 logger = logging.getLogger(__name__)
@@ -203,6 +205,7 @@ def create_app(
     if docs:
         install_docs(app)
     app.include_router(router)
+    app.include_router(voice_router)
     app.include_router(admin.api())
     app.include_router(admin_curated.router)
     app.include_router(admin_stats.router)
@@ -228,6 +231,7 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         wider={
             admin.UPLOAD_PATH: settings.admin_upload_bytes,
+            TRANSCRIBE_PATH: int(settings.voice_max_mb * 1024 * 1024),
             **webhooks.body_limits,
             # API clients resend whole conversations and long system prompts.
             r"/v1/.*|/mcp": settings.api_max_body_bytes,

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.answer.profiles import BotProfile
+from core.voice import VoiceInfo
 
 
 class WidgetBot(BaseModel):
@@ -19,9 +20,11 @@ class WidgetBot(BaseModel):
     color: str = Field("#4f46e5", pattern=r"^(#[0-9a-fA-F]{3,8}|[a-z]+|rgba?\([0-9., %]+\))$")
     avatar: str | None = Field(None, pattern=r"^https?://")
     position: Literal["right", "left"] = "right"
+    # The microphone (speech-to-text into the input) and "read aloud" on answers (widget.voice).
+    voice: bool = False
 
-    def public(self, profile: BotProfile) -> dict[str, str | None]:
-        """What a page may see: no origins, no prompts."""
+    def public(self, profile: BotProfile, voice: VoiceInfo) -> dict[str, str | bool | None]:
+        """What a page may see: no origins, no prompts; voice only where this server has the service for it."""
         return {
             "name": profile.name,
             "title": self.title or profile.persona,
@@ -29,4 +32,6 @@ class WidgetBot(BaseModel):
             "color": self.color,
             "avatar": self.avatar,
             "position": self.position,
+            "voice": self.voice and voice.stt is not None,
+            "speech": self.voice and voice.tts is not None,
         }

@@ -98,7 +98,7 @@ async def _rate_limit(state: StateDep, kind: str, key: str) -> None:
         )
 
 
-async def _limit_session(state: StateDep, request: Request, session: Session) -> None:
+async def limit_session(state: StateDep, request: Request, session: Session) -> None:
     """Every call a widget session makes counts against its network address's and its own limits."""
     await _rate_limit(state, "ip", client_ip(request))
     await _rate_limit(state, "session", session.identity)
@@ -129,7 +129,7 @@ async def create_session(body: SessionRequest, request: Request, state: StateDep
     reply = {
         "token": token,
         "expires_in": state.tokens.ttl,
-        "bot": state.bots[profile.name].public(profile),
+        "bot": state.bots[profile.name].public(profile, state.assistant.voice),
         "max_message_chars": state.settings.max_message_chars,  # the widget's input limit follows the server's
     }
     if user_id is not None:  # a verified user's latest conversation follows them to a new browser
@@ -185,7 +185,7 @@ async def chat(body: ChatRequest, request: Request, session: SessionDep, state: 
         raise HTTPException(422, "message is empty")
     if len(text) > state.settings.max_message_chars:
         raise HTTPException(422, f"message is longer than {state.settings.max_message_chars} characters")
-    await _limit_session(state, request, session)
+    await limit_session(state, request, session)
     message = Message(
         text=text,
         channel="widget",
@@ -207,7 +207,7 @@ async def history(
     state: StateDep,
     conversation_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{8,64}$")],
 ) -> dict[str, Any]:
-    await _limit_session(state, request, session)
+    await limit_session(state, request, session)
     records = await state.assistant.transcript("widget", session.conversation_key(conversation_id))
     return {
         "messages": [
@@ -226,7 +226,7 @@ async def history(
 
 @router.delete("/api/conversations/{conversation_id}", status_code=204)
 async def forget(conversation_id: ConversationId, request: Request, session: SessionDep, state: StateDep) -> Response:
-    await _limit_session(state, request, session)
+    await limit_session(state, request, session)
     # Gone from every store: the model's memory, the transcript /api/history and /api/session hand back, feedback.
     await forget_conversation(state.assistant, "widget", session.conversation_key(conversation_id))
     return Response(status_code=204)
@@ -234,7 +234,7 @@ async def forget(conversation_id: ConversationId, request: Request, session: Ses
 
 @router.post("/api/feedback", status_code=204)
 async def feedback(body: FeedbackRequest, request: Request, session: SessionDep, state: StateDep) -> Response:
-    await _limit_session(state, request, session)
+    await limit_session(state, request, session)
     own = ("widget", session.conversation_key(""))
     if not await state.assistant.rate(body.answer_id, body.rating, body.comment, within=own):
         raise HTTPException(404, "no such answer in this session")

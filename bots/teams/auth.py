@@ -2,8 +2,11 @@
 
 Inbound: every request Teams sends carries `Authorization: Bearer <JWT>`, signed by the Bot Framework (RS256,
 keys published at the `jwks_uri` of TEAMS_OPENID_URL), issued by https://api.botframework.com, for the bot's
-app id. It is checked on the raw header, before the body is read; the activity's serviceUrl must then be the
-one the token names (so a token for one service cannot send the bot's own token somewhere else).
+app id. It is checked on the raw header, before the body is read; then the activity must match it: its
+serviceUrl must be the one the token names (so a token for one service cannot send the bot's own token
+somewhere else), and its channelId one that the signing key is endorsed for (each key in the JWKS lists the
+channels it may sign for in `endorsements`, so a key for one channel cannot vouch for another's activities;
+as in the Bot Framework SDKs, a key that lists none is not restricted).
 
 Outbound: the Bot Connector API wants the bot's own token, obtained with client credentials from the login
 endpoint (the bot's tenant, or botframework.com for a multi-tenant bot) and reused until shortly before it
@@ -22,6 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -40,6 +44,39 @@ class Unauthorized(Exception):
     """Why a request is not the Bot Framework's (the 401's reason)."""
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A request's verified token: its claims, and the channels its signing key is endorsed for (None: any)."""
+
+    claims: dict[str, Any]
+    endorsements: frozenset[str] | None
+
+    def check(self, *, service_url: str, channel_id: str) -> None:
+        """Raises Unauthorized unless the activity (its serviceUrl and channelId) is one this token may send."""
+        if self.claims.get("serviceurl") != service_url:
+            raise Unauthorized("the activity's serviceUrl is not the one its token was issued for")
+        if self.endorsements is not None and channel_id not in self.endorsements:
+            raise Unauthorized(f"the token's signing key is not endorsed for channel {channel_id!r}")
+
+
+class _KeySet(jwt.PyJWKClient):
+    """PyJWKClient keeping what its PyJWK objects drop: each key's `endorsements`, by key id."""
+
+    def __init__(self, uri: str, **options: Any):
+        super().__init__(uri, **options)
+        self.endorsements: dict[str, frozenset[str]] = {}
+
+    def fetch_data(self) -> Any:  # PyJWKClient's documented hook: every (re)fetch of the key set goes through it
+        data = super().fetch_data()
+        keys = data.get("keys")  # PyJWKSet rejects a set without a list of keys after this returns
+        self.endorsements = {
+            str(k["kid"]): frozenset(map(str, k["endorsements"]))
+            for k in (keys if isinstance(keys, list) else [])
+            if isinstance(k, dict) and "kid" in k and isinstance(k.get("endorsements"), list)
+        }
+        return data
+
+
 class InboundAuth:
     """Checks Teams' bearer tokens against the published signing keys, the issuer and the bot's app id."""
 
@@ -47,18 +84,18 @@ class InboundAuth:
         self.http = http
         self.openid_url = openid_url
         self.app_id = app_id
-        self._keys: jwt.PyJWKClient | None = None
+        self._keys: _KeySet | None = None
         self._fetched = 0.0
         self._lock = asyncio.Lock()
 
-    async def _jwks(self) -> jwt.PyJWKClient:
+    async def _jwks(self) -> _KeySet:
         async with self._lock:
             if self._keys is None or time.monotonic() - self._fetched > METADATA_TTL:
                 response = await self.http.get(self.openid_url)
                 response.raise_for_status()
                 # PyJWKClient caches the key set and refetches it for a key id it has not seen, at most once per
                 # cooldown: tokens with made-up key ids cannot turn into a stream of requests to Microsoft.
-                self._keys = jwt.PyJWKClient(
+                self._keys = _KeySet(
                     response.json()["jwks_uri"],
                     cache_keys=True,
                     lifespan=METADATA_TTL,
@@ -68,8 +105,8 @@ class InboundAuth:
                 self._fetched = time.monotonic()
             return self._keys
 
-    async def claims(self, headers: Mapping[str, str]) -> dict[str, Any]:
-        """The verified claims of the request's token; raises Unauthorized with the reason."""
+    async def verify(self, headers: Mapping[str, str]) -> Verified:
+        """The request's token, verified; raises Unauthorized with the reason."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("missing Authorization: Bearer token")
@@ -90,7 +127,7 @@ class InboundAuth:
             logger.warning("could not read Teams' signing keys from %s: %s", self.openid_url, exc)
             raise Unauthorized("the signing keys could not be read") from None
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 key.key,
                 algorithms=["RS256"],
@@ -101,6 +138,7 @@ class InboundAuth:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
+        return Verified(claims, keys.endorsements.get(str(key.key_id)))
 
 
 class BotToken:

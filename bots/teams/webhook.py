@@ -69,16 +69,17 @@ class TeamsWebhook:
 
     async def handle(self, auth: InboundAuth, bot: TeamsBot, body: bytes, headers: Mapping[str, str]) -> WebhookReply:
         try:
-            claims = await auth.claims(headers)
+            verified = await auth.verify(headers)
         except Unauthorized as exc:
             return refuse("teams", 401, str(exc))
         try:
             activity = Activity.model_validate(json.loads(body))
         except (ValidationError, ValueError, TypeError) as exc:
             return unreadable("teams", exc)
-        if claims.get("serviceurl") != activity.service_url:
-            # Replies go to the activity's serviceUrl with the bot's own token: only where the token says.
-            return refuse("teams", 401, "the activity's serviceUrl is not the one its token was issued for")
+        try:
+            verified.check(service_url=activity.service_url, channel_id=activity.channel_id)
+        except Unauthorized as exc:
+            return refuse("teams", 401, str(exc))
         if activity.type == "invoke":
             status, content = await bot.invoke(activity)
             return WebhookReply.json(status, content)

@@ -56,6 +56,7 @@ from core.types import (
     Turn,
     shown_source,
 )
+from core.voice import Speech, Voice, VoiceInfo, open_voice
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Assistant:
         redis: Redis | None = None,
         reranker: Reranker | None = None,
         curated: CuratedAnswers | None = None,
+        voice: Voice | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -105,6 +107,8 @@ class Assistant:
         self.curated = curated  # operators' own answers, given instead of generated ones when a question matches
         self.redis = redis  # the process's client for state shared with other replicas (rate limits, de-dup)
         self.in_flight = InFlight()  # every answer of this process, for a graceful shutdown
+        # Speech in and out (core.voice); without one, both directions are off.
+        self._voice = voice or Voice(settings=settings, transcriber=None, speaker=None)
 
     def profile(self, bot: str | None) -> BotProfile:
         try:
@@ -145,6 +149,19 @@ class Assistant:
     def model(self) -> str:
         """The model answers are written with, as a person reads it."""
         return self.llm.model if self.llm else "none: answers quote passages"
+
+    @property
+    def voice(self) -> VoiceInfo:
+        """Which speech services this process has (None where a direction is off)."""
+        return self._voice.info
+
+    async def transcribe(self, audio: bytes, *, filename: str = "audio", content_type: str = "") -> str:
+        """A recording's words, within VOICE_MAX_MB / VOICE_MAX_SECONDS (core.voice.Voice.transcribe's errors)."""
+        return await self._voice.transcribe(audio, filename=filename, content_type=content_type)
+
+    async def speak(self, text: str, *, voice_note: bool = False) -> Speech:
+        """`text` as audio, within TTS_MAX_CHARS (core.voice.Voice.speak's errors); `voice_note`: OGG/Opus."""
+        return await self._voice.speak(text, voice_note=voice_note)
 
     async def drain(self) -> None:
         """On shutdown: let the answers in flight finish, for at most SHUTDOWN_GRACE_SECONDS."""
@@ -403,6 +420,7 @@ async def open_assistant(
         store = await stack.enter_async_context(open_store(settings, keep_running=keep_running))
         llm = await stack.enter_async_context(open_llm(settings, keep_running=keep_running))
         reranker = await stack.enter_async_context(open_reranker(settings))
+        voice = await stack.enter_async_context(open_voice(settings))
         history = create_history(settings, redis)
         await history.purge_expired()  # retention at startup, then on writes (at most hourly)
         await answers.purge_expired()
@@ -417,4 +435,5 @@ async def open_assistant(
             redis=redis,
             reranker=reranker,
             curated=create_curated(settings, embedder),
+            voice=voice,
         )

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
 from core.embed import Embedder
@@ -30,6 +30,9 @@ from core.metrics import INGEST_CHUNKS, INGESTS, counted
 from core.store.client import Store
 from core.store.schema import StoredChunk, chunk_uuid
 from core.types import Chunk
+
+if TYPE_CHECKING:  # registry imports this module
+    from core.ingest.registry import SyncRun
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,16 @@ class IngestReport:
     deleted: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def count_summary(report: IngestReport | SyncRun) -> str:
+    """What an ingest or a recorded sync did, in one line: the CLI prints it, the scheduler logs it."""
+    skipped = f", {report.documents_skipped} not downloaded" if report.documents_skipped else ""
+    pruned = f", {report.documents_pruned} pruned" if report.documents_pruned else ""
+    return (
+        f"{report.documents} documents ({report.documents_unchanged} unchanged{skipped}{pruned}); chunks "
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted"
+    )
 
 
 def doc_id_for(source: str) -> str:

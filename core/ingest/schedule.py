@@ -27,6 +27,7 @@ from core.config import Settings
 from core.embed import Embedder
 from core.errors import IngestStopped, SwitchboardError
 from core.ingest.lease import Leases, lease, new_holder
+from core.ingest.pipeline import count_summary
 from core.ingest.registry import Registry, Source, SourceNotFound, every_seconds
 from core.ingest.sync import Synced, sync_source
 from core.store.client import Store
@@ -113,18 +114,12 @@ class SyncScheduler:
         run = synced.run
         logger.log(
             logging.WARNING if run.error else logging.INFO,
-            "synced source %s (%s → %s) in %.1f s: %d documents (%d unchanged, %d pruned), chunks %d added, "
-            "%d updated, %d deleted%s",
+            "synced source %s (%s → %s) in %.1f s: %s%s",
             source.id,
             source.target,
             source.kb,
             run.finished_at - run.started_at,
-            run.documents,
-            run.documents_unchanged,
-            run.documents_pruned,
-            run.added,
-            run.updated,
-            run.deleted,
+            count_summary(run),
             f"; {run.error}" if run.error else "",
         )
         return synced

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -18,10 +18,6 @@ from typer.core import TyperGroup
 
 from core.config import Settings, get_settings
 from core.errors import IngestStopped, SwitchboardError
-
-if TYPE_CHECKING:  # imported lazily at run time, like every command's core modules
-    from core.ingest.pipeline import IngestReport
-    from core.ingest.registry import SyncRun
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard: one RAG assistant, every channel.")
 kb_app = typer.Typer(no_args_is_help=True, help="Manage knowledge bases.")
@@ -153,17 +149,6 @@ def _stop_on_sigterm() -> asyncio.Event:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     return stop
-
-
-def _counts(report: IngestReport | SyncRun) -> str:
-    """What an ingest or a sync did, in one line."""
-    skipped = f", {report.documents_skipped} not downloaded" if report.documents_skipped else ""
-    pruned = f", {report.documents_pruned} pruned" if report.documents_pruned else ""
-    return (
-        f"{report.documents} documents ({report.documents_unchanged} unchanged{skipped}{pruned}); chunks "
-        f"{report.added} added, "
-        f"{report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted"
-    )
 
 
 def _when(seconds: float | None) -> str:

@@ -20,7 +20,6 @@ from switchboard.cli.base import (
     KBOption,
     MaxPagesOption,
     PrefixOption,
-    _counts,
     _crawl_options,
     _embedder,
     _fail,
@@ -52,6 +51,7 @@ def ingest(
 ) -> None:
     """Add or update documents in a knowledge base (only changed chunks are embedded)."""
     from core.ingest.crawl import CrawlOptions
+    from core.ingest.pipeline import count_summary
     from core.ingest.websync import ingest_inputs
     from core.store.client import open_store
 
@@ -85,7 +85,7 @@ def ingest(
                 )
 
     report = _run(go)
-    out.print(f"[bold]{name}[/bold]: {_counts(report)} in {report.seconds:.1f}s", highlight=False)
+    out.print(f"[bold]{name}[/bold]: {count_summary(report)} in {report.seconds:.1f}s", highlight=False)
     for source, reason in report.failures:
         err.print(f"[yellow]skipped[/yellow] {escape(source)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if report.failures:

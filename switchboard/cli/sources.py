@@ -20,7 +20,6 @@ from switchboard.cli.base import (
     KBOption,
     MaxPagesOption,
     PrefixOption,
-    _counts,
     _crawl_options,
     _embedder,
     _fail,
@@ -52,7 +51,9 @@ def _outcome(run: SyncRun | None) -> str:
         return "never synced"
     if run.error and not run.documents:
         return f"failed: {run.error}"
-    return _counts(run) + (f"; {run.error}" if run.error else "")
+    from core.ingest.pipeline import count_summary
+
+    return count_summary(run) + (f"; {run.error}" if run.error else "")
 
 
 @source_app.command("add")

@@ -1,16 +1,24 @@
-"""The loopback HTTP server under the small JSON fakes: `serve`/`shut` for any handler (the reranker's), and
-FakeService for the SaaS connector fakes (Confluence, Notion, Google Drive): one thread serving whatever `handle`
-answers, with every request recorded, so a test can check which calls the real client made."""
+"""The loopback servers under the fakes: `serve`/`shut` for any handler (the reranker's); FakeService for the
+request/response fakes (Confluence, Notion, Google Drive, Telegram, WhatsApp): one thread serving whatever `handle`
+answers, with every request recorded, so a test can check which calls the real client made; AioService for the
+fakes that also hold websockets or streams (Slack, Teams): an aiohttp application on its own thread and event loop,
+so code under test talks to it over real sockets whichever loop it runs on; `wait_until` for a test to poll a
+fake's record."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import json
 import threading
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import web
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class FakeService:
     def paths(self, method: str = "GET") -> list[str]:
         return [r.path for r in self.requests if r.method == method]
 
-    def start(self) -> FakeService:
+    def start(self) -> Self:
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -101,3 +109,58 @@ def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.Thre
 def shut(server: http.server.ThreadingHTTPServer) -> None:
     server.shutdown()
     server.server_close()
+
+
+class AioService:
+    """Serves the aiohttp routes a subclass adds in `routes`; `host` is loopback unless a subclass says otherwise."""
+
+    host: str = "127.0.0.1"
+    _loop: asyncio.AbstractEventLoop
+    _runner: web.AppRunner
+    _port: int
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._port}"
+
+    def start(self) -> Self:
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
+        if not started.wait(10):
+            raise RuntimeError(f"{type(self).__name__} did not start")
+        return self
+
+    def stop(self) -> None:
+        self.run(self._runner.cleanup())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def run(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """Runs `work` on the server's loop (where its websockets live) and waits for it."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(10)
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, 0)
+        self._loop.run_until_complete(site.start())
+        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        started.set()
+        self._loop.run_forever()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, record: Callable[[], object]) -> Any:
+    """Polls `predicate` until it is truthy and returns that; on timeout fails with what the fake recorded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s; calls so far: {record()}")

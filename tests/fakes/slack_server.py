@@ -2,7 +2,7 @@
 (`/hooks/<name>`) and a Socket Mode websocket (`/link`, handed out by `apps.connections.open`).
 
 Every call and every envelope ack is recorded; a method can be told to answer 429 with Retry-After. Tests
-run it in its own thread and event loop, so the code under test talks to it over real sockets.
+run it in its own thread and event loop (tests.fakes.rest.AioService).
 
 The streaming methods (chat.startStream/appendStream/stopStream) keep each streamed message's state and check
 their arguments as Slack documents them: the recipient team and user are required, Markdown is limited to
@@ -12,17 +12,17 @@ their arguments as Slack documents them: the recipient team and user are require
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.rest import AioService, wait_until
 
 TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
@@ -51,7 +51,7 @@ class Stream:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(AioService):
     calls: list[Call] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)
     rate_limited: dict[str, int] = field(default_factory=dict)  # method → how many 429s are still to come
@@ -63,22 +63,6 @@ class FakeSlack:
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> FakeSlack:
-        self._loop = asyncio.new_event_loop()
-        started = threading.Event()
-        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
-        if not started.wait(10):
-            raise RuntimeError("the fake Slack did not start")
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
 
     @property
     def api_url(self) -> str:
@@ -99,7 +83,7 @@ class FakeSlack:
 
     def send(self, envelope: dict[str, Any]) -> None:
         """Push a Socket Mode envelope to every connected client."""
-        asyncio.run_coroutine_threadsafe(self._broadcast(envelope), self._loop).result(10)
+        self.run(self._broadcast(envelope))
 
     def of(self, method: str, **match: Any) -> list[Call]:
         with self._lock:
@@ -107,29 +91,14 @@ class FakeSlack:
         return [c for c in calls if c.method == method and all(c.params.get(k) == v for k, v in match.items())]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s; calls: {[(c.method, c.params) for c in self.calls]}")
+        return wait_until(predicate, timeout, lambda: [(c.method, c.params) for c in self.calls])
 
     # --- the server ---------------------------------------------------------------------------------------
 
-    def _serve(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/hooks/{name}", self._hook)
         app.router.add_get("/link", self._socket)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, 0)
-        self._loop.run_until_complete(site.start())
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        started.set()
-        self._loop.run_forever()
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]

@@ -1,7 +1,8 @@
 """A fake Microsoft Teams on loopback, speaking the real protocols: the Entra token endpoint (client
-credentials), the Bot Framework's OpenID metadata and JWKS (a locally generated RSA key, which also signs the
-activities tests send), and the Bot Connector REST API v3 (send an activity to a conversation, reply to one,
-update one). Every connector call is recorded with its bearer token; a wrong token gets a 401.
+credentials), the Bot Framework's OpenID metadata and JWKS (a locally generated RSA key endorsed for msteams,
+which also signs the activities tests send, and `webchat_key`, endorsed only for webchat), and the Bot
+Connector REST API v3 (send an activity to a conversation, reply to one, update one). Every connector call is
+recorded with its bearer token; a wrong token gets a 401.
 
 Teams' streaming protocol is checked as documented: streaming activities are typing activities with a
 streaminfo entity, the first informative without a stream id, later ones naming the stream with a growing
@@ -11,7 +12,6 @@ answers every new stream with 403, as Teams does where streaming is not allowed.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
 import time
@@ -24,11 +24,14 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.rest import AioService, wait_until
+
 APP_ID = "00000000-0000-4000-8000-00000000b07a"
 APP_PASSWORD = "test-app-password"
 TENANT = "11111111-2222-4333-8444-555555555555"
 ISSUER = "https://api.botframework.com"
 KEY_ID = "fake-key-1"
+WEBCHAT_KEY_ID = "fake-key-webchat"  # a Bot Framework key that signs only for another channel
 BOT = f"28:{APP_ID}"  # the bot's account in activities
 
 
@@ -48,33 +51,22 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def _jwk(key: rsa.RSAPrivateKey) -> dict[str, Any]:
+    return jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+
+
 @dataclass
-class FakeTeams:
+class FakeTeams(AioService):
     calls: list[Call] = field(default_factory=list)
     tokens_issued: list[str] = field(default_factory=list)
     refuse_streams: bool = False
     keys_fetched: int = 0  # GETs of the JWKS
     rate_limited: int = 0  # how many Bot Connector calls are still to be answered 429 (Retry-After: 0)
     key: rsa.RSAPrivateKey = field(default_factory=_key)
+    webchat_key: rsa.RSAPrivateKey = field(default_factory=_key)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream id → sequence, finished
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> FakeTeams:
-        self._loop = asyncio.new_event_loop()
-        started = threading.Event()
-        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
-        if not started.wait(10):
-            raise RuntimeError("the fake Teams did not start")
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def service_url(self) -> str:
@@ -163,32 +155,17 @@ class FakeTeams:
         ]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s; calls: {[(c.method, c.body) for c in self.calls]}")
+        return wait_until(predicate, timeout, lambda: [(c.method, c.body) for c in self.calls])
 
     # --- the server ---------------------------------------------------------------------------------------
 
-    def _serve(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get("/v1/.well-known/openidconfiguration", self._openid)
         app.router.add_get("/v1/.well-known/keys", self._keys)
         app.router.add_post("/teams/v3/conversations/{conversation}/activities", self._activity)
         app.router.add_post("/teams/v3/conversations/{conversation}/activities/{id}", self._activity)
         app.router.add_put("/teams/v3/conversations/{conversation}/activities/{id}", self._activity)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        started.set()
-        self._loop.run_forever()
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -219,8 +196,11 @@ class FakeTeams:
 
     async def _keys(self, request: web.Request) -> web.Response:
         self.keys_fetched += 1
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return web.json_response({"keys": [{**jwk, "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]}]})
+        keys = [
+            {**_jwk(self.key), "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]},
+            {**_jwk(self.webchat_key), "kid": WEBCHAT_KEY_ID, "use": "sig", "endorsements": ["webchat"]},
+        ]
+        return web.json_response({"keys": keys})
 
     async def _activity(self, request: web.Request) -> web.Response:
         conversation, activity_id = request.match_info["conversation"], request.match_info.get("id")

@@ -9,9 +9,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.fakes.rest import FakeService, Reply, Request, wait_until
 
 BOT = {"id": 999, "is_bot": True, "first_name": "Kestrel", "username": "kestrel_bot"}
 TOKEN = "999:TEST-token"
@@ -32,7 +33,7 @@ class Failure:
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(FakeService):
     calls: list[Call] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
@@ -40,41 +41,14 @@ class FakeTelegram:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
     _update_ids: itertools.count = field(default_factory=lambda: itertools.count(1000))  # type: ignore[type-arg]
 
-    def start(self) -> FakeTelegram:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                method = self.path.rsplit("/", 1)[-1]
-                status, payload = fake._handle(method, _params(self.headers.get("Content-Type", ""), body))
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
     def stop(self) -> None:
-        with self._cond:
+        with self._cond:  # wakes the long polls, so the server can shut down
             self._cond.notify_all()
-        self._server.shutdown()
+        super().stop()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/bot"
+        return f"{super().base_url}/bot"
 
     # --- scripting ---------------------------------------------------------------------------------------
 
@@ -155,18 +129,15 @@ class FakeTelegram:
         ]
 
     def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                methods = [
-                    (c.method, str(c.params.get("text", ""))[:60]) for c in self.calls if c.method != "getUpdates"
-                ]
-                raise AssertionError(f"timed out; calls so far: {methods}")
-            time.sleep(0.05)
+        wait_until(predicate, timeout, lambda: [(c.method, str(c.params.get("text", ""))[:60]) for c in self.calls])
 
     # --- the Bot API ---------------------------------------------------------------------------------------
 
-    def _handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def handle(self, request: Request) -> Reply:
+        method = request.path.rsplit("/", 1)[-1]
+        return Reply.json(*self._answer(method, _params(request.headers.get("content-type", ""), request.body)))
+
+    def _answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self._cond:
             queued = self.failures.get(method)
             failure = queued.pop(0) if queued else None

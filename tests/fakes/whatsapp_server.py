@@ -12,8 +12,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.rest import FakeService, Reply, Request, wait_until
 
 TOKEN = "EAAG-test-permanent-token"
 APP_SECRET = "test-app-secret"
@@ -56,42 +57,11 @@ OUTSIDE_WINDOW = Failure(400, 131047, "(#131047) Re-engagement message")
 
 
 @dataclass
-class FakeWhatsApp:
+class FakeWhatsApp(FakeService):
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
-
-    def start(self) -> FakeWhatsApp:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, payload = fake._handle(self.path, self.headers.get("Authorization", ""), body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # --- scripting ---------------------------------------------------------------------------------------
 
@@ -108,15 +78,14 @@ class FakeWhatsApp:
         return [c for c in list(self.calls) if c.payload.get("message_id") == message_id]
 
     def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; calls so far: {[(c.kind, c.text[:60]) for c in self.calls]}")
-            time.sleep(0.05)
+        wait_until(predicate, timeout, lambda: [(c.kind, c.text[:60]) for c in self.calls])
 
     # --- the Graph API -------------------------------------------------------------------------------------
 
-    def _handle(self, path: str, authorization: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def handle(self, request: Request) -> Reply:
+        return Reply.json(*self._answer(request.path, request.headers.get("authorization", ""), request.body))
+
+    def _answer(self, path: str, authorization: str, body: bytes) -> tuple[int, dict[str, Any]]:
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != VERSION or parts[2] != "messages":
             return 400, _error(100, f"Unsupported post request: {path}")

@@ -10,6 +10,7 @@
 import { marked } from 'marked';
 import DOMPurify from 'dompurify';
 import CSS_TEXT from './widget.css';
+import { createMic, createPlayer } from './voice.js';
 
 export const VERSION = '0.1.0';
 
@@ -345,6 +346,8 @@ const ICONS = {
   copy: ['M9 9h11v11H9z', 'M5 15H4V4h11v1'],
   check: ['M5 12.5l4.5 4.5L19 7.5'],
   external: ['M14 4h6v6', 'M20 4l-9 9', 'M18 14v5a1 1 0 0 1-1 1H5a1 1 0 0 1-1-1V7a1 1 0 0 1 1-1h5'],
+  mic: ['M12 3a3 3 0 0 1 3 3v6a3 3 0 0 1-6 0V6a3 3 0 0 1 3-3z', 'M5 11a7 7 0 0 0 14 0', 'M12 18v3'],
+  speaker: ['M4 9h4l5-4v14l-5-4H4z', 'M16 9a4 4 0 0 1 0 6', 'M18.5 6.5a7.5 7.5 0 0 1 0 11'],
   up: ['M3 10h4v11H3z', 'M7 10l4-7c1.6 0 2.6 1.1 2.3 2.7L12.6 9H19a2 2 0 0 1 2 2.3l-1.2 7.4A2.5 2.5 0 0 1 17.3 21H7'],
 };
 
@@ -552,10 +555,24 @@ function mount(opts) {
   const inputLabel = h('label', { class: 'sb-visually-hidden', for: 'sb-input', text: 'Type your message' });
   const sendBtn = iconButton('send', 'Send message', { 'data-testid': 'sb-send' });
   sendBtn.className = 'sb-send';
-  const composer = h('form', { class: 'sb-composer', novalidate: true }, inputLabel, input, sendBtn);
+  // Voice (widget/src/voice.js): shown once the session says this bot has it.
+  const mic = createMic({
+    h,
+    iconButton,
+    authed: (path, init) => authed(path, init),
+    httpError,
+    errorText,
+    onText(text) {
+      input.value = input.value.trim() ? `${input.value.trim()} ${text}` : text;
+      autosize();
+      input.focus();
+    },
+  });
+  const player = createPlayer();
+  const composer = h('form', { class: 'sb-composer', novalidate: true }, inputLabel, input, mic.button, sendBtn);
   sendBtn.type = 'submit';
 
-  panel.append(header, log, composer);
+  panel.append(header, log, mic.status, composer);
   root.appendChild(panel);
 
   // ---- state ----
@@ -617,6 +634,7 @@ function mount(opts) {
     root.setAttribute('data-position', position === 'left' ? 'left' : 'right');
 
     if (welcomeEl) fillWelcome(welcomeEl);
+    mic.setAvailable(cfg.voice === true);
   }
 
   function welcomeText() {
@@ -848,6 +866,9 @@ function mount(opts) {
       setTimeout(() => copyBtn.replaceChildren(icon('copy')), 1800);
     });
     actions.appendChild(copyBtn);
+    if (state.config && state.config.speech === true) {
+      actions.appendChild(player.readAloudButton(markdown, { iconButton, authed, httpError, say }));
+    }
 
     if (answerId != null && answerId !== '') {
       const upBtn = iconButton('up', 'Helpful answer', { 'data-testid': 'sb-thumb-up', 'aria-pressed': 'false' });
@@ -969,13 +990,14 @@ function mount(opts) {
   // ---- HTTP ----
   async function request(path, { method = 'GET', body, auth = false, signal, accept = 'application/json' } = {}) {
     const headers = { Accept: accept };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const raw = typeof Blob !== 'undefined' && body instanceof Blob; // a recording, sent as it is
+    if (body !== undefined) headers['Content-Type'] = raw ? body.type || 'application/octet-stream' : 'application/json';
     if (auth) headers.Authorization = `Bearer ${state.token}`;
     try {
       return await fetch(base + path, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined || raw ? body : JSON.stringify(body),
         mode: 'cors',
         credentials: 'omit',
         cache: 'no-store',
@@ -1284,6 +1306,8 @@ function mount(opts) {
   function closePanel() {
     if (!floating || !state.open) return;
     state.open = false;
+    mic.cancel();
+    player.stop();
     panel.hidden = true;
     root.setAttribute('data-open', 'false');
     launcher.setAttribute('aria-expanded', 'false');

@@ -1,0 +1,218 @@
+"""core.voice: speech through a fake OpenAI-compatible audio server (the real `openai` client and multipart), the
+offline paths (espeak-ng, the packaged Whisper model when installed), and every way input is refused."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import Settings
+from core.errors import (
+    AudioTooLarge,
+    AudioTooLong,
+    NotAudio,
+    TextTooLong,
+    VoiceError,
+    VoiceNotConfigured,
+    VoiceRejected,
+)
+from core.voice import Voice, audio, open_voice, whisper
+from core.voice.audio import decode, to_ogg_opus
+from core.voice.espeak import EspeakSpeaker
+from tests.fakes.openai_audio_server import FakeOpenAIAudio
+
+SPOKEN = "Hello. How do I reset my password for the admin console? The link in the email expired."
+
+
+def espeak_wav(text: str) -> bytes:
+    return subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True, timeout=30).stdout
+
+
+def ffmpeg(audio: bytes, *args: str) -> bytes:
+    """Re-encode `audio` (stdin → stdout), as a phone or a browser would have recorded it."""
+    command = ["ffmpeg", "-v", "error", "-i", "-", *args, "-"]
+    return subprocess.run(command, input=audio, capture_output=True, check=True, timeout=30).stdout
+
+
+@pytest.fixture(scope="module")
+def note() -> bytes:
+    return espeak_wav(SPOKEN)  # about 6 seconds of speech
+
+
+@pytest.fixture(scope="module")
+def audio_api() -> Iterator[FakeOpenAIAudio]:
+    fake = FakeOpenAIAudio()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset(request: pytest.FixtureRequest) -> None:
+    if "audio_api" in request.fixturenames:
+        fake = request.getfixturevalue("audio_api")
+        fake.fail, fake.uploads[:], fake.speeches[:] = False, [], []
+
+
+def voice_settings(tmp_path: Path, **extra: Any) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp_path, **extra)
+
+
+def remote(audio_api: FakeOpenAIAudio, tmp_path: Path, **extra: Any) -> Settings:
+    return voice_settings(
+        tmp_path, stt_base_url=audio_api.v1, stt_api_key="sk-stt", stt_model="whisper-large-v3",
+        tts_base_url=audio_api.v1, tts_api_key="sk-tts", tts_model="tts-1-hd", tts_voice="nova", **extra,
+    )  # fmt: skip
+
+
+async def test_transcribes_through_an_openai_compatible_endpoint(
+    audio_api: FakeOpenAIAudio, tmp_path: Path, note: bytes
+) -> None:
+    async with open_voice(remote(audio_api, tmp_path)) as voice:
+        assert voice.info.stt == "whisper-large-v3"
+        text = await voice.transcribe(note, filename="note.wav", content_type="audio/wav")
+    assert text == audio_api.transcript
+    (upload,) = audio_api.uploads
+    assert upload.fields == {"model": "whisper-large-v3"}
+    assert (upload.filename, upload.audio, upload.authorization) == ("note.wav", note, "Bearer sk-stt")
+
+
+async def test_a_telegram_voice_note_is_sent_as_recorded(audio_api: FakeOpenAIAudio, tmp_path: Path, note: bytes):
+    """OGG/Opus is a format the endpoint reads: sent unchanged, named .ogg whatever the upload was called."""
+    ogg = await to_ogg_opus(note, timeout=30)
+    async with open_voice(remote(audio_api, tmp_path)) as voice:
+        assert await voice.transcribe(ogg, filename="file_12.oga", content_type="audio/ogg") == audio_api.transcript
+    (upload,) = audio_api.uploads
+    assert (upload.filename, upload.audio) == ("file_12.ogg", ogg)
+
+
+async def test_other_formats_are_converted_to_wav(audio_api: FakeOpenAIAudio, tmp_path: Path, note: bytes) -> None:
+    sun_au = ffmpeg(note, "-f", "au")  # a container the endpoint does not read
+    async with open_voice(remote(audio_api, tmp_path)) as voice:
+        await voice.transcribe(sun_au, filename="note.au", content_type="audio/basic")
+    (upload,) = audio_api.uploads
+    assert upload.filename == "audio.wav" and upload.audio.startswith(b"RIFF")
+    assert (await decode(upload.audio, max_seconds=60, timeout=30)).seconds == pytest.approx(
+        (await decode(note, max_seconds=60, timeout=30)).seconds, abs=0.1
+    )
+
+
+async def test_speaks_through_an_openai_compatible_endpoint(audio_api: FakeOpenAIAudio, tmp_path: Path) -> None:
+    async with open_voice(remote(audio_api, tmp_path)) as voice:
+        assert voice.info.tts == "tts-1-hd (nova)"
+        speech = await voice.speak("Open Settings, then Security.")
+    assert speech.content_type == "audio/mpeg" and speech.audio.startswith((b"ID3", b"\xff"))
+    assert audio_api.speeches == [
+        {"model": "tts-1-hd", "voice": "nova", "input": "Open Settings, then Security.", "response_format": "mp3"}
+    ]
+
+
+async def test_a_failing_service_is_a_voice_error(audio_api: FakeOpenAIAudio, tmp_path: Path, note: bytes) -> None:
+    audio_api.fail = True
+    async with open_voice(remote(audio_api, tmp_path)) as voice:
+        with pytest.raises(VoiceError, match="speech-to-text service failed") as stt:
+            await voice.transcribe(note)
+        with pytest.raises(VoiceError, match="text-to-speech service failed") as tts:
+            await voice.speak("hello")
+    assert not isinstance(stt.value, VoiceRejected) and not isinstance(tts.value, VoiceRejected)
+
+
+async def test_espeak_speaks_offline(tmp_path: Path) -> None:
+    async with open_voice(voice_settings(tmp_path)) as voice:  # no TTS_BASE_URL
+        assert voice.info.tts == "espeak-ng (en-us)"
+        speech = await voice.speak("-v Your order has shipped.")  # a leading dash is text, not an option
+    assert speech.content_type == "audio/wav" and speech.audio[8:12] == b"WAVE"
+    assert int.from_bytes(speech.audio[4:8], "little") == len(speech.audio) - 8  # the header's real length
+    assert (await decode(speech.audio, max_seconds=60, timeout=30)).seconds > 1.0
+
+
+async def test_a_voice_note_reply_is_ogg_opus(tmp_path: Path) -> None:
+    async with open_voice(voice_settings(tmp_path)) as voice:
+        speech = await voice.speak("Your order has shipped.", voice_note=True)
+    assert speech.content_type == "audio/ogg" and speech.audio.startswith(b"OggS") and b"OpusHead" in speech.audio[:100]
+
+
+async def test_a_missing_tool_is_a_voice_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, note: bytes) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither espeak-ng nor ffmpeg on it
+    with pytest.raises(VoiceError, match=r"espeak-ng is not installed \(apt install espeak-ng\)"):
+        await EspeakSpeaker(voice="en-us", timeout=10).speak("hello")
+    with pytest.raises(VoiceError, match=r"ffprobe is not installed \(apt install ffmpeg\)"):
+        await decode(note, max_seconds=60, timeout=10)
+
+
+async def test_too_large_is_refused_before_anything_runs(
+    audio_api: FakeOpenAIAudio, tmp_path: Path, note: bytes
+) -> None:
+    async with open_voice(remote(audio_api, tmp_path, voice_max_mb=0.05)) as voice:
+        with pytest.raises(AudioTooLarge, match=r"the limit is 0.05 MB"):
+            await voice.transcribe(note)
+    assert audio_api.uploads == []
+
+
+@pytest.mark.parametrize("header", ["declared", "none"])
+async def test_too_long_is_refused(
+    audio_api: FakeOpenAIAudio, tmp_path: Path, note: bytes, header: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By the duration the header declares, and by the decoded length when it declares none (MediaRecorder's WebM
+    is written as a stream, with no Duration element)."""
+    if header == "none":
+        probe = audio._probe
+        monkeypatch.setattr(audio, "_probe", lambda path, timeout: _undeclared(probe(path, timeout)))
+    async with open_voice(remote(audio_api, tmp_path, voice_max_seconds=3)) as voice:
+        with pytest.raises(AudioTooLong, match="the limit" if header == "declared" else "more than 3 s"):
+            await voice.transcribe(note)
+    assert audio_api.uploads == []
+
+
+async def _undeclared(probed: Awaitable[tuple[str, float | None]]) -> tuple[str, None]:
+    container, _ = await probed
+    return container, None
+
+
+@pytest.mark.parametrize("data", [b"hello, not audio", b"\x89PNG\r\n\x1a\n" + bytes(200), b""])
+async def test_not_audio_is_refused(audio_api: FakeOpenAIAudio, tmp_path: Path, data: bytes) -> None:
+    async with open_voice(remote(audio_api, tmp_path)) as voice:
+        with pytest.raises(NotAudio, match="not audio"):
+            await voice.transcribe(data)
+    assert audio_api.uploads == []
+
+
+async def test_text_too_long_or_empty_is_refused(tmp_path: Path) -> None:
+    async with open_voice(voice_settings(tmp_path, tts_max_chars=20)) as voice:
+        with pytest.raises(TextTooLong, match="at most 20"):
+            await voice.speak("x" * 21)
+        with pytest.raises(TextTooLong, match="no text"):
+            await voice.speak("   ")
+
+
+async def test_without_any_service_voice_says_what_to_set(tmp_path: Path, note: bytes) -> None:
+    voice = Voice(settings=voice_settings(tmp_path), transcriber=None, speaker=None)
+    assert (voice.info.stt, voice.info.tts) == (None, None)
+    with pytest.raises(VoiceNotConfigured, match=r"speech-to-text is not configured.*STT_BASE_URL"):
+        await voice.transcribe(note)
+    with pytest.raises(VoiceNotConfigured, match=r"text-to-speech is not configured.*TTS_BASE_URL"):
+        await voice.speak("hello")
+
+
+async def test_stt_is_off_without_an_endpoint_or_the_offline_model(
+    tmp_path: Path, note: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(whisper, "available", lambda: False)  # as without the `voice` extra
+    async with open_voice(voice_settings(tmp_path)) as voice:
+        assert voice.info.stt is None
+        with pytest.raises(VoiceNotConfigured):
+            await voice.transcribe(note)
+
+
+@pytest.mark.skipif(not whisper.available(), reason="the offline model (switchboard[voice]) is not installed")
+async def test_offline_whisper_transcribes_a_real_recording(tmp_path: Path, note: bytes) -> None:
+    ogg = await to_ogg_opus(note, timeout=30)
+    async with open_voice(voice_settings(tmp_path)) as voice:
+        assert voice.info.stt == whisper.MODEL_NAME
+        text = await voice.transcribe(ogg, filename="voice.oga", content_type="audio/ogg")
+    assert "reset my password" in text.lower() and "admin console" in text.lower()
+    assert (tmp_path / "models" / "whisper-base-ct2" / "model.bin").stat().st_size > 100_000_000

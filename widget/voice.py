@@ -1,0 +1,87 @@
+"""The widget's voice endpoints, for bots whose `[bots.NAME.widget]` table says `voice = true`:
+
+- `POST /api/transcribe`: the recording as the request body (any audio type: MediaRecorder's WebM/Opus, MP4, OGG,
+  WAV) → `{"text": …}`, for the visitor to send or edit;
+- `POST /api/speech`: `{"text": …}` → the text read aloud (audio/wav from espeak-ng, audio/mpeg from an endpoint).
+
+Both take the widget session's token and count against its rate limits. Refusals say why: 403 voice off, 413 too
+large, 422 too long (or text too long), 400 not audio, 503 no speech service, 502 the service failed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from core.errors import (
+    AudioTooLarge,
+    AudioTooLong,
+    NotAudio,
+    TextTooLong,
+    VoiceError,
+    VoiceNotConfigured,
+    VoiceRejected,
+)
+from widget.deps import SessionDep, StateDep
+from widget.routes import limit_session
+from widget.sessions import Session
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+TRANSCRIBE_PATH = "/api/transcribe"
+# The longest text a request may carry: TTS_MAX_CHARS applies on top (422 with the limit).
+_MAX_SPEECH_CHARS = 4096
+
+
+class SpeechRequest(BaseModel):
+    text: str = Field(max_length=_MAX_SPEECH_CHARS)
+
+
+def _status(error: VoiceError) -> int:
+    match error:
+        case AudioTooLarge():
+            return 413
+        case AudioTooLong() | TextTooLong():
+            return 422
+        case NotAudio():
+            return 400
+        case VoiceNotConfigured():
+            return 503
+        case VoiceRejected():
+            return 422
+    return 502  # the speech service failed: not this server's fault, nor the visitor's
+
+
+async def _voice_session(request: Request, session: Session, state: StateDep) -> None:
+    if not state.bots[session.bot].voice:
+        raise HTTPException(403, "voice is not enabled for this assistant")
+    await limit_session(state, request, session)
+
+
+@router.post(TRANSCRIBE_PATH)
+async def transcribe(request: Request, session: SessionDep, state: StateDep) -> dict[str, str]:
+    await _voice_session(request, session, state)
+    audio = await request.body()  # at most VOICE_MAX_MB: the body limit for this path (widget.app)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    try:
+        text = await state.assistant.transcribe(audio, filename="recording", content_type=content_type)
+    except VoiceError as exc:
+        if not isinstance(exc, VoiceRejected | VoiceNotConfigured):
+            logger.warning("transcription failed: %s", exc)
+        raise HTTPException(_status(exc), str(exc)) from None
+    return {"text": text}
+
+
+@router.post("/api/speech")
+async def speech(body: SpeechRequest, request: Request, session: SessionDep, state: StateDep) -> Response:
+    await _voice_session(request, session, state)
+    try:
+        spoken = await state.assistant.speak(body.text)
+    except VoiceError as exc:
+        if not isinstance(exc, VoiceRejected | VoiceNotConfigured):
+            logger.warning("text-to-speech failed: %s", exc)
+        raise HTTPException(_status(exc), str(exc)) from None
+    return Response(spoken.audio, media_type=spoken.content_type, headers={"Cache-Control": "no-store"})
