@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from bench._common import REPO, add_phase_arguments, bench_run, machine, peak_rss_mb, print_table, save, settings_for
@@ -69,16 +70,36 @@ def links_of(i: int, pages: int) -> list[str]:
     return [*children, "/p/0/", f"/p/{max(i - 1, 0)}#top", f"/p/{min(i + 1, pages - 1)}/", "/private/x"]
 
 
+def lastmod_sitemap(site: Site, pages: int) -> str:
+    """/sitemap.xml with each page's <lastmod> (its Last-Modified), as a docs generator writes it."""
+
+    def entry(i: int) -> str:
+        when = datetime.fromtimestamp(site.pages[f"/p/{i}"].modified, UTC).isoformat()
+        return f"<url><loc>{site.base}/p/{i}</loc><lastmod>{when}</lastmod></url>"
+
+    return f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{"".join(map(entry, range(pages)))}</urlset>'
+
+
 def serve(pages: int) -> None:
-    """The site in this process: prints its base URL, then applies `change I` lines read from stdin."""
+    """The site in this process: prints its base URL, then applies lines read from stdin: `change I` (a new
+    version of page I, its <lastmod> in /lastmod.xml moved on), `log` (prints the requests since the last `log`
+    by status, as JSON)."""
     with serve_site(build_site(pages)) as site:
         sitemap = site.pages["/sitemap.xml"]
         sitemap.body = sitemap.body.replace(b"{base}", site.base.encode())
         sitemap.content_type = "application/xml"
+        site.put("/lastmod.xml", lastmod_sitemap(site, pages), "application/xml")
         print(site.base, flush=True)
         for line in sys.stdin:
+            if line.startswith("log"):
+                log, site.log[:] = list(site.log), []
+                print(
+                    json.dumps({str(s): sum(1 for _, got in log if got == s) for s in {s for _, s in log}}), flush=True
+                )
+                continue
             i = int(line.split()[1])
             site.put(f"/p/{i}", page(f"Page {i}", text_of(i, version=1), links_of(i, pages)) + CHROME)
+            site.put("/lastmod.xml", lastmod_sitemap(site, pages), "application/xml")
             print("ok", flush=True)
 
 
@@ -92,6 +113,9 @@ def site_process(pages: int) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 class Counting(Wrapped):

@@ -7,16 +7,17 @@ core.ingest functions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.config import Settings
 from core.embed import Embedder
 from core.ingest.lease import Lease
-from core.ingest.pipeline import IngestReport, Progress, ingest, ingest_found
+from core.ingest.pipeline import IngestReport, Progress, ingest_found
 from core.ingest.registry import Registry, Source
 from core.ingest.sources import Found
 from core.ingest.sync import Synced, sync_source
+from core.ingest.websync import ingest_inputs
 from core.store.client import Store
 from core.store.schema import DocumentInfo, KBStats
 
@@ -47,11 +48,20 @@ class Knowledge:
         *,
         kb: str,
         prune: bool = False,
+        crawl: Mapping[str, object] | None = None,
         progress: Progress | None = None,
     ) -> IngestReport:
-        """Files, directories, URLs or sitemaps, as `switchboard ingest` takes them."""
-        return await ingest(
-            self.store, self.embedder, inputs, kb=kb, settings=self.settings, prune=prune, progress=progress
+        """Files, directories, URLs or sitemaps, or with `crawl` (core.ingest.crawl.CrawlOptions) one start URL,
+        as `switchboard ingest` takes them: unchanged web pages are skipped before download."""
+        return await ingest_inputs(
+            self.store,
+            self.embedder,
+            inputs,
+            kb=kb,
+            settings=self.settings,
+            prune=prune,
+            crawl=crawl,
+            progress=progress,
         )
 
     async def ingest_found(self, found: Found, *, kb: str, progress: Progress | None = None) -> IngestReport:

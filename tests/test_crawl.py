@@ -227,6 +227,60 @@ async def test_a_failing_hub_or_sitemap_prunes_nothing(
         await store.delete_kb(sitemap_kb)
 
 
+async def test_meta_robots_and_x_robots_tag(
+    site: Site, tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    """noindex: not ingested (its links still followed), and removed once a stored page says it, even without
+    prune; nofollow / none / rel=nofollow: links not followed; directives for another crawler ignored."""
+    robots = '<meta name="robots" content="{}">'
+    site.put("/", page("Home", "Start.", ["/hidden", "/leaf", "/header", "/other", "/ours", "/later"]))
+    site.put("/hidden", page("Hidden", "Hub page.", ["/hidden/child"], head=robots.format("noindex, follow")))
+    site.put("/hidden/child", page("Child", "Herons below a noindex hub."))
+    site.put("/leaf", page("Leaf", "Storks.", ["/leaf/child"], head=robots.format("NoFollow")))
+    site.put("/leaf/child", page("Leaf child", "Never reached."))
+    said = {"X-Robots-Tag": "noindex, nofollow"}
+    site.put("/header", page("Header", "Said in a header.", ["/header/child"]), headers=said)
+    site.put("/header/child", page("Header child", "Never reached."))
+    nofollow_link = '<a rel="nofollow" href="/login">log in</a>'
+    other = '<meta name="googlebot" content="noindex">'
+    site.put("/other", page("Other", f"Owls. {nofollow_link}", head=other), headers={"X-Robots-Tag": "bingbot: none"})
+    site.put("/login", page("Login", "Never reached."))
+    site.put("/ours", page("Ours", "Cranes.", ["/ours/child"], head='<meta name="SwitchboardBot" content="none">'))
+    site.put("/ours/child", page("Ours child", "Never reached."))
+    site.put("/later", page("Later", "Kingfishers."))
+    settings = loopback_allowed(settings).model_copy(update={"crawl_delay_seconds": 0})
+    registry = Registry(tmp_path / "sources.sqlite3")
+    source = await registry.add(
+        kb=kb, target=f"{site.base}/", sitemap=False, prune=False, every=None, crawl=True, options={"depth": 3}
+    )
+    first = await sync_source(registry, store, embedder, source, settings=settings)
+    base = site.base
+    assert await stored_sources(store, kb) == {
+        f"{base}{p}" for p in ("/", "/hidden/child", "/leaf", "/other", "/later")
+    }
+    fetched = site.bodies()
+    assert not {"/leaf/child", "/header/child", "/login", "/ours/child"} & set(fetched) and "/hidden/child" in fetched
+    assert first.run.documents == 5 and first.run.error is None
+
+    site.put("/later", page("Later", "Kingfishers, now hidden.", head=robots.format("noindex")))
+    again = await sync_source(registry, store, embedder, source, settings=settings)
+    assert f"{base}/later" not in await stored_sources(store, kb)  # removed without prune: the page asked
+    assert again.run.documents_pruned == 1 and again.run.documents_skipped == 4
+
+    site.put(
+        "/map.xml",
+        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>{base}/header</loc>'
+        f"</url><url><loc>{base}/hidden</loc></url><url><loc>{base}/leaf</loc></url></urlset>",
+        "application/xml",
+    )
+    mapped = await registry.add(kb=f"{kb}_map", target=f"{base}/map.xml", sitemap=True, prune=True, every=None)
+    try:
+        await sync_source(registry, store, embedder, mapped, settings=settings)
+        assert await stored_sources(store, f"{kb}_map") == {f"{base}/leaf"}
+    finally:
+        await store.delete_kb(f"{kb}_map")
+
+
 def test_url_key_folds_variants() -> None:
     keys = {
         url_key(u)

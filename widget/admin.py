@@ -29,6 +29,7 @@ from core.ingest.pipeline import IngestReport, Progress
 from core.ingest.sources import check_url
 from core.kb import validate_kb_name
 from core.types import Citation
+from widget.crawl_body import CrawlIn
 from widget.deps import AssistantDep, KnowledgeDep, ServerState, StateDep
 from widget.jobs import Job, JobKind, JobState
 from widget.uploads import UploadRejected, UploadTooLarge, check_uploads, ingest_staged, remove_upload, stage
@@ -231,9 +232,9 @@ class ConversationsOut(BaseModel):
     conversations: list[ConversationOut]
 
 
-class UrlsIn(BaseModel):
+class UrlsIn(CrawlIn):
     urls: list[Annotated[str, Field(max_length=2000)]] = Field(min_length=1, max_length=100)
-    prune: bool = Field(False, description="Also remove documents these URLs (sitemaps) no longer list")
+    prune: bool = Field(False, description="Also remove documents these URLs (sitemaps, the crawl) no longer list")
 
 
 # --- routes -----------------------------------------------------------------------------------------------
@@ -298,17 +299,23 @@ async def submit_upload(kb: str, form: FormData, state: ServerState) -> JobOut:
 
 @router.post("/kbs/{kb}/urls", status_code=202, responses=_errors(400, 422))
 async def submit_urls(kb: KB, body: UrlsIn, state: StateDep, knowledge: KnowledgeDep) -> JobOut:
-    """Fetch and ingest web pages, files by URL, or every page of a sitemap, into the KB (created if new).
+    """Fetch and ingest web pages, files by URL, or every page of a sitemap, into the KB (created if new); with
+    `crawl`, the one URL is a start page crawled as `switchboard ingest URL --crawl` does (same host, depth, page
+    cap, robots.txt). Pages read before are asked for conditionally: unchanged ones are not downloaded again.
 
     The answer is the queued job: follow it at GET /admin/jobs/{id}."""
-    for url in body.urls:
-        try:
+    try:
+        for url in body.urls:
             check_url(url)
-        except IngestError as exc:
-            raise HTTPException(400, str(exc)) from exc
+        options = body.crawl_options()
+        if body.crawl and len(body.urls) != 1:
+            raise IngestError("crawl takes one start URL")
+    except IngestError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    crawl = options if body.crawl else None
 
     async def work(progress: Progress) -> IngestReport:
-        return await knowledge.ingest(body.urls, kb=kb, prune=body.prune, progress=progress)
+        return await knowledge.ingest(body.urls, kb=kb, prune=body.prune, crawl=crawl, progress=progress)
 
     return _job(await state.jobs.submit(kb=kb, kind="urls", inputs=body.urls, work=work))
 

@@ -19,6 +19,7 @@ from core.ingest.schedule import next_sync
 from core.ingest.sources import is_url
 from core.ingest.sync import SourceBusy, take_lease
 from widget.admin import KB, JobOut, _errors, _job
+from widget.crawl_body import CrawlIn
 from widget.deps import KnowledgeDep, StateDep
 
 router = APIRouter()  # served under /admin by widget.admin.api()
@@ -32,7 +33,7 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 SourceId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="id from the source listing")]
 
 
-class SourceIn(BaseModel):
+class SourceIn(CrawlIn):
     target: str = Field(
         max_length=2000,
         description="An http(s) URL (a page, a file, or a sitemap), or a connector: confluence:SPACE_KEY, "
@@ -43,10 +44,6 @@ class SourceIn(BaseModel):
         None, description="Each sync removes documents gone from the source (default: on for connectors only)"
     )
     every: str | None = Field(None, max_length=20, description="How often to sync it: 30m, 6h, 1d")
-    crawl: bool = Field(False, description="The target is a site's start page: crawl it (same host)")
-    depth: int | None = Field(None, description="Crawl: how many links deep from the start page (default 2)")
-    max_pages: int | None = Field(None, description="Crawl: at most this many pages (default 1000)")
-    prefix: str | None = Field(None, max_length=500, description="Crawl: only paths starting with it, like /docs/")
 
 
 class SyncRunOut(BaseModel):
@@ -131,9 +128,7 @@ async def add_source(kb: KB, body: SourceIn, registry: RegistryDep) -> SourceOut
                 400,
                 f"{body.target}: only http(s) URLs here, or a connector (notion:ID); register paths with `source add`",
             )
-        options = {k: v for k, v in body.model_dump(include={"depth", "max_pages", "prefix"}).items() if v is not None}
-        if options and not body.crawl:
-            raise IngestError(f"{', '.join(options)}: only for a crawl (crawl: true)")
+        options = body.crawl_options()
         source = await registry.add(
             kb=kb,
             target=body.target,

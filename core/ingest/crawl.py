@@ -27,7 +27,8 @@ from w3lib.url import canonicalize_url, url_query_cleaner
 from core.config import Settings
 from core.errors import IngestError
 from core.ingest.extract import CONTENT_TYPES, EXTRACTORS, suffix_of
-from core.ingest.sources import FetchStatus, RawDoc, fetch, sitemap_entries, sitemap_of, url_suffix
+from core.ingest.pagemeta import PageMeta, agent_token, header_robots, html_meta
+from core.ingest.sources import Fetched, FetchStatus, RawDoc, fetch, sitemap_entries, sitemap_of, url_suffix
 from core.ingest.validators import Seen
 
 logger = logging.getLogger(__name__)
@@ -79,22 +80,6 @@ def url_key(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") or "/", parts.query, ""))
 
 
-def page_links(data: bytes, url: str) -> tuple[str | None, tuple[str, ...]]:
-    """(the canonical URL, the absolute links) of an HTML page, with the parser extraction uses."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(data, "lxml")
-    base = soup.find("base", href=True)
-    base_url = urljoin(url, str(base["href"])) if base is not None else url
-    canonical = None
-    for link in soup.find_all("link", href=True):
-        if "canonical" in (link.get("rel") or []):
-            canonical = urljoin(base_url, str(link["href"])).split("#")[0]
-            break
-    links = (urljoin(base_url, str(a["href"])).split("#")[0] for a in soup.find_all("a", href=True))
-    return canonical, tuple(dict.fromkeys(link for link in links if link.startswith(("http://", "https://"))))
-
-
 def _newer(lastmod: str, recorded: str) -> bool:
     """Whether a sitemap <lastmod> is later than the one recorded; unreadable dates count as changed."""
     try:
@@ -115,6 +100,7 @@ class Batch:
     failures: list[tuple[str, str]] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)  # keys of pages that failed: fetched in full next time
+    noindex: list[str] = field(default_factory=list)  # sources of pages saying noindex: removed if stored
     # Part of the source could not be listed (a sitemap of an index failed): what it lists is unknown, so
     # nothing may be pruned this time.
     incomplete: bool = False
@@ -128,6 +114,7 @@ class _Visit:
     links: tuple[str, ...] = ()
     seen: Seen | None = None
     failure: tuple[str, str] | None = None
+    noindex: tuple[str, ...] = ()
 
 
 class _Pacer:
@@ -169,6 +156,7 @@ class WebReader:
         self._max_bytes = int(settings.fetch_max_mb * 1e6)
         self._gate = asyncio.Semaphore(_CONCURRENCY)
         self._pacer = _Pacer(settings.crawl_delay_seconds)
+        self._agent = agent_token(settings.fetch_user_agent)
 
     def pace(self, interval: float) -> None:
         self._pacer = _Pacer(interval)
@@ -191,6 +179,12 @@ class WebReader:
                 kept = known.source if known and not gone else None
                 links = await self._links(key) if kept and follow and self._links else ()
                 return _Visit(key, kept=kept, links=links, failure=(url, str(exc)))
+        return await self._page(key, url, got, known, explicit=explicit, follow=follow, lastmod=lastmod)
+
+    async def _page(
+        self, key: str, url: str, got: Fetched, known: Seen | None, *, explicit: bool, follow: bool, lastmod: str | None
+    ) -> _Visit:
+        """What a fetched page (or a 304) becomes."""
         if got.not_modified and known is not None:
             links = await self._links(key) if follow and self._links else ()
             return _Visit(key, kept=known.source, links=links, seen=replace(known, lastmod=lastmod, links=links))
@@ -202,11 +196,19 @@ class WebReader:
         if got.content_type not in CONTENT_TYPES and path_suffix not in EXTRACTORS:
             return _Visit(key)  # an image, a stylesheet, an archive: not a document
         suffix = url_suffix(got.url, got.content_type)
-        source, links = got.url.split("#")[0], ()
-        if follow and suffix == ".html":
-            canonical, links = await asyncio.to_thread(page_links, got.data, got.url)
-            if canonical and urlsplit(canonical).hostname == urlsplit(got.url).hostname:
-                source = canonical
+        source, meta = got.url.split("#")[0], PageMeta()
+        if suffix == ".html":
+            meta = await asyncio.to_thread(html_meta, got.data, got.url, self._agent, links=follow)
+            if meta.canonical and urlsplit(meta.canonical).hostname == urlsplit(got.url).hostname:
+                source = meta.canonical
+        # A page the user named alone is read as a browser would; crawled and sitemap pages obey robots directives.
+        robots = meta.robots | header_robots(got.robots, self._agent)
+        links = () if robots.nofollow else meta.links
+        if robots.noindex and not (explicit and not follow):
+            # Its own document goes, whatever it was stored as; not the one a rel=canonical points to.
+            own = {key, url_key(got.url)}
+            stored = {u for u in (url, got.url, known and known.source) if u and url_key(u) in own}
+            return _Visit(key, links=links, noindex=tuple(sorted(stored)))
         doc = RawDoc(source=source, origin=self._origin, suffix=suffix, data=got.data, explicit=explicit)
         seen = Seen(
             key=key, source=source, etag=got.etag, last_modified=got.last_modified, lastmod=lastmod, links=links
@@ -256,9 +258,26 @@ class WebReader:
                     return
             level = following
 
-    async def sitemap(self, url: str, batch: int = BATCH_PAGES) -> AsyncIterator[Batch]:
-        """The pages a sitemap (or sitemap index) lists, a batch at a time."""
-        got = await fetch(self._client, url, self._max_bytes)
+    async def url(self, url: str, batch: int = BATCH_PAGES) -> AsyncIterator[Batch]:
+        """A URL as `switchboard ingest` takes it: a sitemap's pages, or else the page (or file) itself, read as
+        the user named it (robots directives are for what a crawl finds)."""
+        key = url_key(url)
+        if key in self._known:  # a page last time: asked for conditionally
+            visit = await self._visit(url, explicit=True, follow=False)
+        else:
+            got = await fetch(self._client, url, self._max_bytes)
+            if sitemap_of(got) is not None:
+                async for part in self.sitemap(url, batch, got):
+                    yield part
+                return
+            visit = await self._page(key, url, got, None, explicit=True, follow=False, lastmod=None)
+        out = Batch()
+        _collect(out, visit, set())
+        yield out
+
+    async def sitemap(self, url: str, batch: int = BATCH_PAGES, got: Fetched | None = None) -> AsyncIterator[Batch]:
+        """The pages a sitemap (or sitemap index) lists, a batch at a time (`got`: the sitemap, if fetched)."""
+        got = got or await fetch(self._client, url, self._max_bytes)
         parsed = sitemap_of(got)
         if parsed is None:
             raise IngestError(f"{url}: not a sitemap (expected <urlset> or <sitemapindex> XML)")
@@ -313,3 +332,6 @@ def _collect(out: Batch, visit: _Visit, sources: set[str]) -> None:
         out.docs.append(visit.doc)
     if visit.seen is not None:
         out.seen.append(visit.seen)
+    if visit.noindex:  # not recorded: read in full next time, in case it no longer says noindex
+        out.noindex.extend(visit.noindex)
+        out.forget.append(visit.key)

@@ -115,6 +115,7 @@ class Fetched:
     not_modified: bool = False  # a conditional request answered 304: no body was sent
     etag: str | None = None  # the validators to send next time (core.ingest.validators)
     last_modified: str | None = None
+    robots: tuple[str, ...] = ()  # X-Robots-Tag header values (core.ingest.pagemeta)
 
 
 async def fetch(client: httpx.AsyncClient, url: str, max_bytes: int, headers: dict[str, str] | None = None) -> Fetched:
@@ -140,6 +141,7 @@ async def fetch(client: httpx.AsyncClient, url: str, max_bytes: int, headers: di
                 content_type,
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
+                robots=tuple(response.headers.get_list("x-robots-tag")),
             )
     except InternalAddress as exc:  # the same words whether the port is open or not: no reachability oracle
         raise IngestError(f"{url}: {exc}") from exc

@@ -30,7 +30,7 @@ from core.store.client import Store
 
 logger = logging.getLogger(__name__)
 
-WEB_KINDS = ("crawl", "sitemap")
+WEB_KINDS = ("crawl", "sitemap", "url")
 
 
 class SourceBusy(IngestError):

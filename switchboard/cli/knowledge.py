@@ -52,8 +52,7 @@ def ingest(
     """Add or update documents in a knowledge base (only changed chunks are embedded)."""
     from core.ingest.crawl import CrawlOptions
     from core.ingest.pipeline import count_summary
-    from core.ingest.pipeline import ingest as run_ingest
-    from core.ingest.websync import ingest_web
+    from core.ingest.websync import ingest_inputs
     from core.store.client import open_store
 
     settings = _settings()
@@ -72,22 +71,17 @@ def ingest(
         stop = _stop_on_sigterm()
         with _progress() as progress:
             async with open_store(settings) as store:
-                if crawl:  # streamed page by page (no validators kept: a registered source keeps them)
-                    kind, target = "crawl", sources[0]
-                    return await ingest_web(
-                        store,
-                        embedder,
-                        kb=name,
-                        kind=kind,
-                        target=target,
-                        options=options,
-                        prune=prune,
-                        settings=settings,
-                        progress=progress,
-                        stop=stop,
-                    )
-                return await run_ingest(
-                    store, embedder, sources, kb=name, settings=settings, prune=prune, progress=progress, stop=stop
+                # URLs are streamed with their pages' validators kept: a second run skips unchanged pages
+                return await ingest_inputs(
+                    store,
+                    embedder,
+                    sources,
+                    kb=name,
+                    settings=settings,
+                    prune=prune,
+                    crawl=options if crawl else None,
+                    progress=progress,
+                    stop=stop,
                 )
 
     report = _run(go)

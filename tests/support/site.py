@@ -20,6 +20,7 @@ class Page:
     body: bytes
     content_type: str = HTML
     modified: float = 1_700_000_000.0  # Last-Modified, seconds since the epoch
+    headers: dict[str, str] = field(default_factory=dict)  # more response headers (X-Robots-Tag, ...)
 
 
 @dataclass
@@ -30,11 +31,18 @@ class Site:
     failing: set[str] = field(default_factory=set)  # paths answering 503 for now
     base: str = ""
 
-    def put(self, path: str, body: str | bytes, content_type: str = HTML, modified: float | None = None) -> None:
+    def put(
+        self,
+        path: str,
+        body: str | bytes,
+        content_type: str = HTML,
+        modified: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         old = self.pages.get(path)
         when = modified if modified is not None else (old.modified + 60 if old else Page(b"").modified)
-        self.pages[path] = Page(data, content_type, when)
+        self.pages[path] = Page(data, content_type, when, headers or {})
 
     def bodies(self) -> list[str]:
         """Paths downloaded in full (200), robots.txt aside."""
@@ -65,7 +73,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer(path, 404, b"not found")
             return
         etag, modified = _etag(page), formatdate(page.modified, usegmt=True)
-        headers = {"ETag": etag, "Last-Modified": modified, "Content-Type": page.content_type}
+        headers = {"ETag": etag, "Last-Modified": modified, "Content-Type": page.content_type, **page.headers}
         if self.headers.get("If-None-Match") == etag or (
             "If-None-Match" not in self.headers and self.headers.get("If-Modified-Since") == modified
         ):
