@@ -17,6 +17,8 @@ Environment = Literal["development", "production"]
 KeywordField = Literal["text", "title", "section"]
 DEFAULT_KEYWORD_FIELDS: tuple[KeywordField, ...] = ("text",)
 DEFAULT_DOC_CAP = 1
+# How Weaviate merges the BM25 and vector lists: by normalised scores, or by reciprocal rank.
+Fusion = Literal["relative", "ranked"]
 
 
 # How every settings class reads its values (core's here, each chat adapter's in bots.settings, the web server's
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     # Chunking, in characters.
     chunk_size: int = Field(1000, ge=200, le=8000, validation_alias="CHUNK_SIZE")
     chunk_overlap: int = Field(150, ge=0, validation_alias="CHUNK_OVERLAP")
+    # A heading starts a new chunk only once the current chunk has this many characters (0: at every heading).
+    chunk_merge_below: int = Field(0, ge=0, validation_alias="CHUNK_MERGE_BELOW")
 
     # Retrieval.
     search_alpha: float = Field(0.75, ge=0.0, le=1.0, validation_alias="SEARCH_ALPHA")
