@@ -75,7 +75,13 @@ KIT_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "kit damp=.1": ({}, {"doc_damping": 0.1}),
     "kit damp=.3": ({}, {"doc_damping": 0.3}),
     "kit qnorm": ({}, {"keyword_question_words": False}),
+    "kit damp=-.05": ({}, {"doc_damping": -0.05}),
     "kit damp=-.1": ({}, {"doc_damping": -0.1}),
+    "kit damp=-.2": ({}, {"doc_damping": -0.2}),
+    "kit damp=-.3": ({}, {"doc_damping": -0.3}),
+    "kit damp=-.1 α=.6": ({}, {"doc_damping": -0.1, "alpha": 0.6}),
+    "kit damp=-.2 α=.6": ({}, {"doc_damping": -0.2, "alpha": 0.6}),
+    "kit merge<500 damp=-.1": ({"chunk_merge_below": 500}, {"doc_damping": -0.1}),
     "kit merge<500": ({"chunk_merge_below": 500}, {}),
     "kit 1000/200": ({"chunk_size": 1000, "chunk_overlap": 200}, {}),
     "kit 800/150": ({"chunk_size": 800, "chunk_overlap": 150}, {}),
@@ -343,6 +349,9 @@ def main() -> None:
         help=f"comma-separated pipelines to run (default all): {', '.join([*KIT_VARIANTS, NAIVE])}",
     )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the chunk-embedding cache (SQLite)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "out" / "retrieval.json", help="per-question ranks"
+    )
     args = parser.parse_args()
     unknown = [v for v in args.variants if v not in KIT_VARIANTS and v != NAIVE]
     if unknown or not args.variants:
@@ -365,9 +374,8 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(report(results, machine))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    out = REPO / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "retrieval.json").write_text(json.dumps({"machine": machine, "sets": results}, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": machine, "sets": results}, indent=1))
 
 
 if __name__ == "__main__":

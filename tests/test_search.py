@@ -124,9 +124,11 @@ async def test_keyword_fields_choose_what_bm25_reads(
 
 
 def test_search_options_follow_the_settings(settings: Settings) -> None:
-    configured = settings.model_copy(update={"search_doc_cap": 3, "search_keyword_fields": ("text", "section")})
+    configured = settings.model_copy(
+        update={"search_doc_cap": 3, "search_keyword_fields": ("text", "section"), "search_doc_damping": -0.3}
+    )
     options = SearchOptions.from_settings(configured, top_k=7)
-    assert (options.top_k, options.alpha, options.doc_cap) == (7, settings.search_alpha, 3)
+    assert (options.top_k, options.alpha, options.doc_cap, options.doc_damping) == (7, settings.search_alpha, 3, -0.3)
     assert options.keyword_fields == ("text", "section")
     assert Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="text, title").search_keyword_fields == ("text", "title")
     with pytest.raises(ValidationError, match="SEARCH_KEYWORD_FIELDS"):

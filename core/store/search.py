@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import DEFAULT_DOC_CAP, DEFAULT_KEYWORD_FIELDS, Fusion, Settings
+from core.config import DEFAULT_DOC_CAP, DEFAULT_DOC_DAMPING, DEFAULT_KEYWORD_FIELDS, Fusion, Settings
 from core.embed import Embedder
 from core.errors import RerankError
 from core.store.client import Store
@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 # Candidates fetched per result slot when documents are capped: enough that capping still fills top_k.
 OVERFETCH = 4
+# The candidate pool when documents are scored by more than their best passage: fixed, so a document's score
+# does not depend on how many results were asked for.
+DAMPING_POOL = 40
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +36,7 @@ class SearchOptions:
     doc_cap: int = DEFAULT_DOC_CAP  # passages per document in the results; 0: no cap
     fusion: Fusion = "relative"
     # A document's score: its best passage's plus this share of its other candidates' (0: best passage only).
-    doc_damping: float = 0.0
+    doc_damping: float = DEFAULT_DOC_DAMPING
     keyword_question_words: bool = True  # False: BM25 skips a question's opening ("how do I")
     source_prefix: str | None = None
     doc_id: str | None = None
@@ -47,6 +50,7 @@ class SearchOptions:
             alpha=settings.search_alpha,
             keyword_fields=settings.search_keyword_fields,
             doc_cap=settings.search_doc_cap,
+            doc_damping=settings.search_doc_damping,
         )
         return dataclasses.replace(configured, **{name: v for name, v in overrides.items() if v is not None})
 
@@ -62,6 +66,8 @@ async def retrieve(
     await store.check_kb(kb, embedder.name, embedder.dim)
     vector = await asyncio.to_thread(embedder.embed_query, query)
     fetch = options.top_k * OVERFETCH if options.doc_cap else options.top_k
+    if options.doc_damping:
+        fetch = max(fetch, DAMPING_POOL)
     if reranker is not None:
         fetch = max(fetch, reranker.candidates)
     found = await store.search(
