@@ -297,7 +297,7 @@ def report(results: list[dict[str, Any]], machine: str) -> str:
         extra = {side: f"{v['chunks']} (ingest {v['ingest_seconds']:.0f} s)" for side, v in r["sides"].items()}
         title = f"\n{r['set']}: {r['questions']} questions, {r['documents']} documents"
         out.append(table(title, {side: v for side, v in r["sides"].items()}, extra))
-    sides = list(results[0]["sides"])
+    sides = [side for side in results[0]["sides"] if all(side in r["sides"] for r in results)]  # on every set
     mean = {side: {m: statistics.mean(r["sides"][side][m] for r in results) for m in METRICS} for side in sides}
     out.append(table(f"\nmean over {len(results)} sets", mean))
     if "kit" in sides:
