@@ -17,6 +17,9 @@ Environment = Literal["development", "production"]
 KeywordField = Literal["text", "title", "section"]
 DEFAULT_KEYWORD_FIELDS: tuple[KeywordField, ...] = ("text",)
 DEFAULT_DOC_CAP = 1
+DEFAULT_DOC_DAMPING = 0.0
+# How Weaviate merges the BM25 and vector lists: by normalised scores, or by reciprocal rank.
+Fusion = Literal["relative", "ranked"]
 
 
 # How every settings class reads its values (core's here, each chat adapter's in bots.settings, the web server's
@@ -63,6 +66,8 @@ class Settings(BaseSettings):
     # Chunking, in characters.
     chunk_size: int = Field(1000, ge=200, le=8000, validation_alias="CHUNK_SIZE")
     chunk_overlap: int = Field(150, ge=0, validation_alias="CHUNK_OVERLAP")
+    # A heading starts a new chunk only once the current chunk has this many characters (0: at every heading).
+    chunk_merge_below: int = Field(0, ge=0, validation_alias="CHUNK_MERGE_BELOW")
 
     # Retrieval.
     search_alpha: float = Field(0.75, ge=0.0, le=1.0, validation_alias="SEARCH_ALPHA")
@@ -75,6 +80,9 @@ class Settings(BaseSettings):
     # At most this many passages of one document in the results (0: no cap), so one long document cannot take
     # every slot; 4× SEARCH_TOP_K candidates are fetched to fill them.
     search_doc_cap: int = Field(DEFAULT_DOC_CAP, ge=0, le=100, validation_alias="SEARCH_DOC_CAP")
+    # A document's score: its best passage's plus this share of the scores of its other passages among the 40
+    # candidates. Negative pushes down a long page that matches a little everywhere (0: best passage only).
+    search_doc_damping: float = Field(DEFAULT_DOC_DAMPING, ge=-1.0, le=1.0, validation_alias="SEARCH_DOC_DAMPING")
     # An optional reranker: any server speaking the common /rerank API (Cohere, Jina, Infinity, vLLM), e.g.
     # https://api.jina.ai/v1 (POST …/rerank). Off when RERANK_BASE_URL is empty; if it fails, the hybrid order
     # stands. It scores RERANK_TOP_N hybrid candidates (at least SEARCH_TOP_K).

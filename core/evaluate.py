@@ -122,13 +122,20 @@ class EvalRun:
 
     def settings(self) -> dict[str, object]:
         o = self.options
-        return {"kb": self.kb, "alpha": o.alpha, "k": self.k, "doc_cap": o.doc_cap, "keyword_fields": o.keyword_fields}
+        return {
+            "kb": self.kb,
+            "alpha": o.alpha,
+            "k": self.k,
+            "doc_cap": o.doc_cap,
+            "doc_damping": o.doc_damping,
+            "keyword_fields": o.keyword_fields,
+        }
 
     def describe(self) -> str:
         return ", ".join(f"{key} {'+'.join(v) if isinstance(v, tuple) else v}" for key, v in self.settings().items())
 
     def with_overrides(self, spec: str) -> EvalRun:
-        """This run with `key=value` overrides, space- or comma-separated: kb, alpha, k, doc_cap and
+        """This run with `key=value` overrides, space- or comma-separated: kb, alpha, k, doc_cap, doc_damping and
         keyword_fields (fields joined with '+', e.g. keyword_fields=text+title)."""
         pairs = spec.replace(",", " ").split()
         if not pairs:
@@ -170,6 +177,9 @@ _OVERRIDES: dict[str, Callable[[EvalRun, str], EvalRun]] = {
     "k": lambda run, v: dataclasses.replace(run, k=_bounded(v, int, 1, 100)),
     "doc_cap": lambda run, v: dataclasses.replace(
         run, options=dataclasses.replace(run.options, doc_cap=_bounded(v, int, 0, 100))
+    ),
+    "doc_damping": lambda run, v: dataclasses.replace(
+        run, options=dataclasses.replace(run.options, doc_damping=_bounded(v, float, -1.0, 1.0))
     ),
     "keyword_fields": lambda run, v: dataclasses.replace(
         run, options=dataclasses.replace(run.options, keyword_fields=_keyword_fields(v))

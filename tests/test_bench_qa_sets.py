@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.qa_sets import QASet, _faq_html, _headings_from, _sqlite_questions, build_set, question_text, split_entries
-from bench.retrieval import ndcg
+from bench.retrieval import ndcg, target
 from core.evaluate import QA, load_qa, score
 
 
@@ -138,3 +138,23 @@ def test_ndcg_is_binary_and_rank_discounted() -> None:
     assert ndcg(score(qa, ["/s/faq/a.md", "/s/faq/b.md"], 5)) == 1.0
     assert ndcg(score(qa, ["/s/x.md", "/s/y.md", "/s/faq/a.md"], 5)) == pytest.approx(0.5)
     assert ndcg(score(qa, ["/s/x.md"], 5)) == 0.0
+
+
+def test_targets_compare_with_the_best_naive_alpha_per_set_and_on_the_mean() -> None:
+    def row(recall: float, mrr: float) -> dict[str, float]:
+        return {"recall@5": recall, "MRR@10": mrr, "nDCG@10": 0.0, "psg@5": 0.0}
+
+    results = [
+        {
+            "set": "a",
+            "sides": {"kit": row(0.90, 0.80), "naive α=0.5": row(0.80, 0.70), "naive α=0.75": row(0.85, 0.75)},
+        },
+        {
+            "set": "b",
+            "sides": {"kit": row(0.80, 0.72), "naive α=0.5": row(0.82, 0.60), "naive α=0.75": row(0.75, 0.65)},
+        },
+    ]
+    line = target(results, "kit", ["naive α=0.5", "naive α=0.75"])
+    # On the mean α=0.5 is the better baseline (recall 0.81 against 0.80); per set each metric's best alpha counts.
+    assert "recall@5 +0.040 (need +0.04; worst set vs naive best -0.020 b)" in line
+    assert "MRR@10 +0.110 (need +0.06; worst set vs naive best +0.050 a)" in line

@@ -61,3 +61,15 @@ def test_oversized_code_block_is_split_into_fenced_parts() -> None:
 
 def test_empty_document_has_no_chunks() -> None:
     assert chunk_markdown("   \n\n", size=500, overlap=50) == []
+
+
+def test_short_sections_merge_until_the_chunk_is_long_enough() -> None:
+    md = "# Guide\n\nIntro.\n\n## A\n\nShort a.\n\n## B\n\n" + "Long b. " * 40 + "\n\n## C\n\nShort c.\n"
+    split = chunk_markdown(md, size=1000, overlap=0)
+    assert [p.section for p in split] == ["Guide", "Guide › A", "Guide › B", "Guide › C"]
+    merged = chunk_markdown(md, size=1000, overlap=0, merge_below=100)
+    # Guide, A and B gather into one chunk named after where it starts; past 100 characters C starts its own.
+    assert [p.section for p in merged] == ["Guide", "Guide › C"]
+    assert merged[0].text.startswith("# Guide\n\nIntro.\n\n## A\n\nShort a.\n\n## B")
+    # The size limit still rules: a merge never grows a chunk past it.
+    assert all(len(p.text) <= 1000 for p in chunk_markdown(md * 3, size=400, overlap=0, merge_below=300))

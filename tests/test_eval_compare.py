@@ -18,11 +18,13 @@ BASE = EvalRun(kb="docs", k=5, options=SearchOptions(top_k=5, alpha=0.75, keywor
 
 
 def test_overrides_space_or_comma_separated() -> None:
-    other = BASE.with_overrides("kb=docs_v2, alpha=0.5 k=3,doc_cap=0 keyword_fields=text+title")
+    other = BASE.with_overrides("kb=docs_v2, alpha=0.5 k=3,doc_cap=0 keyword_fields=text+title doc_damping=-0.2")
     assert other == EvalRun(
-        kb="docs_v2", k=3, options=SearchOptions(top_k=5, alpha=0.5, keyword_fields=("text", "title"), doc_cap=0)
+        kb="docs_v2",
+        k=3,
+        options=SearchOptions(top_k=5, alpha=0.5, keyword_fields=("text", "title"), doc_cap=0, doc_damping=-0.2),
     )
-    assert other.describe() == "kb docs_v2, alpha 0.5, k 3, doc_cap 0, keyword_fields text+title"
+    assert other.describe() == ("kb docs_v2, alpha 0.5, k 3, doc_cap 0, doc_damping -0.2, keyword_fields text+title")
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,7 @@ def test_overrides_space_or_comma_separated() -> None:
         ("top=3", "is not one of kb=…, alpha=…"),
         ("alpha", "is not one of"),
         ("alpha=2", "must be between 0.0 and 1.0"),
+        ("doc_damping=-3", "must be between -1.0 and 1.0"),
         ("k=ten", "invalid literal"),
         ("keyword_fields=text+body", "fields are text, title, section"),
         ("kb=Docs", "invalid knowledge base name"),

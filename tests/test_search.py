@@ -13,7 +13,8 @@ from core.errors import EmptyKB, KBNotFound
 from core.ingest.pipeline import ingest
 from core.kb import KBMeta
 from core.store.client import Store
-from core.store.search import SearchOptions, retrieve
+from core.store.search import SearchOptions, by_document, keyword_query, retrieve
+from core.types import Source
 
 CORPUS = {
     "pets/cats.md": "# Cats\n\nCats are small carnivorous mammals that purr and groom themselves.",
@@ -123,10 +124,67 @@ async def test_keyword_fields_choose_what_bm25_reads(
 
 
 def test_search_options_follow_the_settings(settings: Settings) -> None:
-    configured = settings.model_copy(update={"search_doc_cap": 3, "search_keyword_fields": ("text", "section")})
+    configured = settings.model_copy(
+        update={"search_doc_cap": 3, "search_keyword_fields": ("text", "section"), "search_doc_damping": -0.3}
+    )
     options = SearchOptions.from_settings(configured, top_k=7)
-    assert (options.top_k, options.alpha, options.doc_cap) == (7, settings.search_alpha, 3)
+    assert (options.top_k, options.alpha, options.doc_cap, options.doc_damping) == (7, settings.search_alpha, 3, -0.3)
     assert options.keyword_fields == ("text", "section")
     assert Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="text, title").search_keyword_fields == ("text", "title")
     with pytest.raises(ValidationError, match="SEARCH_KEYWORD_FIELDS"):
         Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="body")
+
+
+def passage(doc: str, score: float) -> Source:
+    return Source(
+        title=doc,
+        source=doc,
+        origin="",
+        section="",
+        snippet="",
+        score=score,
+        relevance=score,
+        doc_id=doc,
+        position=0,
+        text="",
+    )
+
+
+def test_document_damping_orders_documents_by_more_than_their_best_passage() -> None:
+    ranked = [passage("long", 0.9), passage("short", 0.85), passage("long", 0.5), passage("long", 0.5)]
+    assert by_document(ranked, 0.0) == ranked  # best passage only: the fused order as it is
+    # +0.1 × the other passages' scores lifts the long document's other two passages next to its best...
+    assert [s.doc_id for s in by_document(ranked, 0.1)] == ["long", "long", "long", "short"]
+    # ...and a negative share pushes down a document that matches everywhere.
+    assert [s.doc_id for s in by_document(ranked, -0.1)] == ["short", "long", "long", "long"]
+
+
+@pytest.mark.parametrize(
+    ("question", "keywords"),
+    [
+        ("How do I descale the kettle?", "descale the kettle"),
+        ("What's the difference between `local` and `my`?", "the difference between `local` and `my`"),
+        ("Why does my shell not print?", "my shell not print"),
+        ("How can I use fetchmail with qmail?", "use fetchmail with qmail"),
+        ("Is there a way to do X?", "Is there a way to do X"),
+        ("How do I?", "How do I?"),  # nothing else left: the question as it is
+    ],
+)
+def test_keyword_query_drops_question_words(question: str, keywords: str) -> None:
+    assert keyword_query(question) == keywords
+
+
+async def test_ranked_fusion_and_keyword_query_reach_weaviate(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    (tmp_path / "chatter.md").write_text("# Chatter\n\nHow do I do it? How do you do that? I do, I do.")
+    (tmp_path / "kettle.md").write_text("# Kettle\n\nDescale it with citric acid.")
+    await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
+    question = "How do I descale?"
+    as_asked = await retrieve(store, embedder, kb, question, SearchOptions(top_k=1, alpha=0.0))
+    assert as_asked[0].title == "Chatter"  # BM25 alone: "how do I" outweighs the subject
+    opening_dropped = SearchOptions(top_k=1, alpha=0.0, keyword_question_words=False)
+    assert (await retrieve(store, embedder, kb, question, opening_dropped))[0].title == "Kettle"
+    ranked = await retrieve(store, embedder, kb, "descale", SearchOptions(top_k=2, alpha=0.5, fusion="ranked"))
+    assert ranked[0].title == "Kettle"
+    assert ranked[0].score < 0.05  # reciprocal-rank scores, where relative-score fusion gives the best 1.0 here

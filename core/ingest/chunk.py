@@ -107,25 +107,31 @@ def _tail(text: str, overlap: int) -> str:
     return tail[space + 1 :] if 0 <= space < overlap // 2 else tail
 
 
-def chunk_markdown(markdown: str, *, size: int, overlap: int) -> list[Piece]:
+def chunk_markdown(markdown: str, *, size: int, overlap: int, merge_below: int = 0) -> list[Piece]:
+    """`merge_below`: a heading starts a new chunk only once the current one has this many characters, so a
+    run of short sections becomes one chunk (labelled with the first one's section) instead of many tiny ones
+    that embed little more than their heading."""
     pieces: list[Piece] = []
     trail: list[tuple[int, str]] = []
     section = ""
+    start_section: str | None = None  # the section the chunk being built began in
     buf: list[Block] = []
     carried = False  # buf holds only the overlap from the previous chunk
 
     def flush(carry: bool) -> None:
-        nonlocal buf, carried
+        nonlocal buf, carried, start_section
         if buf and not carried:
-            pieces.append(Piece(section, "\n\n".join(b.text for b in buf)))
+            pieces.append(Piece(section if start_section is None else start_section, "\n\n".join(b.text for b in buf)))
         tail = _tail(buf[-1].text, overlap) if carry and buf and not buf[-1].code else ""
         buf, carried = ([Block(tail)], True) if tail else ([], False)
+        start_section = None
 
     def length() -> int:
         return sum(len(b.text) + 2 for b in buf)
 
     for level, heading, block in _blocks(markdown):
-        if level and not all(b.heading for b in buf):  # a heading right under a heading stays with it
+        # A heading right under a heading stays with it.
+        if level and not all(b.heading for b in buf) and (carried or length() >= merge_below):
             flush(carry=False)
         if level:
             trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, heading)]
@@ -141,6 +147,8 @@ def chunk_markdown(markdown: str, *, size: int, overlap: int) -> list[Piece]:
                 flush(carry=True)
             if carried and length() + len(part.text) > size:
                 buf = []  # the overlap would push this part over the limit
+            if carried or all(b.heading for b in buf):  # the chunk's first content: it is labelled with this
+                start_section = section
             buf.append(part)
             carried = False
     flush(carry=False)

@@ -98,7 +98,12 @@ def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
     fallback = doc.title or doc.source.rstrip("/").rsplit("/", 1)[-1]
     extracted = extract(doc.data, doc.suffix, fallback, Limits.from_settings(settings))
     doc_id = doc_id_for(doc.source)
-    pieces = chunk_markdown(extracted.markdown, size=settings.chunk_size, overlap=settings.chunk_overlap)
+    pieces = chunk_markdown(
+        extracted.markdown,
+        size=settings.chunk_size,
+        overlap=settings.chunk_overlap,
+        merge_below=settings.chunk_merge_below,
+    )
     chunks = []
     for position, piece in enumerate(pieces):
         section = _without_title(piece.section, extracted.title)

@@ -33,7 +33,7 @@ from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.collections import CollectionAsync
 
-from core.config import Settings
+from core.config import Fusion, Settings
 from core.errors import EmptyKB, KBNotFound, StoreError
 from core.kb import KBMeta, collection_name, kb_from_collection, parse_version, version_name
 from core.store.local import LocalWeaviate
@@ -406,6 +406,8 @@ class Store:
         alpha: float,
         limit: int,
         keyword_fields: Sequence[str] | None = None,  # BM25 over these properties (None: every text property)
+        fusion: Fusion = "relative",
+        keyword_query: str | None = None,  # what BM25 matches, when not the query itself
         source_prefix: str | None = None,
         doc_id: str | None = None,
     ) -> list[Source]:
@@ -417,12 +419,12 @@ class Store:
             filters.append(Filter.by_property("doc_id").equal(doc_id))
         result = await self._guard(
             collection.query.hybrid(
-                query=query,
+                query=query if keyword_query is None else keyword_query,
                 vector=list(vector),
                 alpha=alpha,
                 limit=limit,
                 query_properties=list(keyword_fields) if keyword_fields else None,
-                fusion_type=HybridFusion.RELATIVE_SCORE,
+                fusion_type=HybridFusion.RANKED if fusion == "ranked" else HybridFusion.RELATIVE_SCORE,
                 filters=Filter.all_of(filters) if filters else None,
                 return_metadata=MetadataQuery(score=True),
                 return_properties=["text", "title", "section", "doc_id", "source", "origin", "position"],

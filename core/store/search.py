@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import DEFAULT_DOC_CAP, DEFAULT_KEYWORD_FIELDS, Settings
+from core.config import DEFAULT_DOC_CAP, DEFAULT_DOC_DAMPING, DEFAULT_KEYWORD_FIELDS, Fusion, Settings
 from core.embed import Embedder
 from core.errors import RerankError
 from core.store.client import Store
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 # Candidates fetched per result slot when documents are capped: enough that capping still fills top_k.
 OVERFETCH = 4
+# The candidate pool when documents are scored by more than their best passage: fixed, so a document's score
+# does not depend on how many results were asked for.
+DAMPING_POOL = 40
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +34,10 @@ class SearchOptions:
     alpha: float
     keyword_fields: tuple[str, ...] = DEFAULT_KEYWORD_FIELDS
     doc_cap: int = DEFAULT_DOC_CAP  # passages per document in the results; 0: no cap
+    fusion: Fusion = "relative"
+    # A document's score: its best passage's plus this share of its other candidates' (0: best passage only).
+    doc_damping: float = DEFAULT_DOC_DAMPING
+    keyword_question_words: bool = True  # False: BM25 skips a question's opening ("how do I")
     source_prefix: str | None = None
     doc_id: str | None = None
 
@@ -42,6 +50,7 @@ class SearchOptions:
             alpha=settings.search_alpha,
             keyword_fields=settings.search_keyword_fields,
             doc_cap=settings.search_doc_cap,
+            doc_damping=settings.search_doc_damping,
         )
         return dataclasses.replace(configured, **{name: v for name, v in overrides.items() if v is not None})
 
@@ -57,6 +66,8 @@ async def retrieve(
     await store.check_kb(kb, embedder.name, embedder.dim)
     vector = await asyncio.to_thread(embedder.embed_query, query)
     fetch = options.top_k * OVERFETCH if options.doc_cap else options.top_k
+    if options.doc_damping:
+        fetch = max(fetch, DAMPING_POOL)
     if reranker is not None:
         fetch = max(fetch, reranker.candidates)
     found = await store.search(
@@ -66,12 +77,43 @@ async def retrieve(
         alpha=options.alpha,
         limit=fetch,
         keyword_fields=options.keyword_fields,
+        fusion=options.fusion,
+        keyword_query=None if options.keyword_question_words else keyword_query(query),
         source_prefix=options.source_prefix,
         doc_id=options.doc_id,
     )
     if reranker is not None and found:
         found = await _reranked(reranker, query, found)
-    return cap_per_document(found, options.doc_cap)[: options.top_k]
+    return cap_per_document(by_document(found, options.doc_damping), options.doc_cap)[: options.top_k]
+
+
+# A question's opening ("How do I", "What's", "Why can't you"): its form, not its subject, and not among
+# Weaviate's English stopwords, so BM25 would favour every passage that says "how do I". Only the opening goes:
+# later words may be the subject ("my" and "do" are Perl keywords).
+_QUESTION_OPENING = re.compile(
+    r"^\s*(?:(?:how|what|why|when|where|which|who)(?:'s)?\s+)"
+    r"(?:(?:do|does|did|can|can't|could|should|would|will|is|are)\s+)?(?:(?:i|we|you|one)\b\s*)?",
+    re.IGNORECASE,
+)
+
+
+def keyword_query(query: str) -> str:
+    """The query for BM25 without its question opening and question marks; the whole query when nothing else
+    is left."""
+    stripped = " ".join(_QUESTION_OPENING.sub("", query).replace("?", " ").split())
+    return stripped or query
+
+
+def by_document(ranked: Sequence[Source], damping: float) -> list[Source]:
+    """Documents ordered by best score + damping × the sum of their other candidates' scores, each document's
+    passages together in rank order; damping 0 keeps the ranked order."""
+    if not damping:
+        return list(ranked)
+    groups: dict[str, list[Source]] = {}
+    for source in ranked:
+        groups.setdefault(source.doc_id, []).append(source)
+    scored = sorted(groups.values(), key=lambda g: g[0].score + damping * sum(s.score for s in g[1:]), reverse=True)
+    return [source for group in scored for source in group]
 
 
 def cap_per_document(ranked: Sequence[Source], cap: int) -> list[Source]:
