@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from core.config import KeywordField
+from core.config import Fusion, KeywordField
 from core.embed import Embedder
 from core.errors import ConfigError, SwitchboardError
 from core.kb import validate_kb_name
@@ -129,14 +129,17 @@ class EvalRun:
             "doc_cap": o.doc_cap,
             "doc_damping": o.doc_damping,
             "keyword_fields": o.keyword_fields,
+            "fusion": o.fusion,
+            "question_words": "on" if o.keyword_question_words else "off",
         }
 
     def describe(self) -> str:
         return ", ".join(f"{key} {'+'.join(v) if isinstance(v, tuple) else v}" for key, v in self.settings().items())
 
     def with_overrides(self, spec: str) -> EvalRun:
-        """This run with `key=value` overrides, space- or comma-separated: kb, alpha, k, doc_cap, doc_damping and
-        keyword_fields (fields joined with '+', e.g. keyword_fields=text+title)."""
+        """This run with `key=value` overrides, space- or comma-separated: kb, alpha, k, doc_cap, doc_damping,
+        keyword_fields (fields joined with '+', e.g. keyword_fields=text+title), fusion (relative or ranked) and
+        question_words (off: BM25 leaves out a question's opening such as "how do I")."""
         pairs = spec.replace(",", " ").split()
         if not pairs:
             raise ConfigError("--compare needs key=value overrides, e.g. --compare alpha=0.5 or --compare kb=docs_v2")
@@ -161,6 +164,16 @@ def _bounded(value: str, kind: type[int] | type[float], low: float, high: float)
     return number
 
 
+def _choice(value: str, *allowed: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"must be {' or '.join(allowed)}")
+    return value
+
+
+def _fusion(value: str) -> Fusion:
+    return "ranked" if _choice(value, "relative", "ranked") == "ranked" else "relative"
+
+
 def _keyword_fields(value: str) -> tuple[KeywordField, ...]:
     fields = tuple(value.split("+"))
     allowed = get_args(KeywordField)
@@ -183,6 +196,12 @@ _OVERRIDES: dict[str, Callable[[EvalRun, str], EvalRun]] = {
     ),
     "keyword_fields": lambda run, v: dataclasses.replace(
         run, options=dataclasses.replace(run.options, keyword_fields=_keyword_fields(v))
+    ),
+    "fusion": lambda run, v: dataclasses.replace(
+        run, options=dataclasses.replace(run.options, fusion=_fusion(v))
+    ),
+    "question_words": lambda run, v: dataclasses.replace(
+        run, options=dataclasses.replace(run.options, keyword_question_words=_choice(v, "on", "off") == "on")
     ),
 }
 

@@ -18,13 +18,27 @@ BASE = EvalRun(kb="docs", k=5, options=SearchOptions(top_k=5, alpha=0.75, keywor
 
 
 def test_overrides_space_or_comma_separated() -> None:
-    other = BASE.with_overrides("kb=docs_v2, alpha=0.5 k=3,doc_cap=0 keyword_fields=text+title doc_damping=-0.2")
+    other = BASE.with_overrides(
+        "kb=docs_v2, alpha=0.5 k=3,doc_cap=0 keyword_fields=text+title doc_damping=-0.2 "
+        "fusion=ranked question_words=off"
+    )
     assert other == EvalRun(
         kb="docs_v2",
         k=3,
-        options=SearchOptions(top_k=5, alpha=0.5, keyword_fields=("text", "title"), doc_cap=0, doc_damping=-0.2),
+        options=SearchOptions(
+            top_k=5,
+            alpha=0.5,
+            keyword_fields=("text", "title"),
+            doc_cap=0,
+            doc_damping=-0.2,
+            fusion="ranked",
+            keyword_question_words=False,
+        ),
     )
-    assert other.describe() == ("kb docs_v2, alpha 0.5, k 3, doc_cap 0, doc_damping -0.2, keyword_fields text+title")
+    assert other.describe() == (
+        "kb docs_v2, alpha 0.5, k 3, doc_cap 0, doc_damping -0.2, keyword_fields text+title, fusion ranked, "
+        "question_words off"
+    )
 
 
 @pytest.mark.parametrize(
@@ -38,6 +52,8 @@ def test_overrides_space_or_comma_separated() -> None:
         ("k=ten", "invalid literal"),
         ("keyword_fields=text+body", "fields are text, title, section"),
         ("kb=Docs", "invalid knowledge base name"),
+        ("fusion=rrf", "must be relative or ranked"),
+        ("question_words=no", "must be on or off"),
         ("alpha=0.75", "changes nothing"),
     ],
 )
