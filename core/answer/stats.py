@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from core.answer import cited, daily
-from core.answer.gaps import Gap, knowledge_gaps
+from core.answer import cited, daily, gap_cache
+from core.answer.gaps import Gap
 from core.answer.log import AnswerLog
 from core.embed import Embedder
 from core.errors import ConfigError
@@ -103,10 +103,12 @@ _GAP_QUESTIONS = (
 )
 
 
-def _gap_questions(path: Path, params: dict[str, Any]) -> list[str]:
+def _gap_questions(path: Path, params: dict[str, Any]) -> tuple[list[str], int]:
+    """The questions to cluster, and the gap cache's epoch read before them."""
     where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
     with connect(path) as db:
-        return [q for (q,) in db.execute(_GAP_QUESTIONS.format(where=where), params)]
+        read_at = gap_cache.epoch(db)
+        return [q for (q,) in db.execute(_GAP_QUESTIONS.format(where=where), params)], read_at
 
 
 # Counts per day and channel by scanning the answers (a period's partial first and last days; core.answer.daily
@@ -130,17 +132,15 @@ def _day_counts(db: sqlite3.Connection, params: dict[str, Any]) -> list[tuple[An
     return sorted(rows)
 
 
-def _counts(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Everything but the gaps' clustering (the Stats fields), and the questions to cluster: SQL over one
-    connection, run in a worker thread."""
+def _counts(path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the gaps (the Stats fields): SQL over one connection, run in a worker thread."""
     where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
     with connect(path) as db:
         per_day = _day_counts(db, params)
         timings = db.execute(f"SELECT a.first_token_ms, a.total_ms FROM answers a WHERE {where}", params).fetchall()
         sources = cited.top_sources(db, params, TOP_SOURCES)
-        gap_questions = db.execute(_GAP_QUESTIONS.format(where=where), params).fetchall()
     total, dont_know, fallback, up, down = (sum(row[i] for row in per_day) for i in range(2, 7))
-    counts = {
+    return {
         "questions": total,
         "per_day": tuple(DayCount(day=d, channel=c, questions=n) for d, c, n, *_ in per_day),
         "dont_know_rate": _rate(dont_know, total),
@@ -152,7 +152,6 @@ def _counts(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[st
         "total_ms": _latency([t for _, t in timings if t is not None]),
         "top_sources": tuple(SourceCount(source=s, title=t or s, answers=n) for s, t, n in sources),
     }
-    return counts, [q for (q,) in gap_questions]
 
 
 async def answer_stats(
@@ -167,11 +166,11 @@ async def answer_stats(
     gaps are left out (empty)."""
     end = time.time() if until is None else until
     params = {"since": end - period, "until": end, "bot": bot}
-    counts, questions = await asyncio.to_thread(_counts, log.path, params)
-    gaps: list[Gap] = []
-    if embedder is not None and questions:
-        gaps = await asyncio.to_thread(knowledge_gaps, questions, embedder.embed_documents)
-    return Stats(since=end - period, until=end, bot=bot, gaps=tuple(gaps), **counts)
+    counts = await asyncio.to_thread(_counts, log.path, params)
+    gaps: tuple[Gap, ...] = ()
+    if embedder is not None:
+        gaps = await period_gaps(log, embedder, period=period, bot=bot, until=end)
+    return Stats(since=end - period, until=end, bot=bot, gaps=gaps, **counts)
 
 
 async def period_gaps(
@@ -179,7 +178,8 @@ async def period_gaps(
 ) -> tuple[Gap, ...]:
     """Only the knowledge gaps of answer_stats (the console loads them after the rest of its page)."""
     end = time.time() if until is None else until
-    questions = await asyncio.to_thread(_gap_questions, log.path, {"since": end - period, "until": end, "bot": bot})
+    params = {"since": end - period, "until": end, "bot": bot}
+    questions, read_at = await asyncio.to_thread(_gap_questions, log.path, params)
     if not questions:
         return ()
-    return tuple(await asyncio.to_thread(knowledge_gaps, questions, embedder.embed_documents))
+    return tuple(await asyncio.to_thread(gap_cache.cached_gaps, log.path, questions, embedder, read_at))
