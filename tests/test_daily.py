@@ -1,6 +1,7 @@
-"""The per-day rollups (core.answer.daily) give the same analytics as counting every answer: on a randomised log
-with ratings given and changed, answers re-labelled, conversations and users erased and old answers expired, for
-random periods (whole and partial days) of every bot and of one; and an older log is filled on open."""
+"""The per-day rollups (core.answer.daily; core.answer.cited's cited_daily) give the same analytics as counting
+every answer: on a randomised log with ratings given and changed, answers re-labelled, conversations and users
+erased and old answers expired, for random periods (whole and partial days) of every bot and of one; and an
+older log is filled on open."""
 
 from __future__ import annotations
 
@@ -43,7 +44,19 @@ def scanned(path: Path, since: float, until: float, bot: str | None) -> dict[str
                 params,
             ).fetchall()
         )
-    return {"per_day": per_day, "totals": totals, "up": ratings.get("up", 0), "down": ratings.get("down", 0)}
+        of_bot = "" if bot is None else "bot = :bot AND "
+        sources = db.execute(
+            f"SELECT source, coalesce(max(title), source), count(*) FROM cited WHERE {of_bot}created_at >= :since "
+            "AND created_at < :until GROUP BY source ORDER BY 3 DESC, source LIMIT 10",
+            params,
+        ).fetchall()
+    return {
+        "per_day": per_day,
+        "totals": totals,
+        "up": ratings.get("up", 0),
+        "down": ratings.get("down", 0),
+        "sources": sources,
+    }
 
 
 def from_stats(log: AnswerLog, since: float, until: float, bot: str | None) -> dict[str, Any]:
@@ -56,6 +69,7 @@ def from_stats(log: AnswerLog, since: float, until: float, bot: str | None) -> d
         "totals": (total, dont_know, fallback),
         "up": stats.thumbs_up,
         "down": stats.thumbs_down,
+        "sources": [(s.source, s.title, s.answers) for s in stats.top_sources],
     }
 
 
@@ -117,11 +131,14 @@ def test_rollups_equal_a_scan_after_every_kind_of_write(tmp_path: Path) -> None:
 def test_an_older_log_is_rolled_up_when_opened(tmp_path: Path) -> None:
     log = fill(tmp_path / "answers.sqlite3", synthetic(1000, NOW, days=10, seed=3))
     with connect(log.path) as db:
-        before = db.execute("SELECT * FROM daily ORDER BY 1, 2, 3").fetchall()
-        db.execute("DROP TABLE daily")  # as a log written before the rollups existed (its triggers go with it)
+        before = [db.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4").fetchall() for t in ("daily", "cited_daily")]
+        db.execute("DROP TABLE daily")  # as a log written before the rollups existed (their triggers go with them)
+        db.execute("DROP TABLE cited_daily")
     reopened = AnswerLog(log.path)
     with connect(log.path) as db:
-        assert db.execute("SELECT * FROM daily ORDER BY 1, 2, 3").fetchall() == before
+        assert [
+            db.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4").fetchall() for t in ("daily", "cited_daily")
+        ] == before
     assert from_stats(reopened, NOW - 10 * DAY, NOW, None) == scanned(log.path, NOW - 10 * DAY, NOW, None)
 
 

@@ -120,10 +120,9 @@ _SCAN = (
 )
 
 
-def _day_counts(db: sqlite3.Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _day_counts(db: sqlite3.Connection, params: dict[str, Any], days: tuple[int, int] | None) -> list[tuple[Any, ...]]:
     """The period's counts per day and channel: whole days from the rollups, the partial ends scanned."""
     where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
-    days = daily.whole_days(params["since"], params["until"])
     if days is None:
         return db.execute(_SCAN.format(where=where), params).fetchall()
     rows = daily.rollup(db, days, params["bot"])
@@ -135,10 +134,11 @@ def _day_counts(db: sqlite3.Connection, params: dict[str, Any]) -> list[tuple[An
 def _counts(path: Path, params: dict[str, Any]) -> dict[str, Any]:
     """Everything but the gaps (the Stats fields): SQL over one connection, run in a worker thread."""
     where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
+    days = daily.whole_days(params["since"], params["until"])
     with connect(path) as db:
-        per_day = _day_counts(db, params)
+        per_day = _day_counts(db, params, days)
         timings = db.execute(f"SELECT a.first_token_ms, a.total_ms FROM answers a WHERE {where}", params).fetchall()
-        sources = cited.top_sources(db, params, TOP_SOURCES)
+        sources = cited.top_sources(db, params, days, TOP_SOURCES)
     total, dont_know, fallback, up, down = (sum(row[i] for row in per_day) for i in range(2, 7))
     return {
         "questions": total,
