@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from core.embed import Embedder, create_embedder, offline_minilm_dir
 from core.errors import ConfigError
 from core.sqlite import connect
 from tests.support.answer_log import FIRST_SCHEMA, Row, fill
+from tests.support.embedders import Wrapped
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY = 86400.0
@@ -167,27 +169,15 @@ async def test_gaps_come_from_unanswered_and_thumbs_down_questions_of_the_period
     ]
 
 
-class Counting:
+@dataclass
+class Counting(Wrapped):
     """The kit's embedder, counting the texts it embeds (a cached clustering embeds none)."""
 
-    def __init__(self, inner: Embedder):
-        self.inner = inner
-        self.texts = 0
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
+    texts: int = 0
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self.texts += len(texts)
         return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.inner.embed_query(text)
 
 
 async def ask(log: AnswerLog, question: str, *, user: str = "u", conversation: str = "c", dont_know: bool) -> str:
