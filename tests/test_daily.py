@@ -80,6 +80,7 @@ def churn(log: AnswerLog, rng: random.Random) -> None:
         conversations = db.execute("SELECT channel, conversation FROM answers ORDER BY id LIMIT 30").fetchall()
         db.execute("UPDATE answers SET user_id = 'u' || (rowid % 40)")
         db.execute("UPDATE answers SET outcome = 'dont_know' WHERE rowid % 17 = 0")  # re-labelled
+        db.execute("UPDATE answers SET outcome = NULL WHERE rowid % 29 = 0")  # a writer that leaves it out
         db.execute("UPDATE answers SET channel = 'slack', created_at = created_at - 3600 WHERE rowid % 23 = 0")
     for answer_id in rng.sample(ids, 200):  # new ratings and changed ones
         asyncio.run(log.add_feedback(answer_id, rng.choice(["up", "down"])))

@@ -14,14 +14,15 @@ from typing import Any
 
 DAY = 86400
 
-# (day, bot, channel) of a row `r` of answers, and its contribution to each counter; `sign` is +1 or -1.
+# (day, bot, channel) of a row `r` of answers. Its outcome may be NULL (a writer that leaves it out): counted
+# as neither, as the scan's sum() did.
 _KEY = "CAST({r}.created_at / 86400 AS INTEGER), {r}.bot, {r}.channel"
 
 
 def _counts(r: str) -> str:
     rated = "(SELECT count(*) FROM feedback f WHERE f.answer_id = {r}.id AND f.rating = '{rating}')"
     return (
-        f"1, {r}.outcome = 'dont_know', {r}.outcome = 'fallback', "
+        f"1, coalesce({r}.outcome = 'dont_know', 0), coalesce({r}.outcome = 'fallback', 0), "
         f"{rated.format(r=r, rating='up')}, {rated.format(r=r, rating='down')}"
     )
 
@@ -40,7 +41,7 @@ def _remove(r: str) -> str:
     """Uncount answer row `r` from its day."""
     return (
         f"UPDATE daily SET (questions, dont_know, fallback, up, down) = (SELECT questions - 1, "
-        f"dont_know - ({r}.outcome = 'dont_know'), fallback - ({r}.outcome = 'fallback'), "
+        f"dont_know - coalesce({r}.outcome = 'dont_know', 0), fallback - coalesce({r}.outcome = 'fallback', 0), "
         f"up - (SELECT count(*) FROM feedback f WHERE f.answer_id = {r}.id AND f.rating = 'up'), "
         f"down - (SELECT count(*) FROM feedback f WHERE f.answer_id = {r}.id AND f.rating = 'down')) "
         f"WHERE (day, bot, channel) = ({_KEY.format(r=r)});"
@@ -74,7 +75,8 @@ SCHEMA = (
 # Every answer logged before the table existed: filled once, when the log is opened by this version.
 _BACKFILL = (
     "INSERT INTO daily SELECT CAST(a.created_at / 86400 AS INTEGER), a.bot, a.channel, count(*), "
-    "sum(a.outcome = 'dont_know'), sum(a.outcome = 'fallback'), coalesce(sum(f.rating = 'up'), 0), "
+    "coalesce(sum(a.outcome = 'dont_know'), 0), coalesce(sum(a.outcome = 'fallback'), 0), "
+    "coalesce(sum(f.rating = 'up'), 0), "
     "coalesce(sum(f.rating = 'down'), 0) FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id GROUP BY 1, 2, 3"
 )
 

@@ -114,8 +114,8 @@ def _gap_questions(path: Path, params: dict[str, Any]) -> tuple[list[str], int]:
 # Counts per day and channel by scanning the answers (a period's partial first and last days; core.answer.daily
 # has the whole days): date, channel, questions, dont_know, fallback, up, down.
 _SCAN = (
-    "SELECT date(a.created_at, 'unixepoch'), a.channel, count(*), sum(a.outcome = 'dont_know'), "
-    "sum(a.outcome = 'fallback'), coalesce(sum(f.rating = 'up'), 0), coalesce(sum(f.rating = 'down'), 0) "
+    "SELECT date(a.created_at, 'unixepoch'), a.channel, count(*), coalesce(sum(a.outcome = 'dont_know'), 0), "
+    "coalesce(sum(a.outcome = 'fallback'), 0), coalesce(sum(f.rating = 'up'), 0), coalesce(sum(f.rating = 'down'), 0) "
     "FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id WHERE {where} GROUP BY 1, 2"
 )
 
