@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from core.answer import cited
+from core.answer import cited, daily
 from core.answer.log import AnswerLog
 from core.answer.stats import answer_stats
 from core.sqlite import connect
@@ -20,7 +20,8 @@ DAY = 86400.0
 
 def counted(path: Path, bot: str | None = None) -> list[tuple[str, str | None, int]]:
     with connect(path) as db:
-        return cited.top_sources(db, {"since": 0.0, "until": time.time() + DAY, "bot": bot}, 10)
+        until = time.time() + DAY  # every answer: whole days from the rollups, today's from the rows
+        return cited.top_sources(db, {"since": 0.0, "until": until, "bot": bot}, daily.whole_days(0.0, until), 10)
 
 
 def test_rows_follow_the_answers(tmp_path: Path) -> None:

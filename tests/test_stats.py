@@ -1,22 +1,27 @@
 """Analytics over the answer log (core.answer.stats, core.answer.gaps): the numbers for a period and bot, the
-migration of an older log, the indexes the queries use, and knowledge gaps clustered with the real embedder."""
+migration of an older log, the indexes the queries use, and knowledge gaps clustered with the real embedder and
+cached (core.answer.gap_cache) until their questions change or any answer is erased."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from core.answer import gap_cache
 from core.answer.gaps import cluster, knowledge_gaps
 from core.answer.log import AnswerLog
-from core.answer.stats import answer_stats, parse_period
+from core.answer.stats import answer_stats, parse_period, period_gaps
 from core.config import Settings
 from core.embed import Embedder, create_embedder, offline_minilm_dir
 from core.errors import ConfigError
+from core.sqlite import connect
 from tests.support.answer_log import FIRST_SCHEMA, Row, fill
+from tests.support.embedders import Wrapped
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY = 86400.0
@@ -162,3 +167,89 @@ async def test_gaps_come_from_unanswered_and_thumbs_down_questions_of_the_period
     assert [(g.questions, set(g.examples)) for g in stats.gaps] == [
         (2, {"How much is the enterprise price?", "What does the enterprise plan cost?"})
     ]
+
+
+@dataclass
+class Counting(Wrapped):
+    """The kit's embedder, counting the texts it embeds (a cached clustering embeds none)."""
+
+    texts: int = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.texts += len(texts)
+        return self.inner.embed_documents(texts)
+
+
+async def ask(log: AnswerLog, question: str, *, user: str = "u", conversation: str = "c", dont_know: bool) -> str:
+    return await log.record(
+        channel="widget",
+        conversation=conversation,
+        bot="default",
+        question=question,
+        answer="I don't know." if dont_know else "An answer.",
+        citations=(),
+        cited=False,
+        fallback=False,
+        user_id=user,
+        outcome="dont_know" if dont_know else "answered",
+    )
+
+
+def cache_rows(log: AnswerLog) -> int:
+    with connect(log.path) as db:
+        (n,) = db.execute("SELECT count(*) FROM gap_cache").fetchone()
+    return int(n)
+
+
+async def test_gaps_are_cached_until_their_questions_change(tmp_path: Path, local_embedder: Embedder) -> None:
+    log = AnswerLog(tmp_path / "answers.sqlite3")
+    await ask(log, "How much is the enterprise price?", dont_know=True)
+    await ask(log, "Is there a Helm chart?", dont_know=True)
+    counting = Counting(local_embedder)
+    first = await period_gaps(log, counting, period=DAY)
+    assert counting.texts == 2 and cache_rows(log) == 1
+    assert await period_gaps(log, counting, period=DAY) == first  # the console's next load: nothing embedded
+    assert (await answer_stats(log, counting, period=DAY)).gaps == first and counting.texts == 2
+    answered = await ask(log, "How do I upgrade?", dont_know=False)  # not a gap: the entry still holds
+    assert await period_gaps(log, counting, period=DAY) == first and counting.texts == 2
+    await log.add_feedback(answered, "down")  # a 👎 makes it one
+    assert "How do I upgrade?" in {q for g in await period_gaps(log, counting, period=DAY) for q in g.examples}
+    assert counting.texts == 5
+    await ask(log, "What does the enterprise plan cost?", dont_know=True)  # a new unanswered question
+    gaps = await period_gaps(log, counting, period=DAY)
+    assert counting.texts == 9 and gaps[0].questions == 2  # the two enterprise questions, one gap
+    assert await period_gaps(log, counting, period=DAY, bot="sales") == ()  # another bot: no questions, no entry
+    assert cache_rows(log) == 3
+
+
+async def test_erased_and_expired_questions_leave_the_gap_cache(tmp_path: Path, local_embedder: Embedder) -> None:
+    log = AnswerLog(tmp_path / "answers.sqlite3", retention_days=30)
+    secret = "Zanzibar-7741"
+    await ask(log, f"Why is my {secret} quota exceeded?", user="u1", conversation="c1", dont_know=True)
+    await ask(log, "Is there a Kubernetes Helm chart?", user="u2", conversation="c2", dont_know=True)
+    gaps = await period_gaps(log, local_embedder, period=DAY)
+    assert any(secret in q for g in gaps for q in g.examples) and cache_rows(log) == 1
+    await log.forget_user("u1")
+    assert cache_rows(log) == 0
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()] == []
+    assert [g.examples for g in await period_gaps(log, local_embedder, period=DAY)] == [
+        ("Is there a Kubernetes Helm chart?",)
+    ]
+    with connect(log.path) as db:
+        db.execute("UPDATE answers SET created_at = created_at - 40 * 86400")
+    assert await log.purge_expired() == 1
+    assert cache_rows(log) == 0
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and b"Kubernetes Helm" in p.read_bytes()] == []
+
+
+async def test_gaps_of_questions_read_before_an_erasure_are_not_stored(
+    tmp_path: Path, local_embedder: Embedder
+) -> None:
+    log = AnswerLog(tmp_path / "answers.sqlite3")
+    await ask(log, "Why is my quota exceeded?", conversation="c1", dont_know=True)
+    with connect(log.path) as db:
+        read_at = gap_cache.epoch(db)  # the questions are read here, then the conversation is erased
+    await log.forget_conversation("widget", "c1")
+    gaps = gap_cache.cached_gaps(log.path, ["Why is my quota exceeded?"], local_embedder, read_at)
+    assert gaps[0].examples == ("Why is my quota exceeded?",)  # shown to the caller who asked before the erasure
+    assert cache_rows(log) == 0  # but not kept

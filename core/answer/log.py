@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core.answer import cited
+from core.answer import cited, daily, gap_cache
 from core.answer.conversations import INDEX as CONVERSATIONS_INDEX
 from core.answer.conversations import ConversationQuery, ConversationSummary, find_conversations
 from core.config import Settings
@@ -174,6 +174,8 @@ def _migrate(db: sqlite3.Connection) -> None:
         )
     db.execute(CONVERSATIONS_INDEX)
     cited.migrate(db)
+    daily.migrate(db)
+    gap_cache.migrate(db)
     db.execute("COMMIT")
 
 

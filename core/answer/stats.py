@@ -1,15 +1,16 @@
 """Analytics over the answer log for a period and a bot: what people ask, how the kit answers, where it fails.
 
 One implementation for every surface: `GET /admin/stats`, the admin page's Analytics and `switchboard report`.
-Counts come from SQL over the answer log's indexes (answers_by_time, answers_by_bot); latency percentiles from
-the period's timings; knowledge gaps (core.answer.gaps) from the period's latest unanswered and 👎 questions,
-embedded with the kit's own embedder.
+Counts come from per-day rollups (core.answer.daily) and, for a period's partial first and last days, SQL over
+the answer log's indexes; latency percentiles from the period's timings; knowledge gaps (core.answer.gaps) from
+the period's latest unanswered and 👎 questions, embedded with the kit's own embedder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from core.answer import cited
-from core.answer.gaps import Gap, knowledge_gaps
+from core.answer import cited, daily, gap_cache
+from core.answer.gaps import Gap
 from core.answer.log import AnswerLog
 from core.embed import Embedder
 from core.errors import ConfigError
@@ -102,51 +103,55 @@ _GAP_QUESTIONS = (
 )
 
 
-def _gap_questions(path: Path, params: dict[str, Any]) -> list[str]:
+def _gap_questions(path: Path, params: dict[str, Any]) -> tuple[list[str], int]:
+    """The questions to cluster, and the gap cache's epoch read before them."""
     where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
     with connect(path) as db:
-        return [q for (q,) in db.execute(_GAP_QUESTIONS.format(where=where), params)]
+        read_at = gap_cache.epoch(db)
+        return [q for (q,) in db.execute(_GAP_QUESTIONS.format(where=where), params)], read_at
 
 
-def _counts(path: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Everything but the gaps' clustering (the Stats fields), and the questions to cluster: SQL over one
-    connection, run in a worker thread."""
+# Counts per day and channel by scanning the answers (a period's partial first and last days; core.answer.daily
+# has the whole days): date, channel, questions, dont_know, fallback, up, down.
+_SCAN = (
+    "SELECT date(a.created_at, 'unixepoch'), a.channel, count(*), coalesce(sum(a.outcome = 'dont_know'), 0), "
+    "coalesce(sum(a.outcome = 'fallback'), 0), coalesce(sum(f.rating = 'up'), 0), coalesce(sum(f.rating = 'down'), 0) "
+    "FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id WHERE {where} GROUP BY 1, 2"
+)
+
+
+def _day_counts(db: sqlite3.Connection, params: dict[str, Any], days: tuple[int, int] | None) -> list[tuple[Any, ...]]:
+    """The period's counts per day and channel: whole days from the rollups, the partial ends scanned."""
     where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
+    if days is None:
+        return db.execute(_SCAN.format(where=where), params).fetchall()
+    rows = daily.rollup(db, days, params["bot"])
+    for since, until in ((params["since"], days[0] * daily.DAY), (days[1] * daily.DAY, params["until"])):
+        rows += db.execute(_SCAN.format(where=where), {**params, "since": since, "until": until}).fetchall()
+    return sorted(rows)
+
+
+def _counts(path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the gaps (the Stats fields): SQL over one connection, run in a worker thread."""
+    where = _PERIOD if params["bot"] is None else _PERIOD_OF_BOT
+    days = daily.whole_days(params["since"], params["until"])
     with connect(path) as db:
-
-        def rows(sql: str) -> list[Any]:
-            return db.execute(sql, params).fetchall()
-
-        per_day = rows(
-            "SELECT date(a.created_at, 'unixepoch'), a.channel, count(*) FROM answers a "
-            f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2"
-        )
-        ((total, dont_know, fallback),) = rows(
-            "SELECT count(*), coalesce(sum(a.outcome = 'dont_know'), 0), coalesce(sum(a.outcome = 'fallback'), 0) "
-            f"FROM answers a WHERE {where}"
-        )
-        ratings = dict(
-            rows(
-                "SELECT f.rating, count(*) FROM feedback f JOIN answers a ON a.id = f.answer_id "
-                f"WHERE {where} GROUP BY f.rating"
-            )
-        )
-        timings = rows(f"SELECT a.first_token_ms, a.total_ms FROM answers a WHERE {where}")
-        sources = cited.top_sources(db, params, TOP_SOURCES)
-        gap_questions = rows(_GAP_QUESTIONS.format(where=where))
-    counts = {
+        per_day = _day_counts(db, params, days)
+        timings = db.execute(f"SELECT a.first_token_ms, a.total_ms FROM answers a WHERE {where}", params).fetchall()
+        sources = cited.top_sources(db, params, days, TOP_SOURCES)
+    total, dont_know, fallback, up, down = (sum(row[i] for row in per_day) for i in range(2, 7))
+    return {
         "questions": total,
-        "per_day": tuple(DayCount(day=d, channel=c, questions=n) for d, c, n in per_day),
+        "per_day": tuple(DayCount(day=d, channel=c, questions=n) for d, c, n, *_ in per_day),
         "dont_know_rate": _rate(dont_know, total),
         "fallback_rate": _rate(fallback, total),
-        "thumbs_up": ratings.get("up", 0),
-        "thumbs_down": ratings.get("down", 0),
-        "up_ratio": _rate(ratings.get("up", 0), ratings.get("up", 0) + ratings.get("down", 0)),
+        "thumbs_up": up,
+        "thumbs_down": down,
+        "up_ratio": _rate(up, up + down),
         "first_token_ms": _latency([t for t, _ in timings if t is not None]),
         "total_ms": _latency([t for _, t in timings if t is not None]),
         "top_sources": tuple(SourceCount(source=s, title=t or s, answers=n) for s, t, n in sources),
     }
-    return counts, [q for (q,) in gap_questions]
 
 
 async def answer_stats(
@@ -161,11 +166,11 @@ async def answer_stats(
     gaps are left out (empty)."""
     end = time.time() if until is None else until
     params = {"since": end - period, "until": end, "bot": bot}
-    counts, questions = await asyncio.to_thread(_counts, log.path, params)
-    gaps: list[Gap] = []
-    if embedder is not None and questions:
-        gaps = await asyncio.to_thread(knowledge_gaps, questions, embedder.embed_documents)
-    return Stats(since=end - period, until=end, bot=bot, gaps=tuple(gaps), **counts)
+    counts = await asyncio.to_thread(_counts, log.path, params)
+    gaps: tuple[Gap, ...] = ()
+    if embedder is not None:
+        gaps = await period_gaps(log, embedder, period=period, bot=bot, until=end)
+    return Stats(since=end - period, until=end, bot=bot, gaps=gaps, **counts)
 
 
 async def period_gaps(
@@ -173,7 +178,8 @@ async def period_gaps(
 ) -> tuple[Gap, ...]:
     """Only the knowledge gaps of answer_stats (the console loads them after the rest of its page)."""
     end = time.time() if until is None else until
-    questions = await asyncio.to_thread(_gap_questions, log.path, {"since": end - period, "until": end, "bot": bot})
+    params = {"since": end - period, "until": end, "bot": bot}
+    questions, read_at = await asyncio.to_thread(_gap_questions, log.path, params)
     if not questions:
         return ()
-    return tuple(await asyncio.to_thread(knowledge_gaps, questions, embedder.embed_documents))
+    return tuple(await asyncio.to_thread(gap_cache.cached_gaps, log.path, questions, embedder, read_at))
