@@ -16,7 +16,6 @@ from bots.base import Channel, Reply, Responder, Stream
 from core.answer.assistant import Assistant
 from core.errors import AudioTooLarge, AudioTooLong, NotAudio, VoiceError, VoiceNotConfigured
 from core.types import Done
-from core.voice.audio import to_ogg_opus
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +113,7 @@ class VoiceNotes:
             logger.info("voice_reply is on but text-to-speech is not configured: answered as text only")
             return None
         try:
-            speech = await self.assistant.speak(spoken(done.text, self.limits.max_chars))
-            return await to_ogg_opus(speech.audio, timeout=self.limits.timeout)
+            return (await self.assistant.speak(spoken(done.text, self.limits.max_chars), voice_note=True)).audio
         except VoiceError as exc:
             logger.warning("could not read an answer aloud: %s", exc)
             return None
