@@ -104,6 +104,9 @@ class VoiceNotes:
         except VoiceError as exc:  # the speech service failed or timed out (logged where it failed)
             logger.warning("could not transcribe a voice note: %s", exc)
             return None, FAILED
+        except Exception:  # a bug or an unforeseen failure: the user still gets a reply, the log the traceback
+            logger.warning("could not transcribe a voice note", exc_info=True)
+            return None, FAILED
         return (text, quote(text)) if text else (None, NOTHING_HEARD)
 
     async def speech(self, done: Done) -> bytes | None:
