@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -306,3 +307,21 @@ async def test_whatsapp_template_outside_the_24_hour_window(
         assert sent.kind == "template", "the fake refuses anything else outside the window"
         assert sent.payload["template"] == {"name": "write_again", "language": {"code": "en_US"}}
     assert fake_wa.of(stale["id"]) == [], "not marked read: nothing is being answered"
+
+
+async def test_whatsapp_stale_messages_get_one_template_per_sender_and_stale_taps_none(
+    server: RunningServer, fake_wa: FakeWhatsApp
+) -> None:
+    """Templates are billed: a backlog of stale messages from one user (a redelivery after an outage) gets one,
+    and a stale 👍/👎 tap gets nothing."""
+    user, tapper = "15550002030", "15550002031"
+    fake_wa.outside_window |= {user, tapper}
+    backlog = [wa.text(user, f"{QUESTION} ({i})", age=(26 + i) * 3600) for i in range(3)]
+    tap = wa.button_reply(tapper, "fb:up:whatever")
+    tap["timestamp"] = str(int(time.time() - 30 * 3600))
+    await deliver(server, wa.delivery(*backlog[:2], tap))
+    await deliver(server, wa.delivery(backlog[2]))
+    await until(lambda: fake_wa.to(user), fake_wa)
+    await asyncio.sleep(1.0)
+    assert [c.kind for c in fake_wa.to(user)] == ["template"]
+    assert fake_wa.to(tapper) == []
