@@ -86,6 +86,8 @@ class VoiceNotes:
         """(the transcript, its quote) or (None, why there is none, as a reply to the user)."""
         try:
             data = await note.download()
+        except AudioTooLarge:  # the platform did not say the size: the download stopped at the limit
+            return None, too_big(self.limits.max_mb)
         except Exception:  # the platform's refusal or a network drop: the user can send it again
             logger.warning("could not download a voice note", exc_info=True)
             return None, FAILED

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bots import voicenotes
+from bots.whatsapp.bot import TEXT_ONLY
 from core.config import Settings
 from core.voice import Voice
 from tests.fakes import whatsapp_server as wa
@@ -325,3 +326,39 @@ async def test_whatsapp_stale_messages_get_one_template_per_sender_and_stale_tap
     await asyncio.sleep(1.0)
     assert [c.kind for c in fake_wa.to(user)] == ["template"]
     assert fake_wa.to(tapper) == []
+
+
+async def test_whatsapp_media_is_fetched_with_the_token_only_from_the_api_host(
+    server: RunningServer, fake_wa: FakeWhatsApp, audio_api: FakeOpenAIAudio, note: bytes
+) -> None:
+    """The bearer token goes only to the API's host (or Meta's *.fbsbx.com CDN): a lookup naming another host,
+    or a webhook media id that is a URL rather than a number, sends nothing there and gets a polite reply."""
+    elsewhere = FakeWhatsApp().start()
+    try:
+        redirected, absolute = "15550002040", "15550002041"
+        media_id = fake_wa.add_media(note)
+        fake_wa.media_urls[media_id] = f"{elsewhere.base_url}/download/{media_id}"
+        await deliver(server, wa.delivery(wa.audio(redirected, media_id)))
+        await deliver(server, wa.delivery(wa.audio(absolute, f"{elsewhere.base_url}/{wa.VERSION}/{media_id}")))
+        await until(lambda: fake_wa.to(redirected) and fake_wa.to(absolute), fake_wa)
+        await asyncio.sleep(0.5)
+        assert [c.text for c in fake_wa.to(redirected)] == [voicenotes.FAILED]
+        assert [c.text for c in fake_wa.to(absolute)] == [TEXT_ONLY]
+        assert elsewhere.requests == [], "the token was never sent to another host"
+        assert audio_api.uploads == []
+    finally:
+        elsewhere.stop()
+
+
+async def test_whatsapp_download_without_a_declared_size_stops_past_the_limit(
+    server: RunningServer, fake_wa: FakeWhatsApp, audio_api: FakeOpenAIAudio
+) -> None:
+    user = "15550002042"
+    fake_wa.streamed = 0
+    media_id = fake_wa.add_unsized_media(48 * 1024 * 1024)  # the lookup says no file_size; VOICE_MAX_MB is 1
+    await deliver(server, wa.delivery(wa.audio(user, media_id)))
+    await until(lambda: fake_wa.to(user), fake_wa)
+    assert [c.text for c in fake_wa.to(user)] == [voicenotes.too_big(1.0)]
+    await asyncio.sleep(0.5)
+    assert fake_wa.streamed < 8 * 1024 * 1024, f"read {fake_wa.streamed} bytes of a 48 MB download"
+    assert audio_api.uploads == []

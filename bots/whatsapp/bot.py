@@ -132,7 +132,7 @@ class WhatsAppBot:
             await answer_voice_note(
                 self.responder,
                 channel,
-                WhatsAppVoiceNote(self.graph, message),
+                WhatsAppVoiceNote(self.graph, message, max_bytes=int(self.responder.assistant.voice.max_mb * 1048576)),
                 conversation_id=conversation_id(message),
                 bot=bot,
                 user_id=message.sender,
