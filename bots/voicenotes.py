@@ -16,7 +16,6 @@ from bots.base import Channel, Reply, Responder, Stream
 from core.answer.assistant import Assistant
 from core.errors import AudioTooLarge, AudioTooLong, NotAudio, VoiceError, VoiceNotConfigured
 from core.types import Done
-from core.voice.audio import to_ogg_opus
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +86,8 @@ class VoiceNotes:
         """(the transcript, its quote) or (None, why there is none, as a reply to the user)."""
         try:
             data = await note.download()
+        except AudioTooLarge:  # the platform did not say the size: the download stopped at the limit
+            return None, too_big(self.limits.max_mb)
         except Exception:  # the platform's refusal or a network drop: the user can send it again
             logger.warning("could not download a voice note", exc_info=True)
             return None, FAILED
@@ -105,6 +106,9 @@ class VoiceNotes:
         except VoiceError as exc:  # the speech service failed or timed out (logged where it failed)
             logger.warning("could not transcribe a voice note: %s", exc)
             return None, FAILED
+        except Exception:  # a bug or an unforeseen failure: the user still gets a reply, the log the traceback
+            logger.warning("could not transcribe a voice note", exc_info=True)
+            return None, FAILED
         return (text, quote(text)) if text else (None, NOTHING_HEARD)
 
     async def speech(self, done: Done) -> bytes | None:
@@ -114,8 +118,7 @@ class VoiceNotes:
             logger.info("voice_reply is on but text-to-speech is not configured: answered as text only")
             return None
         try:
-            speech = await self.assistant.speak(spoken(done.text, self.limits.max_chars))
-            return await to_ogg_opus(speech.audio, timeout=self.limits.timeout)
+            return (await self.assistant.speak(spoken(done.text, self.limits.max_chars), voice_note=True)).audio
         except VoiceError as exc:
             logger.warning("could not read an answer aloud: %s", exc)
             return None

@@ -30,6 +30,7 @@ from bots.settings import TeamsSettings
 from bots.teams import MESSAGES_PATH
 from bots.teams.activities import FEEDBACK_KEY
 from bots.teams.answer_ids import create_answer_ids
+from bots.teams.auth import InboundAuth, Unauthorized
 from bots.teams.bot import RESET_DONE
 from bots.teams.channel import MESSAGE_LIMIT
 from core.answer.log import AnswerLog
@@ -37,7 +38,17 @@ from core.config import Settings
 from core.errors import ConfigError
 from tests.conftest import StateBackend, real_errors, shared, web_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.teams_server import APP_ID, APP_PASSWORD, BOT, TENANT, WEBCHAT_KEY_ID, Call, FakeTeams, _key
+from tests.fakes.teams_server import (
+    APP_ID,
+    APP_PASSWORD,
+    BOT,
+    MALFORMED_KEY_ID,
+    TENANT,
+    WEBCHAT_KEY_ID,
+    Call,
+    FakeTeams,
+    _key,
+)
 from tests.servers import RunningServer, run_server
 from tests.support import REPO
 from tests.support.adapters import adapter_settings
@@ -183,6 +194,27 @@ def test_an_activity_from_a_channel_its_signing_key_is_not_endorsed_for_is_refus
     assert send(server, teams, own, token=webchat).status_code == 200
     wait_final(teams, own["conversation"]["id"])
     assert teams.of(event["conversation"]["id"]) == [], "the refused activity is not answered"
+
+
+def test_a_key_with_malformed_endorsements_signs_for_no_channel(server: RunningServer, teams: FakeTeams) -> None:
+    """`endorsements` that is not a list is not read as "no restriction": the check fails closed."""
+    event = teams.activity(QUESTION)
+    refused = send(server, teams, event, token=teams.token(key=teams.malformed_key, kid=MALFORMED_KEY_ID))
+    assert refused.status_code == 401
+    assert "not endorsed for channel 'msteams'" in refused.json()["detail"]
+
+
+async def test_a_key_missing_from_the_endorsements_map_is_refused(teams: FakeTeams) -> None:
+    """The map is replaced when the key set is refetched in a worker thread: a key id absent from it (a
+    refetch that raced the lookup) must not pass as unrestricted."""
+    async with httpx.AsyncClient() as http:
+        auth = InboundAuth(http, openid_url=teams.openid_url, app_id=APP_ID)
+        headers = {"authorization": f"Bearer {teams.token()}"}
+        assert (await auth.verify(headers)).endorsements == frozenset({"msteams"})
+        keys = await auth._jwks()
+        keys.endorsements = {}  # as a concurrent refetch leaves it when the key set changed under the lookup
+        with pytest.raises(Unauthorized, match="no known endorsements"):
+            await auth.verify(headers)
 
 
 # --- answering ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,33 @@ async def test_offline_whisper_transcribes_a_real_recording(tmp_path: Path, note
         text = await voice.transcribe(ogg, filename="voice.oga", content_type="audio/ogg")
     assert "reset my password" in text.lower() and "admin console" in text.lower()
     assert (tmp_path / "models" / "whisper-base-ct2" / "model.bin").stat().st_size > 100_000_000
+
+
+async def test_offline_whisper_failures_are_voice_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, note: bytes
+) -> None:
+    """A model that cannot be joined or loaded (OSError, CTranslate2's RuntimeError) is a VoiceError, which every
+    surface turns into a polite refusal; the load is tried again by the next request."""
+    calls = []
+
+    def broken(self: whisper.LocalWhisper) -> Any:
+        calls.append(1)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(whisper.LocalWhisper, "_load", broken)
+    local = whisper.LocalWhisper(models_dir=tmp_path, timeout=5)
+    for _ in range(2):
+        with pytest.raises(VoiceError, match="No space left on device"):
+            await local.transcribe(note, filename="a.wav", content_type="audio/wav")
+    assert len(calls) == 2
+
+
+async def test_offline_whisper_times_out_at_voice_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, note: bytes
+) -> None:
+    monkeypatch.setattr(whisper.LocalWhisper, "_load", lambda self: time.sleep(1.5))
+    local = whisper.LocalWhisper(models_dir=tmp_path, timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(VoiceError, match=r"longer than 0\.3 s"):
+        await local.transcribe(note, filename="a.wav", content_type="audio/wav")
+    assert time.monotonic() - started < 1.0, "the caller is answered at the timeout, not when the load ends"

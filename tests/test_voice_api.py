@@ -18,6 +18,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import RunningServer, run_server
 from tests.support.voice import MAX_SECONDS, TTS_MAX_CHARS, recording, voice_bots, voice_server
 from tests.test_voice import audio_api  # noqa: F401  (the fake speech-to-text server)
+from widget.sessions import SessionTokens
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,19 @@ def test_voice_needs_a_session_of_a_bot_with_voice(
     for path, body in (("/api/transcribe", {"content": recording(2)}), ("/api/speech", {"json": {"text": "hi"}})):
         response = post(voice_web, path, host_site[0], held if bearer else None, **body)
         assert response.status_code == status and reason in response.json()["detail"], response.text
+
+
+def test_a_session_of_a_bot_no_longer_configured_is_a_403(
+    voice_web: RunningServer, host_site: tuple[str, Path]
+) -> None:
+    secret = voice_web.settings.secret_key
+    assert secret is not None
+    retired, _ = SessionTokens(secret.get_secret_value(), 3600, 60).mint(
+        bot="retired", origin=host_site[0], user_id=None, previous=None
+    )  # as a token minted before the bot was removed from the bots file
+    for path, body in (("/api/transcribe", {"content": recording(2)}), ("/api/speech", {"json": {"text": "hi"}})):
+        response = post(voice_web, path, host_site[0], retired, **body)
+        assert response.status_code == 403 and "no longer configured" in response.json()["detail"], response.text
 
 
 @pytest.mark.parametrize(

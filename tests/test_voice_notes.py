@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from bots import voicenotes
+from bots.whatsapp.bot import TEXT_ONLY
 from core.config import Settings
 from core.voice import Voice
 from tests.fakes import whatsapp_server as wa
@@ -186,6 +188,7 @@ async def test_telegram_voice_notes_in_groups_only_as_replies_to_the_bot(
         ("too long", voicenotes.too_long(MAX_SECONDS)),
         ("not audio", voicenotes.NOT_AUDIO),
         ("service fails", voicenotes.FAILED),
+        ("transcriber crashes", voicenotes.FAILED),
         ("not configured", voicenotes.NOT_CONFIGURED),
     ],
 )
@@ -212,6 +215,12 @@ async def test_telegram_voice_notes_that_cannot_be_heard_get_a_polite_reply(
         audio = b"%PDF-1.7 certainly not a recording"
     elif case == "service fails":
         audio_api.fail = True
+    elif case == "transcriber crashes":  # not a VoiceError: a bug, or a library's own exception type
+
+        async def crash(*args: Any, **kwargs: Any) -> str:
+            raise RuntimeError("ctranslate2: unsupported model")
+
+        monkeypatch.setattr(Voice, "transcribe", crash)
     elif case == "not configured":
         info = Voice.info.fget  # type: ignore[attr-defined]
         monkeypatch.setattr(Voice, "info", property(lambda self: dataclasses.replace(info(self), stt=None)))
@@ -299,3 +308,57 @@ async def test_whatsapp_template_outside_the_24_hour_window(
         assert sent.kind == "template", "the fake refuses anything else outside the window"
         assert sent.payload["template"] == {"name": "write_again", "language": {"code": "en_US"}}
     assert fake_wa.of(stale["id"]) == [], "not marked read: nothing is being answered"
+
+
+async def test_whatsapp_stale_messages_get_one_template_per_sender_and_stale_taps_none(
+    server: RunningServer, fake_wa: FakeWhatsApp
+) -> None:
+    """Templates are billed: a backlog of stale messages from one user (a redelivery after an outage) gets one,
+    and a stale 👍/👎 tap gets nothing."""
+    user, tapper = "15550002030", "15550002031"
+    fake_wa.outside_window |= {user, tapper}
+    backlog = [wa.text(user, f"{QUESTION} ({i})", age=(26 + i) * 3600) for i in range(3)]
+    tap = wa.button_reply(tapper, "fb:up:whatever")
+    tap["timestamp"] = str(int(time.time() - 30 * 3600))
+    await deliver(server, wa.delivery(*backlog[:2], tap))
+    await deliver(server, wa.delivery(backlog[2]))
+    await until(lambda: fake_wa.to(user), fake_wa)
+    await asyncio.sleep(1.0)
+    assert [c.kind for c in fake_wa.to(user)] == ["template"]
+    assert fake_wa.to(tapper) == []
+
+
+async def test_whatsapp_media_is_fetched_with_the_token_only_from_the_api_host(
+    server: RunningServer, fake_wa: FakeWhatsApp, audio_api: FakeOpenAIAudio, note: bytes
+) -> None:
+    """The bearer token goes only to the API's host (or Meta's *.fbsbx.com CDN): a lookup naming another host,
+    or a webhook media id that is a URL rather than a number, sends nothing there and gets a polite reply."""
+    elsewhere = FakeWhatsApp().start()
+    try:
+        redirected, absolute = "15550002040", "15550002041"
+        media_id = fake_wa.add_media(note)
+        fake_wa.media_urls[media_id] = f"{elsewhere.base_url}/download/{media_id}"
+        await deliver(server, wa.delivery(wa.audio(redirected, media_id)))
+        await deliver(server, wa.delivery(wa.audio(absolute, f"{elsewhere.base_url}/{wa.VERSION}/{media_id}")))
+        await until(lambda: fake_wa.to(redirected) and fake_wa.to(absolute), fake_wa)
+        await asyncio.sleep(0.5)
+        assert [c.text for c in fake_wa.to(redirected)] == [voicenotes.FAILED]
+        assert [c.text for c in fake_wa.to(absolute)] == [TEXT_ONLY]
+        assert elsewhere.requests == [], "the token was never sent to another host"
+        assert audio_api.uploads == []
+    finally:
+        elsewhere.stop()
+
+
+async def test_whatsapp_download_without_a_declared_size_stops_past_the_limit(
+    server: RunningServer, fake_wa: FakeWhatsApp, audio_api: FakeOpenAIAudio
+) -> None:
+    user = "15550002042"
+    fake_wa.streamed = 0
+    media_id = fake_wa.add_unsized_media(48 * 1024 * 1024)  # the lookup says no file_size; VOICE_MAX_MB is 1
+    await deliver(server, wa.delivery(wa.audio(user, media_id)))
+    await until(lambda: fake_wa.to(user), fake_wa)
+    assert [c.text for c in fake_wa.to(user)] == [voicenotes.too_big(1.0)]
+    await asyncio.sleep(0.5)
+    assert fake_wa.streamed < 8 * 1024 * 1024, f"read {fake_wa.streamed} bytes of a 48 MB download"
+    assert audio_api.uploads == []

@@ -21,6 +21,7 @@ from bots.base import relay
 from bots.render import WHATSAPP
 from bots.settings import WhatsAppSettings
 from bots.whatsapp.bot import HELP, RESET_DONE, TEXT_ONLY, WholeAnswer
+from bots.whatsapp.graph import Graph
 from core.answer.history import SQLiteHistory
 from core.answer.log import AnswerLog
 from core.config import Settings
@@ -314,6 +315,26 @@ async def test_each_business_number_answers_as_its_bot_and_unknown_numbers_are_i
     await deliver(server, wa.delivery(wa.text("15550001009", QUESTION), phone_number_id="300000000000009"))
     await asyncio.sleep(1.0)
     assert fake_wa.to("15550001009") == []
+
+
+@pytest.mark.parametrize(
+    ("url", "trusted"),
+    [
+        ("https://graph.facebook.com/v23.0/download/1", True),
+        ("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1", True),
+        ("http://lookaside.fbsbx.com/x", False),  # the CDN over plain HTTP
+        ("https://fbsbx.com.evil.example/x", False),
+        ("https://evilfbsbx.com/x", False),
+        ("https://graph.facebook.com:8443/x", False),
+        ("https://evil.example/x", False),
+    ],
+)
+async def test_media_downloads_go_only_to_the_api_host_or_metas_cdn(url: str, trusted: bool) -> None:
+    graph = Graph.open("https://graph.facebook.com", "v23.0", "token")
+    try:
+        assert graph._trusted(httpx.URL(url)) is trusted
+    finally:
+        await graph.aclose()
 
 
 def test_missing_settings_are_one_config_error_and_no_token_mounts_nothing(fake_wa: FakeWhatsApp) -> None:

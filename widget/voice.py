@@ -56,7 +56,10 @@ def _status(error: VoiceError) -> int:
 
 
 async def _voice_session(request: Request, session: Session, state: StateDep) -> None:
-    if not state.bots[session.bot].voice:
+    bot = state.bots.get(session.bot)  # a session outlives its bot when the bots file is edited and reloaded
+    if bot is None:
+        raise HTTPException(403, f"assistant {session.bot!r} is no longer configured; request a new session")
+    if not bot.voice:
         raise HTTPException(403, "voice is not enabled for this assistant")
     await limit_session(state, request, session)
 

@@ -6,7 +6,8 @@ app id. It is checked on the raw header, before the body is read; then the activ
 serviceUrl must be the one the token names (so a token for one service cannot send the bot's own token
 somewhere else), and its channelId one that the signing key is endorsed for (each key in the JWKS lists the
 channels it may sign for in `endorsements`, so a key for one channel cannot vouch for another's activities;
-as in the Bot Framework SDKs, a key that lists none is not restricted).
+as in the Bot Framework SDKs, a key without `endorsements` is not restricted; a key id missing from the map, or
+endorsements that are not a list, are refused).
 
 Outbound: the Bot Connector API wants the bot's own token, obtained with client credentials from the login
 endpoint (the bot's tenant, or botframework.com for a multi-tenant bot) and reused until shortly before it
@@ -38,6 +39,7 @@ SCOPE = "https://api.botframework.com/.default"
 LEEWAY = 300  # seconds of clock skew the Bot Framework SDKs allow
 METADATA_TTL = 24 * 3600  # seconds: Microsoft rotates its keys rarely; an unknown key id refetches sooner
 TOKEN_MARGIN = 300  # seconds before expiry that a cached token is renewed
+_UNKNOWN: Any = object()  # a key id absent from the endorsements map (not the same as a key listing none)
 
 
 class Unauthorized(Exception):
@@ -64,17 +66,26 @@ class _KeySet(jwt.PyJWKClient):
 
     def __init__(self, uri: str, **options: Any):
         super().__init__(uri, **options)
-        self.endorsements: dict[str, frozenset[str]] = {}
+        self.endorsements: dict[str, frozenset[str] | None] = {}
 
     def fetch_data(self) -> Any:  # PyJWKClient's documented hook: every (re)fetch of the key set goes through it
         data = super().fetch_data()
         keys = data.get("keys")  # PyJWKSet rejects a set without a list of keys after this returns
         self.endorsements = {
-            str(k["kid"]): frozenset(map(str, k["endorsements"]))
+            str(k["kid"]): _endorsements(k)
             for k in (keys if isinstance(keys, list) else [])
-            if isinstance(k, dict) and "kid" in k and isinstance(k.get("endorsements"), list)
+            if isinstance(k, dict) and "kid" in k
         }
         return data
+
+
+def _endorsements(jwk: dict[str, Any]) -> frozenset[str] | None:
+    """The channels a published key may sign for: None (any) only for a key without `endorsements`; a value
+    that is not a list endorses nothing, so that a malformed entry fails closed."""
+    if "endorsements" not in jwk:
+        return None
+    listed = jwk["endorsements"]
+    return frozenset(map(str, listed)) if isinstance(listed, list) else frozenset()
 
 
 class InboundAuth:
@@ -138,7 +149,12 @@ class InboundAuth:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
-        return Verified(claims, keys.endorsements.get(str(key.key_id)))
+        # The map is replaced whenever the key set is refetched (in a worker thread): a key id missing from it
+        # is not known to be unrestricted, so it is refused rather than let through.
+        endorsements = keys.endorsements.get(str(key.key_id), _UNKNOWN)
+        if endorsements is _UNKNOWN:
+            raise Unauthorized("the token's signing key has no known endorsements")
+        return Verified(claims, endorsements)
 
 
 class BotToken:

@@ -132,7 +132,7 @@ class WhatsAppBot:
             await answer_voice_note(
                 self.responder,
                 channel,
-                WhatsAppVoiceNote(self.graph, message),
+                WhatsAppVoiceNote(self.graph, message, max_bytes=int(self.responder.assistant.voice.max_mb * 1048576)),
                 conversation_id=conversation_id(message),
                 bot=bot,
                 user_id=message.sender,
@@ -157,8 +157,13 @@ class WhatsAppBot:
             )
 
     async def _outside_window(self, message: Inbound, age: float) -> None:
-        """No free-form reply is allowed any more: the approved template, or a log line."""
+        """No free-form reply is allowed any more: the approved template, or a log line. The template is billed:
+        one per user and business number per de-dup retention (24 h) however many stale messages arrive (a
+        redelivery after an outage brings them all), and none for a stale tap on 👍/👎."""
         hours = age / 3600
+        if message.kind == "button":
+            logger.info("whatsapp: feedback tap %s is %.1f h old: not answered", message.message_id, hours)
+            return
         if self.template is None:
             logger.warning(
                 "whatsapp: message %s is %.1f h old, outside the 24-hour customer-service window: not answered "
@@ -168,6 +173,11 @@ class WhatsAppBot:
             )
             return
         name, language = self.template
+        if not await self.responder.first(f"template:{conversation_id(message)}"):
+            logger.info(
+                "whatsapp: message %s is %.1f h old: its sender already got the template", message.message_id, hours
+            )
+            return
         logger.info("whatsapp: message %s is %.1f h old: sent the template %r instead", message.message_id, hours, name)
         await self.graph.send_template(message.phone_number_id, message.sender, name, language)
 

@@ -13,13 +13,18 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from core.errors import SwitchboardError
+from core.errors import AudioTooLarge, SwitchboardError
 
 logger = logging.getLogger(__name__)
 
 RATE_LIMITED = frozenset({4, 80007, 130429, 131056})
 ATTEMPTS = 4  # the first try and three retries
+MEDIA_CDN = ".fbsbx.com"  # where Meta serves media downloads (lookaside.fbsbx.com)
 BACKOFF = 1.0  # seconds before the first retry, doubled before each next one (Meta suggests exponential backoff)
+
+
+class UntrustedMedia(SwitchboardError):
+    """A media lookup named a download URL that must not be sent the bearer token."""
 
 
 class GraphError(SwitchboardError):
@@ -135,9 +140,32 @@ class Graph:
             url=str(info["url"]), size=int(size) if size is not None else None, mime_type=info.get("mime_type", "")
         )
 
-    async def download(self, media: Media) -> bytes:
-        """The recording's bytes: its URL wants the same bearer token as the API."""
-        return (await self._call("GET", media.url)).content
+    def _trusted(self, url: httpx.URL) -> bool:
+        """Whether a download URL may be sent the bearer token: the API's own origin, or Meta's media CDN."""
+        api = self._client.base_url
+        same_origin = (url.scheme, url.host, url.port) == (api.scheme, api.host, api.port)
+        return same_origin or (url.scheme == "https" and url.host.endswith(MEDIA_CDN))
+
+    async def download(self, media: Media, *, max_bytes: int) -> bytes:
+        """The recording's bytes: its URL wants the same bearer token as the API, so it is fetched only from the
+        API's host or Meta's media CDN (UntrustedMedia otherwise), streamed, and given up past `max_bytes`
+        (AudioTooLarge): the lookup may not have said the size."""
+        url = httpx.URL(media.url)
+        if not self._trusted(url):
+            logger.warning(
+                "whatsapp: refused to download media from %s: neither the API host nor *%s", url.host, MEDIA_CDN
+            )
+            raise UntrustedMedia(f"media URL on {url.host!r}, neither the API host nor *{MEDIA_CDN}")
+        async with self._client.stream("GET", url) as response:
+            if response.is_error:
+                await response.aread()
+                raise _error(response)
+            data = bytearray()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise AudioTooLarge(f"the recording is over {max_bytes / 1048576:g} MB")
+        return bytes(data)
 
     async def upload(self, phone_number_id: str, audio: bytes, mime_type: str) -> str:
         """Upload a recording to send (POST /{phone-number-id}/media, multipart); its media id."""

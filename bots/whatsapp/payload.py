@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -105,6 +106,10 @@ class Inbound:
     mime_type: str = ""
 
 
+# Media ids are numbers: anything else (an absolute URL, a path) would be requested with the bearer token as is.
+_MEDIA_ID = re.compile(r"[0-9]+")
+
+
 def _inbound(phone_number_id: str, message: _Message) -> Inbound:
     kind: Kind = "unsupported"
     text = media_id = mime_type = ""
@@ -112,7 +117,7 @@ def _inbound(phone_number_id: str, message: _Message) -> Inbound:
         kind, text = "text", message.text.body
     elif message.type == "interactive" and message.interactive and message.interactive.button_reply:
         kind, text = "button", message.interactive.button_reply.id
-    elif message.type == "audio" and message.audio is not None:
+    elif message.type == "audio" and message.audio is not None and _MEDIA_ID.fullmatch(message.audio.id):
         kind, media_id, mime_type = "audio", message.audio.id, message.audio.mime_type
     return Inbound(
         phone_number_id=phone_number_id,

@@ -10,9 +10,10 @@ from bots.whatsapp.payload import Inbound
 
 
 class WhatsAppVoiceNote(VoiceNote):
-    def __init__(self, graph: Graph, message: Inbound):
+    def __init__(self, graph: Graph, message: Inbound, *, max_bytes: int):
         self.graph = graph
         self.message = message
+        self.max_bytes = max_bytes  # VOICE_MAX_MB: the download stops there when the lookup said no size
         self.content_type = message.mime_type
         self._media: Media | None = None
 
@@ -24,7 +25,7 @@ class WhatsAppVoiceNote(VoiceNote):
         if self._media is None:
             await self.describe()
         assert self._media is not None
-        return await self.graph.download(self._media)
+        return await self.graph.download(self._media, max_bytes=self.max_bytes)
 
     async def send_voice(self, ogg_opus: bytes) -> None:
         number, to = self.message.phone_number_id, self.message.sender

@@ -84,7 +84,7 @@ async def open_voice(settings: Settings) -> AsyncIterator[Voice]:
             base_url=s.stt_base_url, api_key=key(s.stt_api_key), model=s.stt_model, timeout=s.voice_timeout
         )
     elif whisper.available():
-        transcriber = whisper.LocalWhisper(models_dir=s.data_dir / "models")
+        transcriber = whisper.LocalWhisper(models_dir=s.data_dir / "models", timeout=s.voice_timeout)
     speaker: Speaker | None = None
     if s.tts_base_url:
         speaker = RemoteSpeaker(

@@ -60,10 +60,10 @@ def model_dir(models_dir: Path) -> Path:
 class LocalWhisper:
     formats: frozenset[str] = frozenset()  # always handed 16 kHz mono WAV (core.voice.audio)
 
-    def __init__(self, *, models_dir: Path):
+    def __init__(self, *, models_dir: Path, timeout: float):
         self._models_dir = models_dir
-        self._model: Any = None
-        self._lock = asyncio.Lock()
+        self._timeout = timeout
+        self._loading: asyncio.Task[Any] | None = None
         # One transcription at a time: each already uses every core, so parallel ones only slow each other down.
         self._running = asyncio.Semaphore(1)
 
@@ -72,10 +72,11 @@ class LocalWhisper:
         return MODEL_NAME
 
     async def _loaded(self) -> Any:
-        async with self._lock:  # one load, however many first requests arrive together
-            if self._model is None:
-                self._model = await asyncio.to_thread(self._load)
-        return self._model
+        # One load, however many first requests arrive together; a failed one is tried again by the next request.
+        if self._loading is None or (self._loading.done() and self._loading.exception() is not None):
+            self._loading = asyncio.create_task(asyncio.to_thread(self._load))
+        # Shielded: a request that times out leaves the load running for the next one.
+        return await asyncio.shield(self._loading)
 
     def _load(self) -> Any:
         from faster_whisper import WhisperModel  # the extra's heavy import, only when offline STT is used
@@ -85,9 +86,30 @@ class LocalWhisper:
         return WhisperModel(str(path), device="cpu", compute_type="int8", local_files_only=True)
 
     async def transcribe(self, audio: bytes, *, filename: str, content_type: str) -> str:
+        """The words of a 16 kHz WAV; VoiceError for whatever fails (joining or loading the model, CTranslate2's
+        errors) and after VOICE_TIMEOUT."""
+        try:
+            return await asyncio.wait_for(self._run(audio), self._timeout)
+        except TimeoutError:
+            raise VoiceError(f"offline transcription took longer than {self._timeout:g} s") from None
+        except VoiceError:
+            raise
+        except Exception as exc:
+            logger.warning("offline transcription failed", exc_info=True)
+            raise VoiceError(f"offline transcription failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _run(self, audio: bytes) -> str:
         model = await self._loaded()
-        async with self._running:
-            return await asyncio.to_thread(_transcribe, model, audio)
+        await self._running.acquire()
+        # A thread cannot be cancelled: the slot is freed when the transcription really ends, not at the timeout.
+        running = asyncio.ensure_future(asyncio.to_thread(_transcribe, model, audio))
+        running.add_done_callback(self._finished)
+        return await asyncio.shield(running)
+
+    def _finished(self, running: asyncio.Future[str]) -> None:
+        self._running.release()
+        if not running.cancelled():
+            running.exception()  # retrieved: after a timeout nobody awaits it, and its failure is no news
 
 
 def _transcribe(model: Any, wav: bytes) -> str:

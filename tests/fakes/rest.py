@@ -13,7 +13,7 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -38,6 +38,8 @@ class Reply:
     status: int
     body: bytes
     content_type: str = "application/json"
+    # A body too big to hold: its declared length and its chunks, written one by one (a client may stop early).
+    stream: tuple[int, Iterable[bytes]] | None = None
 
     @classmethod
     def json(cls, status: int, payload: Any) -> Reply:
@@ -83,10 +85,12 @@ class FakeService:
                 reply = fake.handle(request)
                 self.send_response(reply.status)
                 self.send_header("content-type", reply.content_type)
-                self.send_header("content-length", str(len(reply.body)))
+                length, chunks = reply.stream or (len(reply.body), (reply.body,))
+                self.send_header("content-length", str(length))
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(reply.body)
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
 
             do_GET = do_POST = _serve  # http.server's handler names
 

@@ -32,6 +32,7 @@ TENANT = "11111111-2222-4333-8444-555555555555"
 ISSUER = "https://api.botframework.com"
 KEY_ID = "fake-key-1"
 WEBCHAT_KEY_ID = "fake-key-webchat"  # a Bot Framework key that signs only for another channel
+MALFORMED_KEY_ID = "fake-key-malformed"  # a key whose `endorsements` is not a list: endorsed for nothing
 BOT = f"28:{APP_ID}"  # the bot's account in activities
 
 
@@ -64,6 +65,7 @@ class FakeTeams(AioService):
     rate_limited: int = 0  # how many Bot Connector calls are still to be answered 429 (Retry-After: 0)
     key: rsa.RSAPrivateKey = field(default_factory=_key)
     webchat_key: rsa.RSAPrivateKey = field(default_factory=_key)
+    malformed_key: rsa.RSAPrivateKey = field(default_factory=_key)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream id → sequence, finished
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -199,6 +201,7 @@ class FakeTeams(AioService):
         keys = [
             {**_jwk(self.key), "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]},
             {**_jwk(self.webchat_key), "kid": WEBCHAT_KEY_ID, "use": "sig", "endorsements": ["webchat"]},
+            {**_jwk(self.malformed_key), "kid": MALFORMED_KEY_ID, "use": "sig", "endorsements": "msteams"},
         ]
         return web.json_response({"keys": keys})
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,9 @@ class FakeWhatsApp(FakeService):
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media id → (bytes, MIME type)
     uploads: list[bytes] = field(default_factory=list)  # recordings the bot uploaded
     outside_window: set[str] = field(default_factory=set)  # users whose 24-hour window has closed
+    media_urls: dict[str, str] = field(default_factory=dict)  # media id → the download URL its lookup gives instead
+    unsized: dict[str, int] = field(default_factory=dict)  # media id → size of a recording its lookup says no size of
+    streamed: int = 0  # bytes of unsized recordings written so far
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
 
@@ -85,6 +89,19 @@ class FakeWhatsApp(FakeService):
         with self._lock:
             self.media[media_id] = (audio, mime_type)
         return media_id
+
+    def add_unsized_media(self, size: int) -> str:
+        """A recording whose GET /{media-id} gives no file_size, downloaded as `size` bytes written 64 KB at a
+        time (paced, counted in `streamed`): a client that stops early is seen to."""
+        media_id = self.add_media(b"")
+        self.unsized[media_id] = size
+        return media_id
+
+    def _stream(self, size: int) -> Iterator[bytes]:
+        for _ in range(0, size, 1 << 16):
+            time.sleep(0.005)
+            self.streamed += 1 << 16
+            yield bytes(1 << 16)
 
     def to(self, user: str) -> list[Call]:
         return [c for c in list(self.calls) if c.payload.get("to") == user]
@@ -104,7 +121,9 @@ class FakeWhatsApp(FakeService):
         parts = request.path.strip("/").split("/")
         if request.method == "GET" and parts[0] == "download" and len(parts) == 2 and parts[1] in self.media:
             audio, mime_type = self.media[parts[1]]
-            return Reply(200, audio, mime_type.split(";")[0])
+            size = self.unsized.get(parts[1])
+            stream = (size, self._stream(size)) if size is not None else None
+            return Reply(200, audio, mime_type.split(";")[0], stream=stream)
         if request.method == "GET" and len(parts) == 2 and parts[0] == VERSION:
             return Reply.json(*self._media_info(parts[1]))
         if len(parts) == 3 and parts[0] == VERSION and parts[2] == "media":
@@ -115,14 +134,17 @@ class FakeWhatsApp(FakeService):
         if media_id not in self.media:
             return 400, _error(100, f"Unsupported get request. Object with ID '{media_id}' does not exist")
         audio, mime_type = self.media[media_id]
-        return 200, {
+        info = {
             "messaging_product": "whatsapp",
-            "url": f"{self.base_url}/download/{media_id}",
+            "url": self.media_urls.get(media_id, f"{self.base_url}/download/{media_id}"),
             "mime_type": mime_type,
             "sha256": hashlib.sha256(audio).hexdigest(),
             "file_size": len(audio),
             "id": media_id,
         }
+        if media_id in self.unsized:
+            del info["file_size"]
+        return 200, info
 
     def _upload(self, request: Request) -> tuple[int, dict[str, Any]]:
         """POST /{phone-number-id}/media: messaging_product, type and the file are required; a voice message
