@@ -238,10 +238,16 @@ async def test_telegram_voice_notes_that_cannot_be_heard_get_a_polite_reply(
 
 
 async def test_whatsapp_voice_note_is_downloaded_transcribed_quoted_and_answered_once(
-    server: RunningServer, fake_wa: FakeWhatsApp, fake_llm: FakeOpenAI, audio_api: FakeOpenAIAudio, note: bytes
+    server: RunningServer,
+    fake_wa: FakeWhatsApp,
+    fake_llm: FakeOpenAI,
+    audio_api: FakeOpenAIAudio,
+    note: bytes,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user = "15550002001"
-    fake_llm.enqueue(Reply(chunks=ANSWER))
+    # Answered from the request, not a queue: a late request of an earlier module's test must not take this reply.
+    monkeypatch.setattr(fake_llm, "responder", lambda body: Reply(chunks=ANSWER))
     media_id = fake_wa.add_media(note)
     voice = wa.delivery(wa.audio(user, media_id))
     assert (await deliver(server, voice)).status_code == 200
