@@ -1,6 +1,6 @@
 """Third-party retrieval QA sets, built from FAQ documentation that Debian packages install — no downloads.
 
-    python -m bench.qa_sets build [--out DIR] [--set NAME ...] [--distractor-chars N]
+    python -m bench.qa_sets build [--out DIR] [--set NAME ...] [--distractor-chars N] [--pages clean|kit|trafilatura]
 
 Each set is one or more upstream FAQs plus the rest of the same packages' documentation as distractors. Every
 FAQ entry becomes its own document (`docs/faq/<part>-<n>.md`) with its heading removed; the question is that
@@ -212,6 +212,17 @@ def _markdown_of(path: Path) -> str:
     return pod_markdown(path) if path.suffix == ".pod" else html_markdown(path)
 
 
+def _as_crawled(path: Path, extractor: str) -> str:
+    """A distractor page as a crawl would store it: the raw page, navigation included, through `extractor`."""
+    if path.suffix == ".pod":
+        return pod_markdown(path)
+    if extractor == "kit":
+        return html_to_markdown(path.read_bytes(), path.stem).markdown
+    from bench.extraction import trafilatura_of
+
+    return trafilatura_of(recall=False)(path.read_bytes())
+
+
 def _ref_name(path: Path) -> str:
     """A readable relative name, unique across the packages: the path below /usr/share, as Markdown."""
     relative = path.relative_to("/usr/share") if path.is_relative_to("/usr/share") else Path(path.name)
@@ -234,7 +245,10 @@ def _package_versions(packages: tuple[str, ...]) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
 
 
-def build_set(spec: QASet, out: Path, distractor_chars: int) -> dict[str, object]:
+def build_set(spec: QASet, out: Path, distractor_chars: int, pages: str = "clean") -> dict[str, object]:
+    """`pages`: how the distractor pages are written — "clean" (page furniture removed, then the kit's
+    extractor: the sets' default), or as crawled through "kit" or "trafilatura". The sample is chosen from the clean
+    text either way, so the variants hold the same pages and FAQ entries."""
     target = out / spec.name
     shutil.rmtree(target, ignore_errors=True)
     docs = target / "docs"
@@ -257,7 +271,8 @@ def build_set(spec: QASet, out: Path, distractor_chars: int) -> dict[str, object
         if used + len(markdown) > distractor_chars:
             continue
         (docs / "ref" / _ref_name(path)).parent.mkdir(parents=True, exist_ok=True)
-        (docs / "ref" / _ref_name(path)).write_text(markdown, encoding="utf-8")
+        written = markdown if pages == "clean" else _as_crawled(path, pages)
+        (docs / "ref" / _ref_name(path)).write_text(written, encoding="utf-8")
         used += len(markdown)
         kept += 1
     with (target / "qa.jsonl").open("w", encoding="utf-8") as fh:
@@ -275,6 +290,7 @@ def build_set(spec: QASet, out: Path, distractor_chars: int) -> dict[str, object
         "skipped_as_table_of_contents": skipped_toc,
         "faq_chars": faq_chars,
         "distractor_chars": used,
+        "distractor_pages": pages,
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
@@ -286,12 +302,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--set", action="append", choices=[s.name for s in SETS], dest="sets")
     parser.add_argument("--distractor-chars", type=int, default=DEFAULT_DISTRACTOR_CHARS)
+    parser.add_argument(
+        "--pages",
+        choices=["clean", "kit", "trafilatura"],
+        default="clean",
+        help="distractor pages: furniture removed (default), or as crawled through the kit's or trafilatura's",
+    )
     args = parser.parse_args()
     for spec in SETS:
         if args.sets and spec.name not in args.sets:
             continue
         try:
-            m = build_set(spec, args.out, args.distractor_chars)
+            m = build_set(spec, args.out, args.distractor_chars, args.pages)
         except (FileNotFoundError, subprocess.CalledProcessError) as exc:
             sys.exit(f"{spec.name}: {exc} — run scripts/bench-data.sh to install {', '.join(spec.packages)}")
         print(
