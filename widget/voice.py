@@ -11,6 +11,8 @@ large, 422 too long (or text too long), 400 not audio, 503 no speech service, 50
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
@@ -55,6 +57,17 @@ def _status(error: VoiceError) -> int:
     return 502  # the speech service failed: not this server's fault, nor the visitor's
 
 
+@contextmanager
+def _refusals(action: str) -> Iterator[None]:
+    """A voice error as the HTTP refusal that says why; a failing service also logged (a refusal is the caller's)."""
+    try:
+        yield
+    except VoiceError as exc:
+        if not isinstance(exc, VoiceRejected | VoiceNotConfigured):
+            logger.warning("%s failed: %s", action, exc)
+        raise HTTPException(_status(exc), str(exc)) from None
+
+
 async def _voice_session(request: Request, session: Session, state: StateDep) -> None:
     bot = state.bots.get(session.bot)  # a session outlives its bot when the bots file is edited and reloaded
     if bot is None:
@@ -69,22 +82,14 @@ async def transcribe(request: Request, session: SessionDep, state: StateDep) -> 
     await _voice_session(request, session, state)
     audio = await request.body()  # at most VOICE_MAX_MB: the body limit for this path (widget.app)
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
-    try:
+    with _refusals("transcription"):
         text = await state.assistant.transcribe(audio, filename="recording", content_type=content_type)
-    except VoiceError as exc:
-        if not isinstance(exc, VoiceRejected | VoiceNotConfigured):
-            logger.warning("transcription failed: %s", exc)
-        raise HTTPException(_status(exc), str(exc)) from None
     return {"text": text}
 
 
 @router.post("/api/speech")
 async def speech(body: SpeechRequest, request: Request, session: SessionDep, state: StateDep) -> Response:
     await _voice_session(request, session, state)
-    try:
+    with _refusals("text-to-speech"):
         spoken = await state.assistant.speak(body.text)
-    except VoiceError as exc:
-        if not isinstance(exc, VoiceRejected | VoiceNotConfigured):
-            logger.warning("text-to-speech failed: %s", exc)
-        raise HTTPException(_status(exc), str(exc)) from None
     return Response(spoken.audio, media_type=spoken.content_type, headers={"Cache-Control": "no-store"})

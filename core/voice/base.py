@@ -24,7 +24,6 @@ class VoiceInfo:
     max_mb: float  # VOICE_MAX_MB
     max_seconds: float  # VOICE_MAX_SECONDS
     max_chars: int  # TTS_MAX_CHARS
-    timeout: float  # VOICE_TIMEOUT: the longest wait for one service call or conversion
 
 
 class Transcriber(Protocol):

@@ -36,7 +36,6 @@ class Voice:
             max_mb=s.voice_max_mb,
             max_seconds=s.voice_max_seconds,
             max_chars=s.tts_max_chars,
-            timeout=s.voice_timeout,
         )
 
     async def transcribe(self, data: bytes, *, filename: str = "audio", content_type: str = "") -> str:
