@@ -33,6 +33,11 @@ def connect(path: Path) -> closing[sqlite3.Connection]:
     return closing(db)
 
 
+def has_table(db: sqlite3.Connection, table: str) -> bool:
+    """Whether `table` exists: a migration fills a new table from the log once, when it first creates it."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+
+
 def scrub(db: sqlite3.Connection) -> None:
     """After an erasure: copy the WAL into the database and empty it, so that no earlier version of an erased
     page (with the erased text) is left in the -wal file. Waits for readers (busy timeout)."""

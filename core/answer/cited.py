@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from core.sqlite import has_table
+
 # Statements, not a script: migrate() runs them inside the log's migration transaction (executescript would commit).
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cited (answer_id TEXT NOT NULL, source TEXT NOT NULL, title TEXT, bot TEXT NOT NULL, "
@@ -50,14 +52,10 @@ _BACKFILL_DAILY = (
 )
 
 
-def _exists(db: sqlite3.Connection, table: str) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
-
-
 def migrate(db: sqlite3.Connection) -> None:
     """Create the tables, indexes and triggers; fill them from the log's answers if they are new. In the
     caller's transaction."""
-    new, new_daily = not _exists(db, "cited"), not _exists(db, "cited_daily")
+    new, new_daily = not has_table(db, "cited"), not has_table(db, "cited_daily")
     for statement in SCHEMA:
         db.execute(statement)
     if new:

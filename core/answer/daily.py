@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from core.sqlite import has_table
+
 DAY = 86400
 
 # (day, bot, channel) of a row `r` of answers. Its outcome may be NULL (a writer that leaves it out): counted
@@ -83,7 +85,7 @@ _BACKFILL = (
 
 def migrate(db: sqlite3.Connection) -> None:
     """Create the table, its index and triggers; fill it from the log if it is new. In the caller's transaction."""
-    new = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daily'").fetchone() is None
+    new = not has_table(db, "daily")
     for statement in SCHEMA:
         db.execute(statement)
     if new:
