@@ -36,7 +36,7 @@ from core.config import Settings
 from core.embed import create_embedder
 from core.ingest.pipeline import chunks_for, embedding_text, ingest
 from core.ingest.sources import discover
-from core.kb import collection_name
+from core.kb import EMBED_TEXT, collection_name
 from core.store.client import open_store
 from core.store.local import LocalWeaviate
 from core.store.rerank import open_reranker
@@ -48,7 +48,9 @@ KB = "bench"
 
 async def corpus_chunks(settings: Settings, corpus: Path) -> list[str]:
     found = await discover([str(corpus)], settings)
-    return [embedding_text(c) for doc in found.docs for c in chunks_for(doc, settings)]
+    return [
+        embedding_text(c.title, c.section, c.text, EMBED_TEXT) for doc in found.docs for c in chunks_for(doc, settings)
+    ]
 
 
 def phase_raw(settings: Settings, corpus: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ KeywordField = Literal["text", "title", "section"]
 DEFAULT_KEYWORD_FIELDS: tuple[KeywordField, ...] = ("text",)
 DEFAULT_DOC_CAP = 1
 DEFAULT_DOC_DAMPING = 0.0
+DEFAULT_DOC_LENGTH_PENALTY = 0.1
 # How Weaviate merges the BM25 and vector lists: by normalised scores, or by reciprocal rank.
 Fusion = Literal["relative", "ranked"]
 
@@ -83,6 +84,11 @@ class Settings(BaseSettings):
     # A document's score: its best passage's plus this share of the scores of its other passages among the 40
     # candidates. Negative pushes down a long page that matches a little everywhere (0: best passage only).
     search_doc_damping: float = Field(DEFAULT_DOC_DAMPING, ge=-1.0, le=1.0, validation_alias="SEARCH_DOC_DAMPING")
+    # A document's score loses this × ln(its chunk count): a long document has many chances for one passage to
+    # match a question by chance, so its best passage is discounted (0: no discount).
+    search_doc_length_penalty: float = Field(
+        DEFAULT_DOC_LENGTH_PENALTY, ge=0.0, le=1.0, validation_alias="SEARCH_DOC_LENGTH_PENALTY"
+    )
     # An optional reranker: any server speaking the common /rerank API (Cohere, Jina, Infinity, vLLM), e.g.
     # https://api.jina.ai/v1 (POST …/rerank). Off when RERANK_BASE_URL is empty; if it fails, the hybrid order
     # stands. It scores RERANK_TOP_N hybrid candidates (at least SEARCH_TOP_K).

@@ -128,6 +128,7 @@ class EvalRun:
             "k": self.k,
             "doc_cap": o.doc_cap,
             "doc_damping": o.doc_damping,
+            "doc_length_penalty": o.doc_length_penalty,
             "keyword_fields": o.keyword_fields,
             "fusion": o.fusion,
             "question_words": "on" if o.keyword_question_words else "off",
@@ -138,8 +139,8 @@ class EvalRun:
 
     def with_overrides(self, spec: str) -> EvalRun:
         """This run with `key=value` overrides, space- or comma-separated: kb, alpha, k, doc_cap, doc_damping,
-        keyword_fields (fields joined with '+', e.g. keyword_fields=text+title), fusion (relative or ranked) and
-        question_words (off: BM25 leaves out a question's opening such as "how do I")."""
+        doc_length_penalty, keyword_fields (fields joined with '+', e.g. keyword_fields=text+title), fusion
+        (relative or ranked) and question_words (off: BM25 leaves out a question's opening such as "how do I")."""
         pairs = spec.replace(",", " ").split()
         if not pairs:
             raise ConfigError("--compare needs key=value overrides, e.g. --compare alpha=0.5 or --compare kb=docs_v2")
@@ -194,12 +195,13 @@ _OVERRIDES: dict[str, Callable[[EvalRun, str], EvalRun]] = {
     "doc_damping": lambda run, v: dataclasses.replace(
         run, options=dataclasses.replace(run.options, doc_damping=_bounded(v, float, -1.0, 1.0))
     ),
+    "doc_length_penalty": lambda run, v: dataclasses.replace(
+        run, options=dataclasses.replace(run.options, doc_length_penalty=_bounded(v, float, 0.0, 1.0))
+    ),
     "keyword_fields": lambda run, v: dataclasses.replace(
         run, options=dataclasses.replace(run.options, keyword_fields=_keyword_fields(v))
     ),
-    "fusion": lambda run, v: dataclasses.replace(
-        run, options=dataclasses.replace(run.options, fusion=_fusion(v))
-    ),
+    "fusion": lambda run, v: dataclasses.replace(run, options=dataclasses.replace(run.options, fusion=_fusion(v))),
     "question_words": lambda run, v: dataclasses.replace(
         run, options=dataclasses.replace(run.options, keyword_question_words=_choice(v, "on", "off") == "on")
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 from core.errors import ConfigError, SwitchboardError
 
@@ -46,6 +47,14 @@ def parse_version(collection: str) -> tuple[str, int] | None:
     return (kb, int(version)) if kb is not None else None
 
 
+# What a chunk's vector is computed from. The document title stays out since #17: it repeats on every chunk of a
+# long document (and is a bare file name for a page without a heading), and leaving it out won on the third-party
+# sets (docs/benchmarks.md). A KB built before records nothing and keeps the old way until it is reembedded.
+EmbedText = Literal["section+text", "title+section+text"]
+EMBED_TEXT: EmbedText = "section+text"
+LEGACY_EMBED_TEXT: EmbedText = "title+section+text"
+
+
 @dataclass(frozen=True, kw_only=True)
 class KBMeta:
     """Stored as the collection's description, so the KB carries its own embedder identity."""
@@ -54,6 +63,7 @@ class KBMeta:
     embed_dim: int
     chunk_size: int
     chunk_overlap: int
+    embed_text: EmbedText = EMBED_TEXT
 
     def dumps(self) -> str:
         return json.dumps({"switchboard": 1, **asdict(self)}, sort_keys=True)
@@ -67,6 +77,14 @@ class KBMeta:
                 embed_dim=int(data["embed_dim"]),
                 chunk_size=int(data["chunk_size"]),
                 chunk_overlap=int(data["chunk_overlap"]),
+                embed_text=_embed_text(data.get("embed_text", LEGACY_EMBED_TEXT)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise SwitchboardError("this collection was not created by Switchboard (no KB metadata)") from exc
+
+
+def _embed_text(value: object) -> EmbedText:
+    for known in get_args(EmbedText):
+        if value == known:
+            return known
+    raise ValueError(f"unknown embed_text {value!r}")

@@ -43,6 +43,7 @@ class Chunk:
     position: int
     text: str
     content_hash: str
+    doc_chunks: int  # how many chunks its document has: search discounts long documents by it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +60,7 @@ class Source:
     doc_id: str
     position: int
     text: str
+    doc_chunks: int = 1  # chunks of its document (1 when the KB predates the count)
 
 
 @dataclass(frozen=True, kw_only=True)

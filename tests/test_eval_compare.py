@@ -20,7 +20,7 @@ BASE = EvalRun(kb="docs", k=5, options=SearchOptions(top_k=5, alpha=0.75, keywor
 def test_overrides_space_or_comma_separated() -> None:
     other = BASE.with_overrides(
         "kb=docs_v2, alpha=0.5 k=3,doc_cap=0 keyword_fields=text+title doc_damping=-0.2 "
-        "fusion=ranked question_words=off"
+        "doc_length_penalty=0 fusion=ranked question_words=off"
     )
     assert other == EvalRun(
         kb="docs_v2",
@@ -31,13 +31,14 @@ def test_overrides_space_or_comma_separated() -> None:
             keyword_fields=("text", "title"),
             doc_cap=0,
             doc_damping=-0.2,
+            doc_length_penalty=0.0,
             fusion="ranked",
             keyword_question_words=False,
         ),
     )
     assert other.describe() == (
-        "kb docs_v2, alpha 0.5, k 3, doc_cap 0, doc_damping -0.2, keyword_fields text+title, fusion ranked, "
-        "question_words off"
+        "kb docs_v2, alpha 0.5, k 3, doc_cap 0, doc_damping -0.2, doc_length_penalty 0.0, keyword_fields text+title, "
+        "fusion ranked, question_words off"
     )
 
 
@@ -49,6 +50,7 @@ def test_overrides_space_or_comma_separated() -> None:
         ("alpha", "is not one of"),
         ("alpha=2", "must be between 0.0 and 1.0"),
         ("doc_damping=-3", "must be between -1.0 and 1.0"),
+        ("doc_length_penalty=-0.1", "must be between 0.0 and 1.0"),
         ("k=ten", "invalid literal"),
         ("keyword_fields=text+body", "fields are text, title, section"),
         ("kb=Docs", "invalid knowledge base name"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,13 @@ import pytest
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import EmbedderMismatch, IngestError, UnsupportedSource
-from core.ingest.pipeline import chunks_for, ingest
+from core.ingest.pipeline import chunks_for, doc_id_for, ingest
 from core.ingest.sources import RawDoc
-from core.kb import KBMeta
-from core.store.client import Store
+from core.kb import KBMeta, collection_name
+from core.store import client as store_client
+from core.store.client import Store, open_store
 from core.store.schema import chunk_uuid
+from core.store.search import SearchOptions, retrieve
 from tests.conftest import QuietHandler, loopback_allowed
 from tests.support.embedders import Wrapped
 from tests.test_extract import make_docx, make_pdf
@@ -85,7 +87,7 @@ async def test_every_file_type_then_incremental_reingest(
     (tmp_path / "notes.txt").write_text("Workers poll the queue every 250 milliseconds.\n")
     changed = await ingest(store, counting, [str(tmp_path)], kb=kb, settings=settings)
     assert (changed.added, changed.updated, changed.documents_unchanged) == (0, 1, 5)
-    assert counting.texts == ["notes.txt\nWorkers poll the queue every 250 milliseconds."]
+    assert counting.texts == ["Workers poll the queue every 250 milliseconds."]  # no heading: no section trail
     files = [p for p in tmp_path.rglob("*") if p.is_file() and ".git" not in p.parts and p.suffix != ".png"]
     assert await stored_set(store, kb) == expected_set(files, settings, tmp_path)
 
@@ -242,3 +244,55 @@ async def test_counts_every_document_however_many(
         (tmp_path / f"note-{i:03}.md").write_text(f"# Note {i}\n\nNote number {i}.\n")
     await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
     assert await store.counts(kb) == (120, 120)
+
+
+async def test_each_chunk_knows_its_documents_length_and_a_growing_document_is_recounted_not_reembedded(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    doc, short = tmp_path / "long.md", tmp_path / "short.md"
+    parts = [f"## Part {i}\n\nParagraph {i} about topic {i}." for i in range(3)]
+    doc.write_text("# Long\n\n" + "\n\n".join(parts))
+    short.write_text("# Short\n\nOne paragraph.\n")
+    await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
+    assert {c.doc_chunks for c in (await store.stored_chunks(kb))[doc_id_for(str(doc))].values()} == {3}
+
+    counting = CountingEmbedder(embedder)
+    doc.write_text("# Long\n\n" + "\n\n".join([*parts, "## Part 3\n\nA fourth part."]))
+    report = await ingest(store, counting, [str(tmp_path)], kb=kb, settings=settings)
+    assert (report.added, report.updated, report.documents_unchanged) == (1, 0, 1)
+    assert len(counting.texts) == 1  # only the new part is embedded; the other three get the new count in place
+    stored = await store.stored_chunks(kb)
+    assert [c.doc_chunks for c in stored[doc_id_for(str(doc))].values()] == [4, 4, 4, 4]
+    assert [c.doc_chunks for c in stored[doc_id_for(str(short))].values()] == [1]
+    found = await store.search(kb, "topic", embedder.embed_query("topic"), alpha=0.5, limit=10)
+    assert {(s.source.rsplit("/", 1)[-1], s.doc_chunks) for s in found} == {("long.md", 4), ("short.md", 1)}
+
+
+async def test_a_kb_built_before_chunk_counts_gets_them_on_the_next_ingest_without_reembedding(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = tmp_path / "guide.md"
+    doc.write_text("# Guide\n\n## Install\n\nRun the installer.\n\n## Upgrade\n\nRun it again.\n")
+    raw = RawDoc(source=str(doc), origin=str(doc), suffix=".md", data=doc.read_bytes(), explicit=True)
+    chunks = chunks_for(raw, settings)
+    # The KB as an older version built it: a collection without the property, chunks without the count.
+    monkeypatch.setattr(store_client, "PROPERTIES", [p for p in store_client.PROPERTIES if p.name != "doc_chunks"])
+    await store.ensure_kb(
+        kb, KBMeta(embed_model=embedder.name, embed_dim=embedder.dim, chunk_size=1000, chunk_overlap=150)
+    )
+    old = [
+        (chunk_uuid(c.doc_id, c.position), {k: v for k, v in asdict(c).items() if k != "doc_chunks"}) for c in chunks
+    ]
+    await store.copy_chunks(collection_name(kb), old, embedder.embed_documents([c.text for c in chunks]))
+    monkeypatch.undo()
+
+    async with open_store(settings) as upgraded:  # this version, in a new process: it adds the property on first use
+        found = await retrieve(upgraded, embedder, kb, "installer", SearchOptions(top_k=5, alpha=0.5, doc_cap=0))
+        assert [s.doc_chunks for s in found] == [1, 1]  # unknown counts: no length penalty
+        assert {c.doc_chunks for c in (await upgraded.stored_chunks(kb))[chunks[0].doc_id].values()} == {None}
+
+        counting = CountingEmbedder(embedder)
+        report = await ingest(upgraded, counting, [str(doc)], kb=kb, settings=settings)
+        assert counting.texts == [] and report.documents_unchanged == 1
+        stored = (await upgraded.stored_chunks(kb))[chunks[0].doc_id]
+        assert {c.doc_chunks for c in stored.values()} == {len(chunks)} == {2}

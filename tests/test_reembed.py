@@ -20,7 +20,7 @@ from core.embed import Embedder, create_embedder
 from core.errors import EmbedderMismatch, EmbedError, KBNotFound
 from core.ingest.pipeline import Progress, doc_id_for, ingest
 from core.ingest.reembed import reembed
-from core.kb import KBMeta, collection_name
+from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, KBMeta, collection_name
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
 from core.store.schema import PROPERTIES
@@ -250,3 +250,48 @@ def test_cli_reembed_then_list_and_a_failing_endpoint(
     found = run(served, "search", "ferries harbour dawn", "--kb", kb, "-k", "1", "--json", cwd=tmp_path)
     assert json.loads(found.stdout)["results"][0]["source"].endswith("harbour.md"), found.stderr
     assert run(cli_env, "kb", "delete", kb, "--yes", cwd=tmp_path).returncode == 0
+
+
+@dataclass
+class Recording(Wrapped):
+    texts: list[str] = field(default_factory=list)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return self.inner.embed_documents(texts)
+
+
+async def test_a_kb_embedded_with_titles_keeps_that_until_a_reembed_moves_it_to_section_and_text(
+    settings: Settings, store: Store, embedder: Embedder, kb: str, tmp_path: Path
+) -> None:
+    legacy = json.loads(
+        KBMeta(embed_model=embedder.name, embed_dim=embedder.dim, chunk_size=1000, chunk_overlap=150).dumps()
+    )
+    del legacy["embed_text"]  # what a KB built before #17's change records
+    await store._client.collections.create(
+        collection_name(kb),
+        description=json.dumps(legacy),
+        properties=PROPERTIES,
+        vector_config=Configure.Vectors.self_provided(
+            vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
+        ),
+    )
+    assert (await store.kb_meta(kb)).embed_text == LEGACY_EMBED_TEXT
+    (tmp_path / "kettle.md").write_text("# Kettle\n\n## Descaling\n\nUse citric acid once a month.\n")
+    recording = Recording(embedder)
+    await ingest(store, recording, [str(tmp_path)], kb=kb, settings=settings)
+    body = "# Kettle\n\n## Descaling\n\nUse citric acid once a month."
+    assert recording.texts == [
+        f"Kettle\nDescaling\n{body}"
+    ]  # title, section trail, text: as the KB's vectors were made
+
+    recording.texts.clear()
+    report = await reembed(store, recording, kb=kb, settings=settings, progress=QUIET)
+    assert (report.before.embed_text, report.after.embed_text) == (LEGACY_EMBED_TEXT, EMBED_TEXT)
+    assert recording.texts == [f"Descaling\n{body}"]  # the title's repetition left out from now on
+    assert (await store.kb_meta(kb)).embed_text == EMBED_TEXT
+    (tmp_path / "mug.md").write_text("# Mug\n\nHolds tea.\n")
+    recording.texts.clear()
+    await ingest(store, recording, [str(tmp_path)], kb=kb, settings=settings)
+    assert recording.texts == ["# Mug\n\nHolds tea."]
+    await store.delete_kb(kb)

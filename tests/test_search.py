@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,16 @@ async def test_keyword_fields_choose_what_bm25_reads(
 
 def test_search_options_follow_the_settings(settings: Settings) -> None:
     configured = settings.model_copy(
-        update={"search_doc_cap": 3, "search_keyword_fields": ("text", "section"), "search_doc_damping": -0.3}
+        update={
+            "search_doc_cap": 3,
+            "search_keyword_fields": ("text", "section"),
+            "search_doc_damping": -0.3,
+            "search_doc_length_penalty": 0.2,
+        }
     )
     options = SearchOptions.from_settings(configured, top_k=7)
     assert (options.top_k, options.alpha, options.doc_cap, options.doc_damping) == (7, settings.search_alpha, 3, -0.3)
+    assert options.doc_length_penalty == 0.2
     assert options.keyword_fields == ("text", "section")
     assert Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="text, title").search_keyword_fields == ("text", "title")
     with pytest.raises(ValidationError, match="SEARCH_KEYWORD_FIELDS"):
@@ -152,11 +159,21 @@ def passage(doc: str, score: float) -> Source:
 
 def test_document_damping_orders_documents_by_more_than_their_best_passage() -> None:
     ranked = [passage("long", 0.9), passage("short", 0.85), passage("long", 0.5), passage("long", 0.5)]
-    assert by_document(ranked, 0.0) == ranked  # best passage only: the fused order as it is
+    assert by_document(ranked) == ranked  # best passage only: the fused order as it is
     # +0.1 × the other passages' scores lifts the long document's other two passages next to its best...
-    assert [s.doc_id for s in by_document(ranked, 0.1)] == ["long", "long", "long", "short"]
+    assert [s.doc_id for s in by_document(ranked, damping=0.1)] == ["long", "long", "long", "short"]
     # ...and a negative share pushes down a document that matches everywhere.
-    assert [s.doc_id for s in by_document(ranked, -0.1)] == ["short", "long", "long", "long"]
+    assert [s.doc_id for s in by_document(ranked, damping=-0.1)] == ["short", "long", "long", "long"]
+
+
+def test_length_penalty_discounts_a_long_documents_best_passage_by_its_chunk_count() -> None:
+    long_best = dataclasses.replace(passage("long", 0.9), doc_chunks=40)
+    ranked = [long_best, passage("short", 0.85), passage("other", 0.2)]
+    # 0.9 − 0.1 × ln 40 = 0.53 falls below the one-chunk answer's 0.85, but not below a weak one-chunk match.
+    assert [s.doc_id for s in by_document(ranked, length_penalty=0.1)] == ["short", "long", "other"]
+    assert [s.doc_id for s in by_document(ranked, length_penalty=0.01)] == ["long", "short", "other"]
+    # A one-chunk document loses nothing (ln 1 = 0): equal lengths keep the fused order.
+    assert by_document([passage("a", 0.5), passage("b", 0.4)], length_penalty=0.5)[0].doc_id == "a"
 
 
 @pytest.mark.parametrize(

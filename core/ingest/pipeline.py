@@ -25,7 +25,7 @@ from core.ingest.chunk import SECTION_SEP, chunk_markdown
 from core.ingest.extract import Limits, extract
 from core.ingest.lock import kb_write_lock
 from core.ingest.sources import Found, RawDoc, discover, normalise_origin
-from core.kb import KBMeta
+from core.kb import LEGACY_EMBED_TEXT, EmbedText, KBMeta
 from core.metrics import INGEST_CHUNKS, INGESTS, counted
 from core.store.client import Store
 from core.store.schema import StoredChunk, chunk_uuid
@@ -89,9 +89,11 @@ def doc_id_for(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:32]
 
 
-def embedding_text(chunk: Chunk) -> str:
-    """Title and section travel with the text, so a chunk that says "run it" still matches "install Docker"."""
-    return "\n".join(part for part in (chunk.title, chunk.section, chunk.text) if part)
+def embedding_text(title: str, section: str, text: str, how: EmbedText) -> str:
+    """What a chunk's vector is computed from, as its KB records (KBMeta.embed_text). The section trail travels
+    with the text, so a chunk that says "run it" under "Install Docker" still matches "install Docker"."""
+    parts = (title, section, text) if how == LEGACY_EMBED_TEXT else (section, text)
+    return "\n".join(part for part in parts if part)
 
 
 def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
@@ -118,6 +120,7 @@ def chunks_for(doc: RawDoc, settings: Settings) -> list[Chunk]:
                 position=position,
                 text=piece.text,
                 content_hash=digest,
+                doc_chunks=len(pieces),
             )
         )
     return chunks
@@ -132,6 +135,12 @@ def _without_title(section: str, title: str) -> str:
 
 def _needs_write(chunk: Chunk, stored: StoredChunk | None) -> bool:
     return stored is None or stored.content_hash != chunk.content_hash or stored.origin != chunk.origin
+
+
+def _needs_count(chunk: Chunk, stored: StoredChunk | None) -> bool:
+    """Unchanged, but its document grew or shrank (or it was stored before the count): a property update, no
+    re-embedding."""
+    return stored is not None and not _needs_write(chunk, stored) and stored.doc_chunks != chunk.doc_chunks
 
 
 async def ingest(
@@ -200,16 +209,19 @@ async def ingest_found(
             chunk_overlap=settings.chunk_overlap,
         )
         await store.ensure_kb(kb, meta)
+        embed_text = (await store.kb_meta(kb)).embed_text  # an existing KB's own, so its vectors stay comparable
         # Without prune only the documents read are compared: a streamed ingest's batch reads its own, not the KB.
         stored = await store.stored_chunks(kb, None if prune_origins else planned.keys())
 
         to_write: list[Chunk] = []
+        recount: dict[str, dict[str, int]] = {}  # by document: chunk id -> the document's new chunk count
         stale: dict[str, list[str]] = {}  # by document
         for doc_id, chunks in planned.items():
             have = stored.get(doc_id, {})
             wanted = {chunk_uuid(c.doc_id, c.position): c for c in chunks}
             changed = [c for uid, c in wanted.items() if _needs_write(c, have.get(uid))]
             to_write.extend(changed)
+            recount[doc_id] = {uid: c.doc_chunks for uid, c in wanted.items() if _needs_count(c, have.get(uid))}
             report.added += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) not in have)
             report.updated += sum(1 for c in changed if chunk_uuid(c.doc_id, c.position) in have)
             report.unchanged += len(chunks) - len(changed)
@@ -222,9 +234,14 @@ async def ingest_found(
         report.documents_pruned += len(pruned)
 
         progress.stage("Embedding and storing", len(to_write))
-        written = await _embed_and_store(store, embedder, kb, to_write, settings.embed_batch_size * 2, progress, stop)
+        written = await _embed_and_store(
+            store, embedder, kb, to_write, embed_text, settings.embed_batch_size * 2, progress, stop
+        )
         INGEST_CHUNKS.inc(written)
         untouched = {c.doc_id for c in to_write[written:]}  # documents not started when asked to stop
+        await store.set_doc_chunks(
+            kb, {uid: n for doc_id, ids in recount.items() if doc_id not in untouched for uid, n in ids.items()}
+        )
         gone = [uid for doc_id, uids in stale.items() if doc_id not in untouched for uid in uids]
         if gone:
             await store.delete_chunks(kb, gone)
@@ -271,6 +288,7 @@ async def _embed_and_store(
     embedder: Embedder,
     kb: str,
     chunks: list[Chunk],
+    how: EmbedText,
     batch: int,
     progress: Progress,
     stop: asyncio.Event | None = None,
@@ -283,7 +301,7 @@ async def _embed_and_store(
         return 0
 
     def embed(group: list[Chunk]) -> list[list[float]]:
-        return embedder.embed_documents([embedding_text(c) for c in group])
+        return embedder.embed_documents([embedding_text(c.title, c.section, c.text, how) for c in group])
 
     written = 0
     pending = asyncio.create_task(asyncio.to_thread(embed, batches[0]))

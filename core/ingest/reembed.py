@@ -1,7 +1,8 @@
 """Re-embed a knowledge base with another embedder, without downtime and without re-reading its sources.
 
-The stored chunks are read back from Weaviate, embedded exactly as ingestion embeds them (pipeline.embedding_text)
-and written with the same ids into a new versioned collection; the KB's alias then switches to it in one call and
+The stored chunks are read back from Weaviate, embedded as this version's ingestion embeds them (KBMeta.embed_text;
+reembedding with the same model is how an older KB moves to it) and written with the same ids into a new
+versioned collection; the KB's alias then switches to it in one call and
 the old collection is dropped. Until that switch every search is answered from the old collection; a failure or
 Ctrl-C before it removes the half-built collection and leaves the KB as it was. The KB's write lock is held
 throughout, so no ingest can change the old collection while it is being copied.
@@ -12,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from core.config import Settings
 from core.embed import Embedder
 from core.ingest.lock import kb_write_lock
 from core.ingest.pipeline import Progress, embedding_text
-from core.kb import KBMeta
+from core.kb import EmbedText, KBMeta
 from core.store.client import Store
-from core.types import Chunk
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,10 +28,6 @@ class ReembedReport:
     before: KBMeta
     after: KBMeta
     seconds: float
-
-
-def _chunk(properties: dict[str, Any]) -> Chunk:
-    return Chunk(**{name: properties[name] for name in Chunk.__dataclass_fields__})
 
 
 async def reembed(
@@ -56,7 +51,7 @@ async def reembed(
         target = await store.new_version(kb, after)
         try:
             progress.stage("Re-embedding", total)
-            copied = await _copy(store, embedder, kb, target, settings.embed_batch_size * 2, progress)
+            copied = await _copy(store, embedder, kb, target, after.embed_text, settings.embed_batch_size * 2, progress)
         except BaseException:  # Ctrl-C (cancellation) too: the KB keeps serving from its old collection
             await store.drop_collection(target)
             raise
@@ -64,11 +59,13 @@ async def reembed(
     return ReembedReport(chunks=copied, before=before, after=after, seconds=time.perf_counter() - started)
 
 
-async def _copy(store: Store, embedder: Embedder, kb: str, target: str, batch: int, progress: Progress) -> int:
+async def _copy(
+    store: Store, embedder: Embedder, kb: str, target: str, how: EmbedText, batch: int, progress: Progress
+) -> int:
     copied = 0
     after: str | None = None
     while page := await store.chunk_page(kb, after=after, limit=batch):
-        texts = [embedding_text(_chunk(properties)) for _, properties in page]
+        texts = [embedding_text(str(p["title"]), str(p["section"]), str(p["text"]), how) for _, p in page]
         vectors = await asyncio.to_thread(embedder.embed_documents, texts)
         await store.copy_chunks(target, page, vectors)
         copied += len(page)

@@ -38,7 +38,7 @@ from core.errors import EmptyKB, KBNotFound, StoreError
 from core.kb import KBMeta, collection_name, kb_from_collection, parse_version, version_name
 from core.store.local import LocalWeaviate
 from core.store.nodes import ClusterHealth, Consistency, FailoverClient, NodeHealth, open_client
-from core.store.schema import PROPERTIES, DocumentInfo, KBStats, StoredChunk, check_embedder, chunk_uuid
+from core.store.schema import DOC_CHUNKS, PROPERTIES, DocumentInfo, KBStats, StoredChunk, check_embedder, chunk_uuid
 from core.types import Chunk, Source
 
 SNIPPET_CHARS = 300
@@ -141,8 +141,22 @@ class Store:
                 f"knowledge base {kb!r} does not exist; create it with `switchboard ingest PATH --kb {kb}`"
             )
         config = await self._guard(self._client.collections.use(name).config.get())
-        self._metas[kb] = KBMeta.loads(config.description)
-        return self._metas[kb]
+        meta = KBMeta.loads(config.description)
+        if DOC_CHUNKS.name not in {p.name for p in config.properties}:
+            await self._add_doc_chunks(await self._serving(kb) or name)  # schema changes need the collection
+        self._metas[kb] = meta
+        return meta
+
+    async def _add_doc_chunks(self, collection: str) -> None:
+        """A KB built before chunk counts lacks the property, and Weaviate refuses to return a property it does not
+        know: add it in place (its chunks read as unset until the next ingest counts them). Another process may
+        add it at the same moment; that is not an error."""
+        try:
+            await self._guard(self._client.collections.use(collection).config.add_property(DOC_CHUNKS))
+        except StoreError:
+            config = await self._guard(self._client.collections.use(collection).config.get())
+            if DOC_CHUNKS.name not in {p.name for p in config.properties}:
+                raise
 
     async def ensure_kb(self, kb: str, meta: KBMeta) -> None:
         """Create the KB, or check that an existing one was built with the same embedder.
@@ -281,7 +295,7 @@ class Store:
         those documents' (a streamed ingest plans batch by batch without reading the whole KB each time)."""
         collection = self._collection(kb)
         index: dict[str, dict[str, StoredChunk]] = {}
-        properties = ["doc_id", "position", "content_hash", "origin", "source"]
+        properties = ["doc_id", "position", "content_hash", "origin", "source", "doc_chunks"]
 
         def add(uuid: object, p: dict[str, Any]) -> None:
             index.setdefault(str(p["doc_id"]), {})[str(uuid)] = StoredChunk(
@@ -289,6 +303,7 @@ class Store:
                 content_hash=str(p["content_hash"]),
                 origin=str(p["origin"]),
                 source=str(p["source"]),
+                doc_chunks=_count(p.get("doc_chunks")),
             )
 
         async def collect() -> None:
@@ -360,12 +375,25 @@ class Store:
                     "origin": c.origin,
                     "content_hash": c.content_hash,
                     "position": c.position,
+                    "doc_chunks": c.doc_chunks,
                     "ingested_at": now,
                 },
             )
             for c, v in zip(chunks, vectors, strict=True)
         ]
         await self._insert(collection_name(kb), objects)
+
+    async def set_doc_chunks(self, kb: str, counts: dict[str, int]) -> None:
+        """Update chunks' document counts in place (chunk id -> count), vectors and text untouched."""
+        collection = self._collection(kb)
+        ids = list(counts)
+        for start in range(0, len(ids), _INSERT_BATCH):
+            group = ids[start : start + _INSERT_BATCH]
+            await self._guard(
+                asyncio.gather(
+                    *(collection.data.update(uuid=uid, properties={"doc_chunks": counts[uid]}) for uid in group)
+                )
+            )
 
     async def _insert(self, name: str, objects: Sequence[DataObject[Any, None]]) -> None:
         for start in range(0, len(objects), _INSERT_BATCH):
@@ -427,7 +455,7 @@ class Store:
                 fusion_type=HybridFusion.RANKED if fusion == "ranked" else HybridFusion.RELATIVE_SCORE,
                 filters=Filter.all_of(filters) if filters else None,
                 return_metadata=MetadataQuery(score=True),
-                return_properties=["text", "title", "section", "doc_id", "source", "origin", "position"],
+                return_properties=["text", "title", "section", "doc_id", "source", "origin", "position", "doc_chunks"],
                 include_vector=True,
             )
         )
@@ -443,6 +471,7 @@ class Store:
                 doc_id=str(o.properties["doc_id"]),
                 position=int(o.properties["position"]),
                 text=str(o.properties["text"]),
+                doc_chunks=_count(o.properties.get("doc_chunks")) or 1,
             )
             for o in result.objects
         ]
@@ -458,6 +487,11 @@ class Store:
 
 def _holds_kb(collection: str) -> bool:
     return kb_from_collection(collection) is not None or parse_version(collection) is not None
+
+
+def _count(value: object) -> int | None:
+    """An INT property as read back (the client may give a float), None when the object predates it."""
+    return int(value) if isinstance(value, int | float) else None
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:

@@ -25,6 +25,9 @@ def _keyword(name: str, data_type: DataType = DataType.TEXT) -> Property:
     )
 
 
+# Added after the first KBs were built: Store.ensure_kb adds it to an older collection, and the next ingest fills it.
+DOC_CHUNKS = Property(name="doc_chunks", data_type=DataType.INT, index_filterable=False, index_range_filters=False)
+
 PROPERTIES = [
     Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
     Property(name="title", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
@@ -35,6 +38,7 @@ PROPERTIES = [
     _keyword("content_hash"),
     Property(name="position", data_type=DataType.INT, index_filterable=True),
     Property(name="ingested_at", data_type=DataType.DATE),
+    DOC_CHUNKS,
 ]
 
 
@@ -61,6 +65,7 @@ class StoredChunk:
     content_hash: str
     origin: str
     source: str
+    doc_chunks: int | None  # None: stored before the count existed
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,13 +6,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import DEFAULT_DOC_CAP, DEFAULT_DOC_DAMPING, DEFAULT_KEYWORD_FIELDS, Fusion, Settings
+from core.config import (
+    DEFAULT_DOC_CAP,
+    DEFAULT_DOC_DAMPING,
+    DEFAULT_DOC_LENGTH_PENALTY,
+    DEFAULT_KEYWORD_FIELDS,
+    Fusion,
+    Settings,
+)
 from core.embed import Embedder
 from core.errors import RerankError
 from core.store.client import Store
@@ -25,7 +33,7 @@ logger = logging.getLogger(__name__)
 OVERFETCH = 4
 # The candidate pool when documents are scored by more than their best passage: fixed, so a document's score
 # does not depend on how many results were asked for.
-DAMPING_POOL = 40
+DOCUMENT_POOL = 40
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +45,8 @@ class SearchOptions:
     fusion: Fusion = "relative"
     # A document's score: its best passage's plus this share of its other candidates' (0: best passage only).
     doc_damping: float = DEFAULT_DOC_DAMPING
+    # A document's score loses this × ln(its chunk count) (0: length ignored).
+    doc_length_penalty: float = DEFAULT_DOC_LENGTH_PENALTY
     keyword_question_words: bool = True  # False: BM25 skips a question's opening ("how do I")
     source_prefix: str | None = None
     doc_id: str | None = None
@@ -51,6 +61,7 @@ class SearchOptions:
             keyword_fields=settings.search_keyword_fields,
             doc_cap=settings.search_doc_cap,
             doc_damping=settings.search_doc_damping,
+            doc_length_penalty=settings.search_doc_length_penalty,
         )
         return dataclasses.replace(configured, **{name: v for name, v in overrides.items() if v is not None})
 
@@ -66,8 +77,8 @@ async def retrieve(
     await store.check_kb(kb, embedder.name, embedder.dim)
     vector = await asyncio.to_thread(embedder.embed_query, query)
     fetch = options.top_k * OVERFETCH if options.doc_cap else options.top_k
-    if options.doc_damping:
-        fetch = max(fetch, DAMPING_POOL)
+    if options.doc_damping or options.doc_length_penalty:
+        fetch = max(fetch, DOCUMENT_POOL)
     if reranker is not None:
         fetch = max(fetch, reranker.candidates)
     found = await store.search(
@@ -84,7 +95,8 @@ async def retrieve(
     )
     if reranker is not None and found:
         found = await _reranked(reranker, query, found)
-    return cap_per_document(by_document(found, options.doc_damping), options.doc_cap)[: options.top_k]
+    ranked = by_document(found, damping=options.doc_damping, length_penalty=options.doc_length_penalty)
+    return cap_per_document(ranked, options.doc_cap)[: options.top_k]
 
 
 # A question's opening ("How do I", "What's", "Why can't you"): its form, not its subject, and not among
@@ -104,16 +116,25 @@ def keyword_query(query: str) -> str:
     return stripped or query
 
 
-def by_document(ranked: Sequence[Source], damping: float) -> list[Source]:
-    """Documents ordered by best score + damping × the sum of their other candidates' scores, each document's
-    passages together in rank order; damping 0 keeps the ranked order."""
-    if not damping:
+def by_document(ranked: Sequence[Source], *, damping: float = 0.0, length_penalty: float = 0.0) -> list[Source]:
+    """Documents ordered by best score + damping × the sum of their other candidates' scores − length_penalty ×
+    ln(the document's chunk count), each document's passages together in rank order; both 0 keep the ranked
+    order.
+
+    The penalty is the chance correction a best-of-n score needs: a document of 40 chunks has 40 tries at one
+    passage that happens to match, a one-passage answer one. On the third-party sets this is what keeps long
+    manuals from crowding out the short page that answers (docs/benchmarks.md)."""
+    if not damping and not length_penalty:
         return list(ranked)
     groups: dict[str, list[Source]] = {}
     for source in ranked:
         groups.setdefault(source.doc_id, []).append(source)
-    scored = sorted(groups.values(), key=lambda g: g[0].score + damping * sum(s.score for s in g[1:]), reverse=True)
-    return [source for group in scored for source in group]
+
+    def score(group: list[Source]) -> float:
+        best = group[0]
+        return best.score + damping * sum(s.score for s in group[1:]) - length_penalty * math.log(best.doc_chunks)
+
+    return [source for group in sorted(groups.values(), key=score, reverse=True) for source in group]
 
 
 def cap_per_document(ranked: Sequence[Source], cap: int) -> list[Source]:

@@ -140,8 +140,8 @@ def eval_command(
         typer.Option(
             "--compare",
             help="A second run with these overrides, side by side: key=value for kb, alpha, k, doc_cap, doc_damping, "
-            "keyword_fields, fusion (relative|ranked), question_words (on|off) (e.g. 'kb=docs_v2' or "
-            "'alpha=0.5,doc_cap=0' or 'keyword_fields=text+title').",
+            "doc_length_penalty, keyword_fields, fusion (relative|ranked), question_words (on|off) (e.g. "
+            "'kb=docs_v2' or 'alpha=0.5,doc_cap=0' or 'keyword_fields=text+title').",
         ),
     ] = None,
     as_json: JsonOption = False,
