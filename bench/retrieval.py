@@ -45,6 +45,7 @@ from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.evaluate import MRR_DEPTH, QA, QuestionResult, load_qa, matches, ranking_options, score
 from core.ingest.pipeline import ingest
+from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, EmbedText, KBMeta
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
 from core.store.nodes import local_client
@@ -63,9 +64,17 @@ ALL_FIELDS = ("text", "title", "section")
 # switching it back, and the candidates that did not become defaults. A chunking change gets its own KB.
 KIT_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "kit": ({}, {}),
+    "kit penalty=0": ({}, {"doc_length_penalty": 0.0}),
+    "kit penalty=.05": ({}, {"doc_length_penalty": 0.05}),
+    "kit penalty=.15": ({}, {"doc_length_penalty": 0.15}),
+    "kit title": ({"embed_text": LEGACY_EMBED_TEXT}, {}),  # vectors of title + section + text, as before #17
+    "kit title penalty=0": ({"embed_text": LEGACY_EMBED_TEXT}, {"doc_length_penalty": 0.0}),  # the last defaults
     "kit cap=0": ({}, {"doc_cap": 0}),
     "kit bm25=all": ({}, {"keyword_fields": ALL_FIELDS}),
-    "kit before": ({}, {"doc_cap": 0, "keyword_fields": ALL_FIELDS}),  # the defaults before #17's changes
+    "kit before": (  # the defaults before #17's changes
+        {"embed_text": LEGACY_EMBED_TEXT},
+        {"doc_cap": 0, "keyword_fields": ALL_FIELDS, "doc_length_penalty": 0.0},
+    ),
     "kit bm25=text+title": ({}, {"keyword_fields": ("text", "title")}),
     "kit α=.6": ({}, {"alpha": 0.6}),
     "kit α=.85": ({}, {"alpha": 0.85}),
@@ -167,6 +176,16 @@ def naive_search(collection: CollectionAsync[Any, Any], embedder: Embedder, alph
     return search
 
 
+def kb_meta(embedder: Embedder, settings: Settings, embed_text: EmbedText) -> KBMeta:
+    return KBMeta(
+        embed_model=embedder.name,
+        embed_dim=embedder.dim,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        embed_text=embed_text,
+    )
+
+
 def kit_search(store: Store, embedder: Embedder, kb: str, options: SearchOptions) -> Search:
     options = ranking_options(options, K)
 
@@ -197,11 +216,16 @@ async def run_set(
     documents = 0
     for side in (v for v in variants if v in KIT_VARIANTS):
         ingest_changes, search_changes = KIT_VARIANTS[side]
-        side_settings = settings.model_copy(update=ingest_changes)
-        chunking = f"{side_settings.chunk_size}/{side_settings.chunk_overlap}/{side_settings.chunk_merge_below}"
+        embed_text = ingest_changes.get("embed_text", EMBED_TEXT)  # a KB's own (KBMeta), not a setting
+        side_settings = settings.model_copy(update={k: v for k, v in ingest_changes.items() if k != "embed_text"})
+        chunking = (
+            f"{side_settings.chunk_size}/{side_settings.chunk_overlap}/{side_settings.chunk_merge_below}/{embed_text}"
+        )
         if chunking not in kbs:
             log(f"{name}: kit ingest, chunks {chunking}")
             kb = f"bench_{name}_{len(kbs)}"
+            if embed_text != EMBED_TEXT:  # created ahead with that way of embedding; ingest then keeps it
+                await store.ensure_kb(kb, kb_meta(embedder, side_settings, embed_text))
             started = time.perf_counter()
             report = await ingest(store, embedder, [str(docs)], kb=kb, settings=side_settings)
             if report.failures:

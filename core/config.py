@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         DEFAULT_KEYWORD_FIELDS, min_length=1, validation_alias="SEARCH_KEYWORD_FIELDS"
     )
     # At most this many passages of one document in the results (0: no cap), so one long document cannot take
-    # every slot; 4× SEARCH_TOP_K candidates are fetched to fill them.
+    # every slot; 4× SEARCH_TOP_K candidates are fetched to fill them (at least 40 with damping).
     search_doc_cap: int = Field(DEFAULT_DOC_CAP, ge=0, le=100, validation_alias="SEARCH_DOC_CAP")
     # A document's score: its best passage's plus this share of the scores of its other passages among the 40
     # candidates. Negative pushes down a long page that matches a little everywhere (0: best passage only).

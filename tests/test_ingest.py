@@ -271,10 +271,16 @@ async def test_each_chunk_knows_its_documents_length_and_a_growing_document_is_r
 async def test_a_kb_built_before_chunk_counts_gets_them_on_the_next_ingest_without_reembedding(
     tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    doc = tmp_path / "guide.md"
+    doc, other = tmp_path / "guide.md", tmp_path / "other.md"
     doc.write_text("# Guide\n\n## Install\n\nRun the installer.\n\n## Upgrade\n\nRun it again.\n")
-    raw = RawDoc(source=str(doc), origin=str(doc), suffix=".md", data=doc.read_bytes(), explicit=True)
-    chunks = chunks_for(raw, settings)
+    other.write_text("# Other\n\n## One\n\nFirst.\n\n## Two\n\nSecond.\n\n## Three\n\nThird.\n")
+    chunks = [
+        c
+        for path in (doc, other)
+        for c in chunks_for(
+            RawDoc(source=str(path), origin=str(path), suffix=".md", data=path.read_bytes(), explicit=True), settings
+        )
+    ]
     # The KB as an older version built it: a collection without the property, chunks without the count.
     monkeypatch.setattr(store_client, "PROPERTIES", [p for p in store_client.PROPERTIES if p.name != "doc_chunks"])
     await store.ensure_kb(
@@ -288,11 +294,15 @@ async def test_a_kb_built_before_chunk_counts_gets_them_on_the_next_ingest_witho
 
     async with open_store(settings) as upgraded:  # this version, in a new process: it adds the property on first use
         found = await retrieve(upgraded, embedder, kb, "installer", SearchOptions(top_k=5, alpha=0.5, doc_cap=0))
-        assert [s.doc_chunks for s in found] == [1, 1]  # unknown counts: no length penalty
-        assert {c.doc_chunks for c in (await upgraded.stored_chunks(kb))[chunks[0].doc_id].values()} == {None}
+        assert {s.doc_chunks for s in found} == {1}  # unknown counts: no length penalty
+        assert {c.doc_chunks for cs in (await upgraded.stored_chunks(kb)).values() for c in cs.values()} == {None}
 
+        # An ingest of one document (as a sync that finds one page changed): every document gets its count, the
+        # other from what is stored; nothing is embedded.
         counting = CountingEmbedder(embedder)
         report = await ingest(upgraded, counting, [str(doc)], kb=kb, settings=settings)
         assert counting.texts == [] and report.documents_unchanged == 1
-        stored = (await upgraded.stored_chunks(kb))[chunks[0].doc_id]
-        assert {c.doc_chunks for c in stored.values()} == {len(chunks)} == {2}
+        stored = await upgraded.stored_chunks(kb)
+        assert {c.doc_chunks for c in stored[doc_id_for(str(doc))].values()} == {2}
+        assert {c.doc_chunks for c in stored[doc_id_for(str(other))].values()} == {3}
+        assert await upgraded.fill_doc_chunks(kb) == 0  # once filled, one aggregate and nothing to do

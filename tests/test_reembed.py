@@ -28,6 +28,7 @@ from core.store.search import SearchOptions, retrieve
 from tests.fakes.openai_server import DIM, FakeOpenAI
 from tests.support.embedders import Wrapped
 from tests.test_cli import one_line_error, run
+from tests.test_ingest import CountingEmbedder
 
 DOCS = {
     "lighthouse.md": "# Lighthouse\n\nThe lighthouse keeper trims the lamp wick every evening.",
@@ -252,15 +253,6 @@ def test_cli_reembed_then_list_and_a_failing_endpoint(
     assert run(cli_env, "kb", "delete", kb, "--yes", cwd=tmp_path).returncode == 0
 
 
-@dataclass
-class Recording(Wrapped):
-    texts: list[str] = field(default_factory=list)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self.texts.extend(texts)
-        return self.inner.embed_documents(texts)
-
-
 async def test_a_kb_embedded_with_titles_keeps_that_until_a_reembed_moves_it_to_section_and_text(
     settings: Settings, store: Store, embedder: Embedder, kb: str, tmp_path: Path
 ) -> None:
@@ -278,7 +270,7 @@ async def test_a_kb_embedded_with_titles_keeps_that_until_a_reembed_moves_it_to_
     )
     assert (await store.kb_meta(kb)).embed_text == LEGACY_EMBED_TEXT
     (tmp_path / "kettle.md").write_text("# Kettle\n\n## Descaling\n\nUse citric acid once a month.\n")
-    recording = Recording(embedder)
+    recording = CountingEmbedder(embedder)
     await ingest(store, recording, [str(tmp_path)], kb=kb, settings=settings)
     body = "# Kettle\n\n## Descaling\n\nUse citric acid once a month."
     assert recording.texts == [

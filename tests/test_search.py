@@ -14,7 +14,7 @@ from core.errors import EmptyKB, KBNotFound
 from core.ingest.pipeline import ingest
 from core.kb import KBMeta
 from core.store.client import Store
-from core.store.search import SearchOptions, by_document, keyword_query, retrieve
+from core.store.search import SearchOptions, by_document, cap_per_document, keyword_query, retrieve
 from core.types import Source
 
 CORPUS = {
@@ -174,6 +174,10 @@ def test_length_penalty_discounts_a_long_documents_best_passage_by_its_chunk_cou
     assert [s.doc_id for s in by_document(ranked, length_penalty=0.01)] == ["long", "short", "other"]
     # A one-chunk document loses nothing (ln 1 = 0): equal lengths keep the fused order.
     assert by_document([passage("a", 0.5), passage("b", 0.4)], length_penalty=0.5)[0].doc_id == "a"
+    # Passages stay interleaved: with a cap of 3, the three best passages, not one document's weaker ones.
+    mixed = [passage("a", 0.9), passage("b", 0.85), passage("c", 0.8), passage("a", 0.3), passage("a", 0.2)]
+    assert by_document(mixed, length_penalty=0.1) == mixed
+    assert [s.doc_id for s in cap_per_document(by_document(mixed, length_penalty=0.1), 3)[:3]] == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(

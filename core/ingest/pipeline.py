@@ -208,8 +208,9 @@ async def ingest_found(
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
         )
-        await store.ensure_kb(kb, meta)
-        embed_text = (await store.kb_meta(kb)).embed_text  # an existing KB's own, so its vectors stay comparable
+        # An existing KB's own way of embedding (read fresh: a reembed elsewhere may have changed it), so its
+        # vectors stay comparable.
+        embed_text = (await store.ensure_kb(kb, meta)).embed_text
         # Without prune only the documents read are compared: a streamed ingest's batch reads its own, not the KB.
         stored = await store.stored_chunks(kb, None if prune_origins else planned.keys())
 

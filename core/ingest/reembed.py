@@ -40,6 +40,7 @@ async def reembed(
 
     async with kb_write_lock(settings, kb, on_wait=waiting):
         before = await store.kb_meta(kb)
+        await store.fill_doc_chunks(kb)  # copied as stored: chunks from before document counts get theirs first
         _, total = await store.counts(kb)
         # The new embedder's identity; an endpoint learns its vector size here, before anything is built.
         after = KBMeta(
@@ -65,7 +66,9 @@ async def _copy(
     copied = 0
     after: str | None = None
     while page := await store.chunk_page(kb, after=after, limit=batch):
-        texts = [embedding_text(str(p["title"]), str(p["section"]), str(p["text"]), how) for _, p in page]
+        texts = [
+            embedding_text(str(p.get("title") or ""), str(p.get("section") or ""), str(p["text"]), how) for _, p in page
+        ]
         vectors = await asyncio.to_thread(embedder.embed_documents, texts)
         await store.copy_chunks(target, page, vectors)
         copied += len(page)

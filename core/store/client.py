@@ -14,13 +14,13 @@ not this kit's case.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import numpy as np
 import weaviate
 from weaviate.classes.config import (
     Configure,
@@ -30,8 +30,9 @@ from weaviate.classes.config import (
     VectorDistances,
 )
 from weaviate.classes.data import DataObject
-from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.classes.query import Filter, HybridFusion, MetadataQuery, Metrics
 from weaviate.collections import CollectionAsync
+from weaviate.collections.classes.aggregate import AggregateInteger
 
 from core.config import Fusion, Settings
 from core.errors import EmptyKB, KBNotFound, StoreError
@@ -44,6 +45,8 @@ from core.types import Chunk, Source
 SNIPPET_CHARS = 300
 T = TypeVar("T")
 _INSERT_BATCH = 200
+# Property updates are one REST call each: this many in flight, well inside the client's connection pool.
+_UPDATE_CONCURRENCY = 32
 _FILTERED_MAX = 10_000  # QUERY_MAXIMUM_RESULTS, Weaviate's default cap on one query
 _ALIAS_SETTLE_SECONDS = 30.0
 
@@ -58,8 +61,9 @@ class Store:
         self._link = link
         self._consistency: Consistency = consistency
         self._replication_factor = replication_factor
-        # KB metadata never changes after creation; caching it keeps per-query checks off the network. It is the
-        # cluster's, not a node's, so it stays valid when the store switches nodes.
+        # KB metadata changes only when a reembed switches the KB; caching it keeps per-query checks off the network,
+        # and writers re-read it under the KB's write lock (ensure_kb). It is the cluster's, not a node's, so it
+        # stays valid when the store switches nodes.
         self._metas: dict[str, KBMeta] = {}
 
     @property
@@ -158,20 +162,45 @@ class Store:
             if DOC_CHUNKS.name not in {p.name for p in config.properties}:
                 raise
 
-    async def ensure_kb(self, kb: str, meta: KBMeta) -> None:
-        """Create the KB, or check that an existing one was built with the same embedder.
+    async def ensure_kb(self, kb: str, meta: KBMeta) -> KBMeta:
+        """Create the KB with `meta`, or check that an existing one was built with the same embedder; returns the
+        KB's metadata as stored now (a reembed by another process may have changed it).
 
         A new KB is a versioned collection behind an alias of the KB's name, so that a later reembed can switch
         it atomically. The caller holds the KB's write lock (core.ingest.lock).
         """
+        self._metas.pop(kb, None)
         try:
             existing = await self._meta(kb)
         except KBNotFound:
             collection = await self.new_version(kb, meta)
             await self._guard(self._client.alias.create(alias_name=collection_name(kb), target_collection=collection))
             await self._settle_alias(kb, collection)
-            return
+            return meta
         check_embedder(kb, existing, meta.embed_model, meta.embed_dim)
+        await self.fill_doc_chunks(kb)
+        return existing
+
+    async def fill_doc_chunks(self, kb: str) -> int:
+        """Give chunks stored before document counts existed their document's count, read from what is stored;
+        returns how many were updated. One aggregate when there is nothing to do. The caller holds the KB's
+        write lock."""
+        counted = await self._guard(
+            self._collection(kb).aggregate.over_all(
+                return_metrics=Metrics(DOC_CHUNKS.name).integer(count=True), total_count=True
+            )
+        )
+        metric = counted.properties[DOC_CHUNKS.name]
+        if isinstance(metric, AggregateInteger) and metric.count == counted.total_count:
+            return 0
+        counts = {
+            uid: len(chunks)
+            for chunks in (await self.stored_chunks(kb)).values()
+            for uid, chunk in chunks.items()
+            if chunk.doc_chunks != len(chunks)
+        }
+        await self.set_doc_chunks(kb, counts)
+        return len(counts)
 
     async def kb_meta(self, kb: str) -> KBMeta:
         return await self._meta(kb)
@@ -293,6 +322,7 @@ class Store:
     async def stored_chunks(self, kb: str, doc_ids: Collection[str] | None = None) -> dict[str, dict[str, StoredChunk]]:
         """Everything needed to plan an incremental ingest: doc_id → {uuid: chunk summary}; with `doc_ids`, only
         those documents' (a streamed ingest plans batch by batch without reading the whole KB each time)."""
+        await self._meta(kb)  # a KB built before chunk counts gets the property first: Weaviate refuses unknown ones
         collection = self._collection(kb)
         index: dict[str, dict[str, StoredChunk]] = {}
         properties = ["doc_id", "position", "content_hash", "origin", "source", "doc_chunks"]
@@ -387,8 +417,8 @@ class Store:
         """Update chunks' document counts in place (chunk id -> count), vectors and text untouched."""
         collection = self._collection(kb)
         ids = list(counts)
-        for start in range(0, len(ids), _INSERT_BATCH):
-            group = ids[start : start + _INSERT_BATCH]
+        for start in range(0, len(ids), _UPDATE_CONCURRENCY):
+            group = ids[start : start + _UPDATE_CONCURRENCY]
             await self._guard(
                 asyncio.gather(
                     *(collection.data.update(uuid=uid, properties={"doc_chunks": counts[uid]}) for uid in group)
@@ -459,6 +489,7 @@ class Store:
                 include_vector=True,
             )
         )
+        relevances = _cosines(vector, [o.vector["default"] for o in result.objects])  # type: ignore[misc]
         return [
             Source(
                 title=str(o.properties["title"]),
@@ -467,13 +498,13 @@ class Store:
                 section=str(o.properties["section"]),
                 snippet=_snippet(str(o.properties["text"])),
                 score=float(o.metadata.score or 0.0),
-                relevance=_cosine(vector, o.vector["default"]),  # type: ignore[arg-type]
+                relevance=relevance,
                 doc_id=str(o.properties["doc_id"]),
                 position=int(o.properties["position"]),
                 text=str(o.properties["text"]),
                 doc_chunks=_count(o.properties.get("doc_chunks")) or 1,
             )
-            for o in result.objects
+            for o, relevance in zip(result.objects, relevances, strict=True)
         ]
 
     async def require_chunks(self, kb: str) -> None:
@@ -494,10 +525,15 @@ def _count(value: object) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
+def _cosines(query: Sequence[float], vectors: Sequence[Sequence[float]]) -> list[float]:
+    """Cosine similarity of the query with each vector, in one matrix product (40 candidates per search)."""
+    if not vectors:
+        return []
+    matrix = np.asarray(vectors, dtype=np.float32)
+    q = np.asarray(query, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(q))
+    dots = matrix @ q
+    return [float(d / n) if n else 0.0 for d, n in zip(dots, norms, strict=True)]
 
 
 @asynccontextmanager

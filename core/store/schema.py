@@ -26,7 +26,7 @@ def _keyword(name: str, data_type: DataType = DataType.TEXT) -> Property:
 
 
 # Added after the first KBs were built: Store.ensure_kb adds it to an older collection, and the next ingest fills it.
-DOC_CHUNKS = Property(name="doc_chunks", data_type=DataType.INT, index_filterable=False, index_range_filters=False)
+DOC_CHUNKS = Property(name="doc_chunks", data_type=DataType.INT, index_filterable=True)  # aggregates count it
 
 PROPERTIES = [
     Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD),

@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Candidates fetched per result slot when documents are capped: enough that capping still fills top_k.
 OVERFETCH = 4
-# The candidate pool when documents are scored by more than their best passage: fixed, so a document's score
-# does not depend on how many results were asked for.
+# The candidate pool when documents are scored by the sum of their passages (damping): fixed, so a document's
+# score does not depend on how many results were asked for.
 DOCUMENT_POOL = 40
 
 
@@ -76,8 +76,13 @@ async def retrieve(
 ) -> list[Source]:
     await store.check_kb(kb, embedder.name, embedder.dim)
     vector = await asyncio.to_thread(embedder.embed_query, query)
+    # The length penalty is sized for relative-score fusion's 0–1 scores; ranked fusion's are a few hundredths,
+    # and a reranker's are on its own scale (and it reads each passage, so chance matches are its job).
+    penalty = options.doc_length_penalty if options.fusion == "relative" and reranker is None else 0.0
+    # The penalty reorders the candidates fetched anyway (4× top-k): a pool of 40 at every k measured +0.005 on
+    # the third-party sets but cost a fifth more search time (docs/benchmarks.md).
     fetch = options.top_k * OVERFETCH if options.doc_cap else options.top_k
-    if options.doc_damping or options.doc_length_penalty:
+    if options.doc_damping:
         fetch = max(fetch, DOCUMENT_POOL)
     if reranker is not None:
         fetch = max(fetch, reranker.candidates)
@@ -95,7 +100,7 @@ async def retrieve(
     )
     if reranker is not None and found:
         found = await _reranked(reranker, query, found)
-    ranked = by_document(found, damping=options.doc_damping, length_penalty=options.doc_length_penalty)
+    ranked = by_document(found, damping=options.doc_damping, length_penalty=penalty)
     return cap_per_document(ranked, options.doc_cap)[: options.top_k]
 
 
@@ -117,22 +122,26 @@ def keyword_query(query: str) -> str:
 
 
 def by_document(ranked: Sequence[Source], *, damping: float = 0.0, length_penalty: float = 0.0) -> list[Source]:
-    """Documents ordered by best score + damping × the sum of their other candidates' scores − length_penalty ×
-    ln(the document's chunk count), each document's passages together in rank order; both 0 keep the ranked
-    order.
+    """Passages reordered by their documents: each passage's score loses length_penalty × ln(its document's chunk
+    count); with damping, documents are ordered by that score of their best passage + damping × the sum of their
+    other candidates' scores, each document's passages together. Both 0 keep the ranked order.
 
     The penalty is the chance correction a best-of-n score needs: a document of 40 chunks has 40 tries at one
     passage that happens to match, a one-passage answer one. On the third-party sets this is what keeps long
-    manuals from crowding out the short page that answers (docs/benchmarks.md)."""
-    if not damping and not length_penalty:
-        return list(ranked)
+    manuals from crowding out the short page that answers (docs/benchmarks.md). Without damping, passages stay
+    interleaved across documents, so a cap above 1 keeps the best passages, not one document's weaker ones."""
+
+    def penalised(source: Source) -> float:
+        return source.score - length_penalty * math.log(source.doc_chunks)
+
+    if not damping:
+        return sorted(ranked, key=penalised, reverse=True) if length_penalty else list(ranked)
     groups: dict[str, list[Source]] = {}
     for source in ranked:
         groups.setdefault(source.doc_id, []).append(source)
 
     def score(group: list[Source]) -> float:
-        best = group[0]
-        return best.score + damping * sum(s.score for s in group[1:]) - length_penalty * math.log(best.doc_chunks)
+        return penalised(group[0]) + damping * sum(s.score for s in group[1:])
 
     return [source for group in sorted(groups.values(), key=score, reverse=True) for source in group]
 
