@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -107,6 +108,25 @@ async def test_document_cap_lets_the_short_answer_in(
     assert len(set(capped)) == 3
     two = await top(store, embedder, kb, query, k=3, doc_cap=2)
     assert two.count(uncapped[0]) == 2
+
+
+async def test_length_penalty_applies_to_relative_scores_only(
+    tmp_path: Path, store: Store, embedder: Embedder, settings: Settings, kb: str
+) -> None:
+    (tmp_path / "manual.md").write_text(MANUAL)
+    (tmp_path / "limescale.md").write_text(ANSWER)
+    await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
+    query = "how do I descale the kettle"
+
+    async def order(**options: Any) -> list[str]:
+        found = await retrieve(store, embedder, kb, query, SearchOptions(top_k=3, alpha=0.5, **options))
+        return [s.source.rsplit("/", 1)[-1] for s in found]
+
+    assert await order(doc_length_penalty=0.0) == ["manual.md", "limescale.md"]
+    assert await order(doc_length_penalty=1.0) == ["limescale.md", "manual.md"]  # 1 × ln 8 chunks
+    # Ranked fusion's scores are a few hundredths: the penalty, sized for 0–1 scores, is not applied to them.
+    ranked = await order(fusion="ranked", doc_length_penalty=0.0)
+    assert await order(fusion="ranked", doc_length_penalty=1.0) == ranked
 
 
 async def test_keyword_fields_choose_what_bm25_reads(
