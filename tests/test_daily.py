@@ -16,7 +16,7 @@ import pytest
 from core.answer.log import AnswerLog
 from core.answer.stats import answer_stats
 from core.sqlite import connect
-from tests.support.answer_log import fill, synthetic
+from tests.support.answer_log import Row, fill, synthetic
 
 DAY = 86400.0
 NOW = time.time()
@@ -147,8 +147,10 @@ def test_an_older_log_is_rolled_up_when_opened(tmp_path: Path) -> None:
 def test_whole_days_come_from_the_rollup(tmp_path: Path, bot: str | None) -> None:
     """Not a scan in disguise: a count planted in the rollup for a whole day shows; planted at a period's
     partial end day, it does not (that day is counted from the answers)."""
-    log = fill(tmp_path / "answers.sqlite3", synthetic(200, NOW, days=5, seed=5))
     midnight = NOW // DAY * DAY
+    # One default/widget answer on each planted day for sure: today may be minutes old when the suite runs.
+    sure = [Row(question="q", created_at=t) for t in (midnight - 2 * DAY + 60, max(midnight, NOW - 1))]
+    log = fill(tmp_path / "answers.sqlite3", synthetic(200, NOW, days=5, seed=5) + sure)
     with connect(log.path) as db:
         planted = db.execute(
             "UPDATE daily SET questions = questions + 1000 "
