@@ -14,6 +14,7 @@ import numpy as np
 
 from core.embed import Embedder
 from core.sqlite import connect
+from core.vectors import unit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,7 @@ def embed_unit(embedder: Embedder, texts: list[str]) -> list[bytes]:
     if not texts:
         return []
     matrix = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return [v.tobytes() for v in matrix / np.where(norms == 0, 1, norms)]
+    return [v.tobytes() for v in unit_rows(matrix)]
 
 
 @dataclass(frozen=True, kw_only=True)

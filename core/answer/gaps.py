@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.vectors import unit_rows
+
 # Measured with all-MiniLM-L6-v2: paraphrases of one question score 0.6-0.8, other questions on the same topic
 # (SAML sign-on, Okta SSO) 0.45-0.6, unrelated ones below 0.15.
 DEFAULT_THRESHOLD = 0.45
@@ -36,8 +38,7 @@ def cluster(vectors: np.ndarray, threshold: float) -> list[list[int]]:
     n = len(vectors)
     if n == 0:
         return []
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.where(norms == 0, 1, norms)
+    unit = unit_rows(vectors)
     sim = unit @ unit.T
     np.fill_diagonal(sim, -np.inf)  # a cluster never merges with itself
     sizes = np.ones(n)
