@@ -160,6 +160,9 @@ def test_search_options_follow_the_settings(settings: Settings) -> None:
     assert Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="text, title").search_keyword_fields == ("text", "title")
     with pytest.raises(ValidationError, match="SEARCH_KEYWORD_FIELDS"):
         Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="body")
+    for bad in ("-0.1", "1.5", "lots"):
+        with pytest.raises(ValidationError, match="SEARCH_DOC_LENGTH_PENALTY"):
+            Settings(_env_file=None, SEARCH_DOC_LENGTH_PENALTY=bad)
 
 
 def passage(doc: str, score: float) -> Source:
