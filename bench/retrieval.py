@@ -45,7 +45,7 @@ from core.config import Settings
 from core.embed import Embedder, create_embedder
 from core.evaluate import MRR_DEPTH, QA, QuestionResult, load_qa, matches, ranking_options, score
 from core.ingest.pipeline import ingest
-from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, EmbedText, KBMeta
+from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, MARKDOWN_EMBED_TEXT, EmbedText, KBMeta
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
 from core.store.nodes import local_client
@@ -67,6 +67,9 @@ KIT_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "kit penalty=0": ({}, {"doc_length_penalty": 0.0}),
     "kit penalty=.05": ({}, {"doc_length_penalty": 0.05}),
     "kit penalty=.15": ({}, {"doc_length_penalty": 0.15}),
+    "kit markdown": ({"embed_text": MARKDOWN_EMBED_TEXT}, {}),  # vectors of the Markdown as written, as before
+    "kit α=.7": ({}, {"alpha": 0.7}),
+    "kit α=.7 penalty=.15": ({}, {"alpha": 0.7, "doc_length_penalty": 0.15}),
     "kit title": ({"embed_text": LEGACY_EMBED_TEXT}, {}),  # vectors of title + section + text, as before #17
     "kit title penalty=0": ({"embed_text": LEGACY_EMBED_TEXT}, {"doc_length_penalty": 0.0}),  # the last defaults
     "kit cap=0": ({}, {"doc_cap": 0}),

@@ -49,9 +49,11 @@ def parse_version(collection: str) -> tuple[str, int] | None:
 
 # What a chunk's vector is computed from. The document title stays out since #17: it repeats on every chunk of a
 # long document (and is a bare file name for a page without a heading), and leaving it out won on the third-party
-# sets (docs/benchmarks.md). A KB built before records nothing and keeps the old way until it is reembedded.
-EmbedText = Literal["section+text", "title+section+text"]
-EMBED_TEXT: EmbedText = "section+text"
+# sets; the text is read as plain text, without Markdown's link URLs and marks (docs/benchmarks.md). A KB keeps
+# the way it was built with (one that records nothing predates both) until it is reembedded.
+EmbedText = Literal["section+plain text", "section+text", "title+section+text"]
+EMBED_TEXT: EmbedText = "section+plain text"
+MARKDOWN_EMBED_TEXT: EmbedText = "section+text"
 LEGACY_EMBED_TEXT: EmbedText = "title+section+text"
 
 

@@ -12,6 +12,21 @@ def test_headings_start_chunks_and_name_sections() -> None:
     assert pieces[1].text == "## Install\n\nRun it."
 
 
+def test_sections_are_named_by_the_headings_words_without_their_links_or_anchors() -> None:
+    # What a Sphinx page becomes through the HTML extractor: every heading ends in a permalink.
+    md = (
+        '# 5. Managing Packages[¶](#managing-packages "Permalink to this heading")\n\nIntro.\n\n'
+        '## The `debian/rules` file[¶](#rules "Permalink")\n\nRun it.\n\n## See [the FAQ](faq.html)\n\nAsk.\n'
+    )
+    pieces = chunk_markdown(md, size=1000, overlap=100)
+    assert [p.section for p in pieces] == [
+        "5. Managing Packages",
+        "5. Managing Packages › The debian/rules file",
+        "5. Managing Packages › See the FAQ",
+    ]
+    assert pieces[1].text.startswith("## The `debian/rules` file[¶]")  # the passage itself is kept as written
+
+
 def test_heading_directly_under_heading_is_not_a_chunk_of_its_own() -> None:
     pieces = chunk_markdown("# Title\n\n## First\n\nBody text.\n", size=1000, overlap=0)
     assert len(pieces) == 1

@@ -53,6 +53,8 @@ def test_markdown_front_matter_title() -> None:
 def test_markdown_title_from_h1_else_file_name() -> None:
     assert extract(b"Intro\n\n# Real Title\n", ".md", "f.md").title == "Real Title"
     assert extract(b"no heading", ".md", "f.md").title == "f.md"
+    assert extract(b'# *Real* [Title](x.html)[\xc2\xb6](#t "Permalink")\n', ".md", "f.md").title == "Real Title"
+    assert extract(b"# [\xc2\xb6](#t)\n\nBody\n", ".md", "f.md").title == "f.md"  # an anchor is not a title
 
 
 def test_text_in_legacy_encoding() -> None:

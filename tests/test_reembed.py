@@ -20,7 +20,7 @@ from core.embed import Embedder, create_embedder
 from core.errors import EmbedderMismatch, EmbedError, KBNotFound
 from core.ingest.pipeline import Progress, doc_id_for, ingest
 from core.ingest.reembed import reembed
-from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, KBMeta, collection_name
+from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, MARKDOWN_EMBED_TEXT, KBMeta, collection_name
 from core.store.client import Store, open_store
 from core.store.local import LocalWeaviate
 from core.store.schema import PROPERTIES
@@ -253,37 +253,53 @@ def test_cli_reembed_then_list_and_a_failing_endpoint(
     assert run(cli_env, "kb", "delete", kb, "--yes", cwd=tmp_path).returncode == 0
 
 
-async def test_a_kb_embedded_with_titles_keeps_that_until_a_reembed_moves_it_to_section_and_text(
-    settings: Settings, store: Store, embedder: Embedder, kb: str, tmp_path: Path
+BODY = "# Kettle\n\n## Descaling\n\nUse [citric acid](https://x.example/acid) once a month."
+
+
+@pytest.mark.parametrize(
+    ("built_with", "first_text"),
+    [
+        (None, f"Kettle\nDescaling\n{BODY}"),  # a KB from before #17 records nothing: title, trail, text
+        (MARKDOWN_EMBED_TEXT, f"Descaling\n{BODY}"),  # one from before plain text: the Markdown as written
+    ],
+)
+async def test_a_kb_keeps_the_way_its_vectors_were_made_until_a_reembed_moves_it_to_plain_text(
+    settings: Settings,
+    store: Store,
+    embedder: Embedder,
+    kb: str,
+    tmp_path: Path,
+    built_with: str | None,
+    first_text: str,
 ) -> None:
-    legacy = json.loads(
+    old = json.loads(
         KBMeta(embed_model=embedder.name, embed_dim=embedder.dim, chunk_size=1000, chunk_overlap=150).dumps()
     )
-    del legacy["embed_text"]  # what a KB built before #17's change records
+    del old["embed_text"]
+    if built_with:
+        old["embed_text"] = built_with
     await store._client.collections.create(
         collection_name(kb),
-        description=json.dumps(legacy),
+        description=json.dumps(old),
         properties=PROPERTIES,
         vector_config=Configure.Vectors.self_provided(
             vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
         ),
     )
-    assert (await store.kb_meta(kb)).embed_text == LEGACY_EMBED_TEXT
-    (tmp_path / "kettle.md").write_text("# Kettle\n\n## Descaling\n\nUse citric acid once a month.\n")
+    assert (await store.kb_meta(kb)).embed_text == (built_with or LEGACY_EMBED_TEXT)
+    (tmp_path / "kettle.md").write_text(BODY + "\n")
     recording = CountingEmbedder(embedder)
     await ingest(store, recording, [str(tmp_path)], kb=kb, settings=settings)
-    body = "# Kettle\n\n## Descaling\n\nUse citric acid once a month."
-    assert recording.texts == [
-        f"Kettle\nDescaling\n{body}"
-    ]  # title, section trail, text: as the KB's vectors were made
+    assert recording.texts == [first_text]  # as the KB's vectors were made
 
     recording.texts.clear()
     report = await reembed(store, recording, kb=kb, settings=settings, progress=QUIET)
-    assert (report.before.embed_text, report.after.embed_text) == (LEGACY_EMBED_TEXT, EMBED_TEXT)
-    assert recording.texts == [f"Descaling\n{body}"]  # the title's repetition left out from now on
+    assert (report.before.embed_text, report.after.embed_text) == (built_with or LEGACY_EMBED_TEXT, EMBED_TEXT)
+    # No title's repetition, no link target: the words a reader sees.
+    assert recording.texts == ["Descaling\nKettle\nDescaling\nUse citric acid once a month."]
     assert (await store.kb_meta(kb)).embed_text == EMBED_TEXT
     (tmp_path / "mug.md").write_text("# Mug\n\nHolds tea.\n")
     recording.texts.clear()
     await ingest(store, recording, [str(tmp_path)], kb=kb, settings=settings)
-    assert recording.texts == ["# Mug\n\nHolds tea."]
+    assert recording.texts == ["Mug\nHolds tea."]
     await store.delete_kb(kb)

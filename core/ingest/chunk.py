@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from markdown_it import MarkdownIt
+from core.ingest.plain import PARSER, plain_inline
 
-_PARSER = MarkdownIt("commonmark").enable("table")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SECTION_SEP = " › "
 
@@ -35,7 +34,7 @@ def _blocks(markdown: str) -> list[tuple[int, str, Block]]:
     """Top-level blocks as (heading level or 0, heading text, block); headings carry their source line."""
     lines = markdown.splitlines()
     out: list[tuple[int, str, Block]] = []
-    tokens = _PARSER.parse(markdown)
+    tokens = PARSER.parse(markdown)
     for i, tok in enumerate(tokens):
         if tok.level != 0 or tok.map is None or tok.nesting == -1:
             continue
@@ -43,7 +42,8 @@ def _blocks(markdown: str) -> list[tuple[int, str, Block]]:
         if not source.strip():
             continue
         if tok.type == "heading_open":
-            title = tokens[i + 1].content.strip()
+            # The heading as read ("Install" from "Install[¶](#install)"): it names the section in citations.
+            title = plain_inline(tokens[i + 1].content)
             out.append((int(tok.tag[1]), title, Block(source, heading=True)))
         else:
             out.append((0, "", Block(source, code=tok.type in ("fence", "code_block"))))

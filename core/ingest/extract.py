@@ -18,6 +18,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import IngestError, UnsupportedSource
+from core.ingest.plain import plain_inline
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,8 @@ def _markdown(data: bytes, fallback_title: str, _limits: Limits) -> Extracted:
         title = found.group(1) if found else ""
     if not title:
         h1 = _H1.search(text)
-        title = h1.group(1).strip() if h1 else fallback_title
-    return Extracted(title, text)
+        title = plain_inline(h1.group(1)) if h1 else fallback_title
+    return Extracted(title or fallback_title, text)
 
 
 def _text(data: bytes, fallback_title: str, _limits: Limits) -> Extracted:

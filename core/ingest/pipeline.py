@@ -24,8 +24,9 @@ from core.errors import IngestError, IngestStopped
 from core.ingest.chunk import SECTION_SEP, chunk_markdown
 from core.ingest.extract import Limits, extract
 from core.ingest.lock import kb_write_lock
+from core.ingest.plain import plain_text
 from core.ingest.sources import Found, RawDoc, discover, normalise_origin
-from core.kb import LEGACY_EMBED_TEXT, EmbedText, KBMeta
+from core.kb import LEGACY_EMBED_TEXT, MARKDOWN_EMBED_TEXT, EmbedText, KBMeta
 from core.metrics import INGEST_CHUNKS, INGESTS, counted
 from core.store.client import Store
 from core.store.schema import StoredChunk, chunk_uuid
@@ -92,7 +93,13 @@ def doc_id_for(source: str) -> str:
 def embedding_text(title: str, section: str, text: str, how: EmbedText) -> str:
     """What a chunk's vector is computed from, as its KB records (KBMeta.embed_text). The section trail travels
     with the text, so a chunk that says "run it" under "Install Docker" still matches "install Docker"."""
-    parts = (title, section, text) if how == LEGACY_EMBED_TEXT else (section, text)
+    parts: tuple[str, ...]
+    if how == LEGACY_EMBED_TEXT:
+        parts = (title, section, text)
+    elif how == MARKDOWN_EMBED_TEXT:
+        parts = (section, text)
+    else:
+        parts = (section, plain_text(text))
     return "\n".join(part for part in parts if part)
 
 
