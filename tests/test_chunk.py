@@ -25,6 +25,8 @@ def test_sections_are_named_by_the_headings_words_without_their_links_or_anchors
         "5. Managing Packages › See the FAQ",
     ]
     assert pieces[1].text.startswith("## The `debian/rules` file[¶]")  # the passage itself is kept as written
+    anchor_only = chunk_markdown("# Guide\n\n## [¶](#x)\n\n### Run\n\nGo.\n", size=1000, overlap=100)
+    assert [p.section for p in anchor_only] == ["Guide › Run"]
 
 
 def test_heading_directly_under_heading_is_not_a_chunk_of_its_own() -> None:

@@ -45,3 +45,5 @@ def test_each_kb_embeds_chunks_the_way_it_was_built() -> None:
     assert embedding_text("Title", "Setup", text, MARKDOWN_EMBED_TEXT) == f"Setup\n{text}"
     assert embedding_text("Title", "Setup", text, LEGACY_EMBED_TEXT) == f"Title\nSetup\n{text}"
     assert embedding_text("Title", "", text, EMBED_TEXT) == "See the guide for details."
+    # Nothing but a link's target: embedded as written, never as an empty text (OpenAI refuses those).
+    assert embedding_text("Title", "", "<https://x.example/a>", EMBED_TEXT) == "<https://x.example/a>"

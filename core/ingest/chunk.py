@@ -135,7 +135,7 @@ def chunk_markdown(markdown: str, *, size: int, overlap: int, merge_below: int =
             flush(carry=False)
         if level:
             trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, heading)]
-            section = SECTION_SEP.join(t for _, t in trail)
+            section = SECTION_SEP.join(t for _, t in trail if t)  # an anchor-only heading has no words
         parts = (
             [block]
             if len(block.text) <= size

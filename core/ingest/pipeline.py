@@ -99,7 +99,7 @@ def embedding_text(title: str, section: str, text: str, how: EmbedText) -> str:
     elif how == MARKDOWN_EMBED_TEXT:
         parts = (section, text)
     else:
-        parts = (section, plain_text(text))
+        parts = (section, plain_text(text) or text)  # a bare link has no words: embed it as written
     return "\n".join(part for part in parts if part)
 
 
