@@ -5,7 +5,10 @@ from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, MARKDOWN_EMBED_TEXT
 PASSAGE = """## Packages[¶](#packages "Permalink to this heading")
 
 Read the *Debian* [policy manual](https://www.debian.org/doc/debian-policy/ "Policy") and <https://wiki.debian.org>,
-or mail <mailto:debian-user@lists.debian.org>. ![The logo](logo.png)
+or mail <debian-user@lists.debian.org>. ![The logo](logo.png) See [https://x.example](https://x.example),
+~~not~~ issue [#](https://bugs.example/1).
+
+<details><summary>More <b>help</b></summary><!-- a note to editors --></details>
 
 | Package | Popcon | Size |
 |---|---|---|
@@ -23,8 +26,10 @@ apt-get install [foo](bar) **not emphasis**
 def test_plain_text_keeps_the_words_a_reader_sees_and_drops_link_targets_and_marks() -> None:
     assert plain_text(PASSAGE).splitlines() == [
         "Packages",
-        "Read the Debian policy manual and ,",  # an autolink's text is its URL: nothing to read
-        "or mail . The logo",
+        "Read the Debian policy manual and ,",  # a URL written out is not words
+        "or mail debian-user@lists.debian.org. The logo See ,",
+        "not issue #.",  # only a heading's anchor glyph goes
+        "More help",
         "Package Popcon Size",
         "aptitude I:2 4",
         "apt-get install [foo](bar) **not emphasis**",  # code as written

@@ -10,9 +10,18 @@ from collections.abc import Sequence
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-PARSER = MarkdownIt("commonmark").enable("table")
-# Link texts that only anchor a heading (Sphinx "¶", GitHub/MkDocs "#", "§", "🔗"): not words of the heading.
-_ANCHOR_GLYPHS = frozenset({"¶", "#", "§", "🔗", "¶ ", "🔗 "})
+PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+# A heading's permalink (Sphinx "¶", GitHub/MkDocs "#", "§", "🔗", linking to "#id"): not words of the heading.
+_ANCHOR_GLYPHS = frozenset({"¶", "#", "§", "🔗"})
+
+
+def _shown(text: str, href: str) -> bool:
+    """Whether a link's text is words to keep: not a permalink glyph, not its own URL written out (an autolink
+    <https://…> or markdownify's [https://…](https://…)), which is many word pieces of no meaning. An email
+    address is kept: people search for it."""
+    if href.startswith("#") and text.strip() in _ANCHOR_GLYPHS:
+        return False
+    return href.startswith("mailto:") or text not in (href, PARSER.normalizeLinkText(href))
 
 
 def _inline(children: Sequence[Token]) -> str:
@@ -24,8 +33,7 @@ def _inline(children: Sequence[Token]) -> str:
             link, href = [], str(child.attrs.get("href", ""))
         elif child.type == "link_close" and link is not None:
             text = "".join(link)
-            # An anchor glyph or a bare autolink (<https://…>, text = URL) says nothing a reader reads as words.
-            if text.strip() not in _ANCHOR_GLYPHS and text != href and text != href.removeprefix("mailto:"):
+            if _shown(text, href):
                 out.append(text)
             link = None
         else:
@@ -36,7 +44,7 @@ def _inline(children: Sequence[Token]) -> str:
             elif child.type in ("softbreak", "hardbreak"):
                 piece = "\n"
             else:
-                continue  # emphasis marks, inline HTML tags
+                continue  # emphasis and strikethrough marks, inline HTML tags
             (out if link is None else link).append(piece)
     return "".join(out)
 
@@ -54,11 +62,20 @@ def plain_text(markdown: str) -> str:
     for token in PARSER.parse(markdown):
         if token.type == "inline":
             (lines if row is None else row).append(_inline(token.children or []).strip())
-        elif token.type in ("fence", "code_block", "html_block"):
+        elif token.type in ("fence", "code_block"):
             lines.append(token.content.rstrip("\n"))
+        elif token.type == "html_block":
+            lines.append(_html_text(token.content))
         elif token.type == "tr_open":
             row = []
         elif token.type == "tr_close" and row is not None:
             lines.append(" ".join(cell for cell in row if cell))
             row = None
     return "\n".join(line for line in lines if line)
+
+
+def _html_text(html: str) -> str:
+    """An HTML block's text (a <details> summary, a centred paragraph), without its tags and comments."""
+    from bs4 import BeautifulSoup  # here: HTML blocks are rare in Markdown, and bs4 is slow to import
+
+    return BeautifulSoup(html, "html.parser").get_text(" ", strip=True)
