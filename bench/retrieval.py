@@ -95,6 +95,8 @@ KIT_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "kit merge<500": ({"chunk_merge_below": 500}, {}),
     "kit 1000/200": ({"chunk_size": 1000, "chunk_overlap": 200}, {}),
     "kit 800/150": ({"chunk_size": 800, "chunk_overlap": 150}, {}),
+    "kit 1200/150": ({"chunk_size": 1200, "chunk_overlap": 150}, {}),
+    "kit 1500/150": ({"chunk_size": 1500, "chunk_overlap": 150}, {}),
 }
 
 

@@ -250,9 +250,11 @@ def kb_list(as_json: JsonOption = False) -> None:
             json.dumps([{"name": s.name, "documents": s.documents, "chunks": s.chunks, **asdict(s.meta)} for s in kbs])
         )
         return
-    table = Table("KB", "documents", "chunks", "embedder")
+    # "vectors of": how the KB's chunks are embedded (KBMeta.embed_text); an older way stays until `kb reembed`.
+    table = Table("KB", "documents", "chunks", "embedder", "vectors of")
     for s in kbs:
-        table.add_row(s.name, str(s.documents), str(s.chunks), f"{s.meta.embed_model} ({s.meta.embed_dim})")
+        embedder = f"{s.meta.embed_model} ({s.meta.embed_dim})"
+        table.add_row(s.name, str(s.documents), str(s.chunks), embedder, s.meta.embed_text)
     out.print(table if kbs else "no knowledge bases yet; add one with `switchboard ingest PATH`")
 
 
