@@ -76,7 +76,7 @@ KIT_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "kit bm25=all": ({}, {"keyword_fields": ALL_FIELDS}),
     "kit before": (  # the defaults before #17's changes
         {"embed_text": LEGACY_EMBED_TEXT},
-        {"doc_cap": 0, "keyword_fields": ALL_FIELDS, "doc_length_penalty": 0.0},
+        {"doc_cap": 0, "keyword_fields": ALL_FIELDS, "doc_length_penalty": 0.0, "keyword_question_words": True},
     ),
     "kit bm25=text+title": ({}, {"keyword_fields": ("text", "title")}),
     "kit α=.6": ({}, {"alpha": 0.6}),
@@ -84,7 +84,7 @@ KIT_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "kit ranked": ({}, {"fusion": "ranked"}),
     "kit damp=.1": ({}, {"doc_damping": 0.1}),
     "kit damp=.3": ({}, {"doc_damping": 0.3}),
-    "kit qnorm": ({}, {"keyword_question_words": False}),
+    "kit question words": ({}, {"keyword_question_words": True}),  # BM25 also matches "how do I", as before
     "kit damp=-.05": ({}, {"doc_damping": -0.05}),
     "kit damp=-.1": ({}, {"doc_damping": -0.1}),
     "kit damp=-.2": ({}, {"doc_damping": -0.2}),

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     search_doc_length_penalty: float = Field(
         DEFAULT_DOC_LENGTH_PENALTY, ge=0.0, le=1.0, validation_alias="SEARCH_DOC_LENGTH_PENALTY"
     )
+    # Whether BM25 also matches a question's opening ("How do I", "What's"): off, BM25 matches its subject and
+    # the vectors still read the whole question; on, pages that say "how do I" everywhere gain.
+    search_keyword_question_words: bool = Field(False, validation_alias="SEARCH_KEYWORD_QUESTION_WORDS")
     # An optional reranker: any server speaking the common /rerank API (Cohere, Jina, Infinity, vLLM), e.g.
     # https://api.jina.ai/v1 (POST …/rerank). Off when RERANK_BASE_URL is empty; if it fails, the hybrid order
     # stands. It scores RERANK_TOP_N hybrid candidates (at least SEARCH_TOP_K).

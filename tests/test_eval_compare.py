@@ -20,7 +20,7 @@ BASE = EvalRun(kb="docs", k=5, options=SearchOptions(top_k=5, alpha=0.75, keywor
 def test_overrides_space_or_comma_separated() -> None:
     other = BASE.with_overrides(
         "kb=docs_v2, alpha=0.5 k=3,doc_cap=0 keyword_fields=text+title doc_damping=-0.2 "
-        "doc_length_penalty=0 fusion=ranked question_words=off"
+        "doc_length_penalty=0 fusion=ranked question_words=on"
     )
     assert other == EvalRun(
         kb="docs_v2",
@@ -33,12 +33,12 @@ def test_overrides_space_or_comma_separated() -> None:
             doc_damping=-0.2,
             doc_length_penalty=0.0,
             fusion="ranked",
-            keyword_question_words=False,
+            keyword_question_words=True,
         ),
     )
     assert other.describe() == (
         "kb docs_v2, alpha 0.5, k 3, doc_cap 0, doc_damping -0.2, doc_length_penalty 0.0, keyword_fields text+title, "
-        "fusion ranked, question_words off"
+        "fusion ranked, question_words on"
     )
 
 

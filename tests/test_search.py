@@ -151,11 +151,13 @@ def test_search_options_follow_the_settings(settings: Settings) -> None:
             "search_keyword_fields": ("text", "section"),
             "search_doc_damping": -0.3,
             "search_doc_length_penalty": 0.2,
+            "search_keyword_question_words": True,
         }
     )
     options = SearchOptions.from_settings(configured, top_k=7)
     assert (options.top_k, options.alpha, options.doc_cap, options.doc_damping) == (7, settings.search_alpha, 3, -0.3)
-    assert options.doc_length_penalty == 0.2
+    assert options.doc_length_penalty == 0.2 and options.keyword_question_words
+    assert not SearchOptions.from_settings(settings).keyword_question_words  # the default: BM25 skips "how do I"
     assert options.keyword_fields == ("text", "section")
     assert Settings(_env_file=None, SEARCH_KEYWORD_FIELDS="text, title").search_keyword_fields == ("text", "title")
     with pytest.raises(ValidationError, match="SEARCH_KEYWORD_FIELDS"):
@@ -225,9 +227,9 @@ async def test_ranked_fusion_and_keyword_query_reach_weaviate(
     (tmp_path / "kettle.md").write_text("# Kettle\n\nDescale it with citric acid.")
     await ingest(store, embedder, [str(tmp_path)], kb=kb, settings=settings)
     question = "How do I descale?"
-    as_asked = await retrieve(store, embedder, kb, question, SearchOptions(top_k=1, alpha=0.0))
-    assert as_asked[0].title == "Chatter"  # BM25 alone: "how do I" outweighs the subject
-    opening_dropped = SearchOptions(top_k=1, alpha=0.0, keyword_question_words=False)
+    as_asked = SearchOptions(top_k=1, alpha=0.0, keyword_question_words=True)
+    assert (await retrieve(store, embedder, kb, question, as_asked))[0].title == "Chatter"  # "how do I" outweighs
+    opening_dropped = SearchOptions(top_k=1, alpha=0.0)  # the default
     assert (await retrieve(store, embedder, kb, question, opening_dropped))[0].title == "Kettle"
     ranked = await retrieve(store, embedder, kb, "descale", SearchOptions(top_k=2, alpha=0.5, fusion="ranked"))
     assert ranked[0].title == "Kettle"

@@ -47,7 +47,7 @@ class SearchOptions:
     doc_damping: float = DEFAULT_DOC_DAMPING
     # A document's score loses this × ln(its chunk count) (0: length ignored).
     doc_length_penalty: float = DEFAULT_DOC_LENGTH_PENALTY
-    keyword_question_words: bool = True  # False: BM25 skips a question's opening ("how do I")
+    keyword_question_words: bool = False  # True: BM25 also matches a question's opening ("how do I")
     source_prefix: str | None = None
     doc_id: str | None = None
 
@@ -62,6 +62,7 @@ class SearchOptions:
             doc_cap=settings.search_doc_cap,
             doc_damping=settings.search_doc_damping,
             doc_length_penalty=settings.search_doc_length_penalty,
+            keyword_question_words=settings.search_keyword_question_words,
         )
         return dataclasses.replace(configured, **{name: v for name, v in overrides.items() if v is not None})
 
