@@ -39,7 +39,14 @@ def test_plain_text_keeps_the_words_a_reader_sees_and_drops_link_targets_and_mar
 
 
 def test_plain_inline_drops_heading_anchors_of_every_common_generator() -> None:
-    for anchor in ("[¶](#a)", '[¶](#a "Permalink to this headline")', "[#](#a)", "[§](#a)", "[🔗](#a)"):
+    for anchor in (
+        "[¶](#a)",
+        '[¶](#a "Permalink to this headline")',
+        "[#](#a)",
+        "[§](#a)",
+        "[🔗](#a)",
+        "[¶](p.html#a)",
+    ):
         assert plain_inline(f"Install `sb` on **Linux**{anchor}") == "Install sb on Linux"
     assert plain_inline("Plain words") == "Plain words"
 

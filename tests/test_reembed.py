@@ -245,8 +245,9 @@ def test_cli_reembed_then_list_and_a_failing_endpoint(
     assert f"set EMBED_MODEL=fake-embed-1 EMBED_PROVIDER=openai EMBED_BASE_URL={fake.base_url}" in said
     listed = {k["name"]: k for k in json.loads(run(cli_env, "kb", "list", "--json", cwd=tmp_path).stdout)}
     assert (listed[kb]["embed_model"], listed[kb]["embed_dim"], listed[kb]["chunks"]) == ("fake-embed-1", DIM, 5)
-    listing = run(cli_env, "kb", "list", cwd=tmp_path).stdout
-    assert "fake-embed-1 (64)" in listing and EMBED_TEXT in listing
+    wide = {**cli_env, "COLUMNS": "200"}  # other tests' KBs may share the table: no folding
+    assert "fake-embed-1 (64)" in run(wide, "kb", "list", cwd=tmp_path).stdout
+    assert listed[kb]["embed_text"] == EMBED_TEXT
 
     served = {**cli_env, "EMBED_MODEL": "fake-embed-1", "EMBED_PROVIDER": "openai", "EMBED_BASE_URL": fake.base_url}
     found = run(served, "search", "ferries harbour dawn", "--kb", kb, "-k", "1", "--json", cwd=tmp_path)

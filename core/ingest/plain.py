@@ -11,7 +11,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
-# A heading's permalink (Sphinx "¶", GitHub/MkDocs "#", "§", "🔗", linking to "#id"): not words of the heading.
+# A heading's permalink (Sphinx "¶", GitHub/MkDocs "#", "§", "🔗", linking to "…#id"): not words of the heading.
 _ANCHOR_GLYPHS = frozenset({"¶", "#", "§", "🔗"})
 
 
@@ -19,7 +19,7 @@ def _shown(text: str, href: str) -> bool:
     """Whether a link's text is words to keep: not a permalink glyph, not its own URL written out (an autolink
     <https://…> or markdownify's [https://…](https://…)), which is many word pieces of no meaning. An email
     address is kept: people search for it."""
-    if href.startswith("#") and text.strip() in _ANCHOR_GLYPHS:
+    if "#" in href and text.strip() in _ANCHOR_GLYPHS:
         return False
     return href.startswith("mailto:") or text not in (href, PARSER.normalizeLinkText(href))
 

@@ -109,8 +109,8 @@ async def retrieve(
 # Weaviate's English stopwords, so BM25 would favour every passage that says "how do I". Only the opening goes:
 # later words may be the subject ("my" and "do" are Perl keywords).
 _QUESTION_OPENING = re.compile(
-    r"^\s*(?:(?:how|what|why|when|where|which|who)(?:'s)?\s+)"
-    r"(?:(?:do|does|did|can|can't|could|should|would|will|is|are)\s+)?(?:(?:i|we|you|one)\b\s*)?",
+    r"^\s*(?:(?:how|what|why|when|where|which|who)(?:['’]s)?\s+)"  # phones type ’ for '
+    r"(?:(?:do|does|did|can|can['’]t|could|should|would|will|is|are)\s+)?(?:(?:i|we|you|one)\b\s*)?",
     re.IGNORECASE,
 )
 

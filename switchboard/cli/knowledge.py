@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from core.errors import SwitchboardError
 from core.types import heading
@@ -251,7 +251,8 @@ def kb_list(as_json: JsonOption = False) -> None:
         )
         return
     # "vectors of": how the KB's chunks are embedded (KBMeta.embed_text); an older way stays until `kb reembed`.
-    table = Table("KB", "documents", "chunks", "embedder", "vectors of")
+    # Long model names fold rather than being cut at 80 columns (the width when piped).
+    table = Table("KB", "documents", "chunks", Column("embedder", overflow="fold"), Column("vectors of", no_wrap=True))
     for s in kbs:
         embedder = f"{s.meta.embed_model} ({s.meta.embed_dim})"
         table.add_row(s.name, str(s.documents), str(s.chunks), embedder, s.meta.embed_text)
