@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.ingest.plain import PARSER, plain_inline
+from core.ingest.plain import PARSER, inline_words
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SECTION_SEP = " › "
@@ -43,7 +43,7 @@ def _blocks(markdown: str) -> list[tuple[int, str, Block]]:
             continue
         if tok.type == "heading_open":
             # The heading as read ("Install" from "Install[¶](#install)"): it names the section in citations.
-            title = plain_inline(tokens[i + 1].content)
+            title = inline_words(tokens[i + 1])
             out.append((int(tok.tag[1]), title, Block(source, heading=True)))
         else:
             out.append((0, "", Block(source, code=tok.type in ("fence", "code_block"))))

@@ -79,7 +79,7 @@ def _markdown(data: bytes, fallback_title: str, _limits: Limits) -> Extracted:
         title = found.group(1) if found else ""
     if not title:
         h1 = _H1.search(text)
-        title = plain_inline(h1.group(1)) if h1 else fallback_title
+        title = plain_inline(h1.group(1)) if h1 else ""
     return Extracted(title or fallback_title, text)
 
 

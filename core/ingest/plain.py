@@ -49,9 +49,14 @@ def _inline(children: Sequence[Token]) -> str:
     return "".join(out)
 
 
+def inline_words(inline: Token) -> str:
+    """An inline token already parsed (a heading's) as plain text on one line."""
+    return " ".join(_inline(inline.children or []).split())
+
+
 def plain_inline(markdown: str) -> str:
     """One line of Markdown (a heading) as plain text."""
-    return " ".join(_inline(PARSER.parseInline(markdown)[0].children or []).split())
+    return inline_words(PARSER.parseInline(markdown)[0])
 
 
 def plain_text(markdown: str) -> str:
