@@ -165,6 +165,8 @@ def test_search_options_follow_the_settings(settings: Settings) -> None:
     for bad in ("-0.1", "1.5", "lots"):
         with pytest.raises(ValidationError, match="SEARCH_DOC_LENGTH_PENALTY"):
             Settings(_env_file=None, SEARCH_DOC_LENGTH_PENALTY=bad)
+    with pytest.raises(ValidationError, match="SEARCH_KEYWORD_QUESTION_WORDS"):
+        Settings(_env_file=None, SEARCH_KEYWORD_QUESTION_WORDS="maybe")
 
 
 def passage(doc: str, score: float) -> Source:
