@@ -56,7 +56,9 @@ class Source:
     section: str
     snippet: str
     score: float  # hybrid score, normalised per query: good for ranking only
-    relevance: float  # cosine similarity of chunk and query vectors: comparable across queries
+    # Cosine similarity of chunk and query vectors, comparable across queries; None unless the search asked for it
+    # (SearchOptions.relevance: fetching the vectors adds 1-2 ms to a ~15 ms search, and only answers read them).
+    relevance: float | None = None
     doc_id: str
     position: int
     text: str

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from core.config import Settings
 from core.embed import Embedder
 from core.errors import EmptyKB, KBNotFound
-from core.ingest.pipeline import ingest
-from core.kb import KBMeta
+from core.ingest.pipeline import embedding_text, ingest
+from core.kb import EMBED_TEXT, KBMeta
 from core.store.client import Store
 from core.store.search import SearchOptions, by_document, cap_per_document, keyword_query, retrieve
 from core.types import Source
@@ -61,6 +61,18 @@ async def test_results_carry_scores_sections_and_snippets(
     assert results[0].snippet.startswith("# Backups Snapshots")
     scores = [r.score for r in results]
     assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+    # Relevance (the passage's cosine with the query) only when asked for: fetching the vectors costs time.
+    assert {r.relevance for r in results} == {None}
+    scored = await retrieve(
+        store, embedder, kb, "nightly database snapshots", SearchOptions(top_k=5, alpha=0.5, relevance=True)
+    )
+    assert [r.source for r in scored] == [r.source for r in results]
+    best = scored[0]
+    query = embedder.embed_query("nightly database snapshots")
+    [chunk] = embedder.embed_documents([embedding_text(best.title, best.section, best.text, EMBED_TEXT)])
+    cosine = sum(a * b for a, b in zip(query, chunk, strict=True))  # both unit length
+    assert best.relevance == pytest.approx(cosine, abs=1e-3)
+    assert all(r.relevance is not None and r.relevance < scored[0].relevance for r in scored[1:])
 
 
 async def test_source_prefix_and_document_filters(corpus: Path, store: Store, embedder: Embedder, kb: str) -> None:

@@ -467,6 +467,7 @@ class Store:
         keyword_query: str | None = None,  # what BM25 matches, when not the query itself
         source_prefix: str | None = None,
         doc_id: str | None = None,
+        relevance: bool = False,  # fetch the vectors, for Source.relevance
     ) -> list[Source]:
         collection = self._collection(kb)
         filters = []
@@ -485,10 +486,14 @@ class Store:
                 filters=Filter.all_of(filters) if filters else None,
                 return_metadata=MetadataQuery(score=True),
                 return_properties=["text", "title", "section", "doc_id", "source", "origin", "position", "doc_chunks"],
-                include_vector=True,
+                include_vector=relevance,
             )
         )
-        relevances = _cosines(vector, [o.vector["default"] for o in result.objects])  # type: ignore[misc]
+        relevances: Sequence[float | None] = (
+            _cosines(vector, [o.vector["default"] for o in result.objects])  # type: ignore[misc]
+            if relevance
+            else [None] * len(result.objects)
+        )
         return [
             Source(
                 title=str(o.properties["title"]),

@@ -50,6 +50,7 @@ class SearchOptions:
     keyword_question_words: bool = False  # True: BM25 also matches a question's opening ("how do I")
     source_prefix: str | None = None
     doc_id: str | None = None
+    relevance: bool = False  # fetch the passages' vectors to give each its Source.relevance
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
@@ -98,6 +99,7 @@ async def retrieve(
         keyword_query=None if options.keyword_question_words else keyword_query(query),
         source_prefix=options.source_prefix,
         doc_id=options.doc_id,
+        relevance=options.relevance,
     )
     if reranker is not None and found:
         found = await _reranked(reranker, query, found)
