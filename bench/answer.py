@@ -25,7 +25,6 @@ from core.answer.llm import LocalLLM
 from core.answer.prompt import answer_messages
 from core.ingest.pipeline import ingest
 from core.store.local import LocalWeaviate
-from core.store.search import SearchOptions, retrieve
 from core.types import Delta, Done, Message, Sources
 from tests.support.ports import free_port_block
 
@@ -53,7 +52,6 @@ async def run(questions: list[str], max_tokens: int, work: Path) -> dict[str, ob
             await ingest(
                 assistant.store, assistant.embedder, [str(REPO / "examples" / "docs")], kb=KB, settings=settings
             )
-            options = SearchOptions.from_settings(settings)
             kit: list[tuple[float, float, float]] = []  # (retrieval, first token, total)
             for i, question in enumerate(questions):
                 started = time.perf_counter()
@@ -68,8 +66,7 @@ async def run(questions: list[str], max_tokens: int, work: Path) -> dict[str, ob
                         kit.append((retrieved, first, now))
             direct: list[tuple[float, float]] = []  # (first token, total), same prompt as the kit built
             for question in questions:
-                sources = await retrieve(assistant.store, assistant.embedder, KB, question, options)
-                relevant = [s for s in sources if s.relevance >= settings.answer_min_relevance]
+                relevant = await assistant.grounding(KB, question)  # the passages answer() gives the model
                 messages = answer_messages(question, relevant, [], persona=settings.bot_name, system_prompt=None)
                 started = time.perf_counter()
                 first = 0.0

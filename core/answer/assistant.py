@@ -118,10 +118,17 @@ class Assistant:
         except KeyError:
             raise ConfigError(f"unknown bot {bot!r}") from None
 
-    async def search(self, kb: str, query: str, *, top_k: int | None = None) -> list[Source]:
-        """Retrieval as answers use it (the SEARCH_* settings, the reranker if any); `top_k` overrides."""
-        options = SearchOptions.from_settings(self.settings, top_k=top_k)
+    async def search(self, kb: str, query: str, *, top_k: int | None = None, relevance: bool = False) -> list[Source]:
+        """Retrieval as answers use it (the SEARCH_* settings, the reranker if any); `top_k` overrides;
+        `relevance` scores each passage for the grounding threshold."""
+        options = SearchOptions.from_settings(self.settings, top_k=top_k, relevance=relevance)
         return await retrieve(self.store, self.embedder, kb, query, options, self.reranker)
+
+    async def grounding(self, kb: str, query: str) -> list[Source]:
+        """The passages an answer may use: the search's, each at least ANSWER_MIN_RELEVANCE like the question."""
+        found = await self.search(kb, query, relevance=True)
+        threshold = self.settings.answer_min_relevance
+        return [s for s in found if s.relevance is not None and s.relevance >= threshold]
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         """Whether this process can answer, and what each service it answers with says (for /readyz)."""
@@ -259,16 +266,15 @@ class Assistant:
             return
         try:
             with RETRIEVAL.time():
-                found = await self.search(profile.kb, query)
+                relevant = await self.grounding(profile.kb, query)
         except KBNotFound:
             logger.warning("bot %s has no documents in KB %s", profile.name, profile.kb)
-            found = []
+            relevant = []
         except SwitchboardError:
             logger.exception("retrieval failed for bot %s", profile.name)
             yield Failed(reason=STORE_DOWN)
             return
 
-        relevant = [s for s in found if s.relevance >= self.settings.answer_min_relevance]
         citations = to_citations(relevant)
         yield Sources(sources=citations)
         if not relevant:
