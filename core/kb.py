@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, get_args
 
 from core.errors import ConfigError, SwitchboardError
@@ -74,19 +74,22 @@ class KBMeta:
     def loads(cls, text: str | None) -> KBMeta:
         try:
             data = json.loads(text or "")
-            return cls(
+            built = cls(
                 embed_model=str(data["embed_model"]),
                 embed_dim=int(data["embed_dim"]),
                 chunk_size=int(data["chunk_size"]),
                 chunk_overlap=int(data["chunk_overlap"]),
-                embed_text=_embed_text(data.get("embed_text", LEGACY_EMBED_TEXT)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise SwitchboardError("this collection was not created by Switchboard (no KB metadata)") from exc
+        return replace(built, embed_text=_embed_text(data.get("embed_text", LEGACY_EMBED_TEXT)))
 
 
 def _embed_text(value: object) -> EmbedText:
     for known in get_args(EmbedText):
         if value == known:
             return known
-    raise ValueError(f"unknown embed_text {value!r}")
+    # A way of making vectors this version does not know: the KB was built (or reembedded) by a newer one.
+    raise SwitchboardError(
+        f"this knowledge base was built by a newer Switchboard (its vectors are of {value!r}): upgrade to use it"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from weaviate.classes.config import Configure, VectorDistances
 
 from core.config import Settings
 from core.embed import Embedder, create_embedder
-from core.errors import EmbedderMismatch, EmbedError, KBNotFound
+from core.errors import EmbedderMismatch, EmbedError, KBNotFound, SwitchboardError
 from core.ingest.pipeline import Progress, doc_id_for, ingest
 from core.ingest.reembed import reembed
 from core.kb import EMBED_TEXT, LEGACY_EMBED_TEXT, MARKDOWN_EMBED_TEXT, KBMeta, collection_name
@@ -305,3 +306,20 @@ async def test_a_kb_keeps_the_way_its_vectors_were_made_until_a_reembed_moves_it
     await ingest(store, recording, [str(tmp_path)], kb=kb, settings=settings)
     assert recording.texts == ["Mug\nHolds tea."]
     await store.delete_kb(kb)
+
+
+@pytest.mark.parametrize(
+    ("description", "said"),
+    [
+        (
+            '{"embed_model": "m", "embed_dim": 3, "chunk_size": 1000, "chunk_overlap": 150, "embed_text": "tokens v9"}',
+            "built by a newer Switchboard (its vectors are of 'tokens v9'): upgrade to use it",
+        ),
+        ('{"embed_model": "m"}', "not created by Switchboard"),
+        ("a collection someone else made", "not created by Switchboard"),
+        (None, "not created by Switchboard"),
+    ],
+)
+def test_kb_metadata_it_cannot_read_says_why(description: str | None, said: str) -> None:
+    with pytest.raises(SwitchboardError, match=re.escape(said)):
+        KBMeta.loads(description)
