@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
 from core.errors import ConfigError, SwitchboardError
@@ -74,15 +74,16 @@ class KBMeta:
     def loads(cls, text: str | None) -> KBMeta:
         try:
             data = json.loads(text or "")
-            built = cls(
+            return cls(
                 embed_model=str(data["embed_model"]),
                 embed_dim=int(data["embed_dim"]),
                 chunk_size=int(data["chunk_size"]),
                 chunk_overlap=int(data["chunk_overlap"]),
+                # its SwitchboardError (a newer KB) is not one of the errors caught below
+                embed_text=_embed_text(data.get("embed_text", LEGACY_EMBED_TEXT)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise SwitchboardError("this collection was not created by Switchboard (no KB metadata)") from exc
-        return replace(built, embed_text=_embed_text(data.get("embed_text", LEGACY_EMBED_TEXT)))
 
 
 def _embed_text(value: object) -> EmbedText:
