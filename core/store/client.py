@@ -502,13 +502,13 @@ class Store:
                 section=str(o.properties["section"]),
                 snippet=_snippet(str(o.properties["text"])),
                 score=float(o.metadata.score or 0.0),
-                relevance=relevance,
+                relevance=cosine,
                 doc_id=str(o.properties["doc_id"]),
                 position=int(o.properties["position"]),
                 text=str(o.properties["text"]),
                 doc_chunks=_count(o.properties.get("doc_chunks")) or 1,
             )
-            for o, relevance in zip(result.objects, relevances, strict=True)
+            for o, cosine in zip(result.objects, relevances, strict=True)
         ]
 
     async def require_chunks(self, kb: str) -> None:
