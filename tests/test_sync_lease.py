@@ -114,12 +114,15 @@ async def test_a_sync_that_loses_its_lease_stops_at_the_next_batch_and_says_why(
     source = await add(registry, kb, folder(tmp_path / "docs", 20))
     leases = create_leases(state.settings, state.redis)
     name = lease_name(source.id)
-    held = await Lease.take(leases, name, "slow replica", seconds=0.6)  # renewed every 0.2 s
+    # Renewed every second: often enough to see the takeover below within the wait, and long enough that a loaded
+    # machine's stalled event loop cannot let it expire on its own first (0.6 s once did, so nothing was written).
+    held = await Lease.take(leases, name, "slow replica", seconds=3)
     assert held is not None
     gated = Gated(embedder)
     small = settings.model_copy(update={"embed_batch_size": 4})  # stored 8 chunks (8 one-chunk pages) at a time
     syncing = asyncio.create_task(sync_source(registry, store, gated, source, settings=small, lease=held))
     await asyncio.to_thread(gated.started.wait, 30)
+    assert not held.lost.is_set()  # lost below by the takeover, not before
     # Another replica takes the lease over (as if this one had stalled past its expiry).
     await leases.release(name, "slow replica")
     assert await leases.take(name, "other replica", 60)
